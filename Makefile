@@ -1,0 +1,54 @@
+# opsh — wraps CMake. `make demo` and `make test` work on a fresh Debian 12 machine.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+OPSH        = $(BUILD)/opsh
+PREFIX     ?= /usr/local
+
+.PHONY: all deps build demo test test-fast asan test-asan bench install clean
+
+all: build
+
+deps:
+	@bash deploy/deps.sh
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: deps build
+	$(OPSH) run hello
+
+# The whole suite: C units and CLI tests under ctest, the busted specs inside opsh,
+# then all of it again built with AddressSanitizer + UBSan.
+test: deps build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	cd tests && ../$(OPSH) test .
+	$(MAKE) test-asan
+
+test-fast: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	cd tests && ../$(OPSH) test .
+
+$(ASAN_BUILD)/Makefile:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOPSH_SANITIZE=ON >/dev/null
+
+asan: $(ASAN_BUILD)/Makefile
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test-asan: asan
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	cd tests && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ../$(ASAN_BUILD)/opsh test .
+
+bench: build
+	bash bench/run.sh $(OPSH)
+
+install: build
+	install -D -m 0755 $(OPSH) $(DESTDIR)$(PREFIX)/bin/opsh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,44 @@
+/*
+** main.c — the opsh binary: make the runtime, hand argv to the Lua CLI (lua/opsh/cli.lua)
+** as the first task, exit with the code it returns.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include "opsh.h"
+
+int main(int argc, char **argv) {
+  lua_State *L = opsh_runtime_new();
+  if (!L) {
+    fprintf(stderr, "opsh: cannot create the Lua state: out of memory\n");
+    return 1;
+  }
+  lua_createtable(L, argc, 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setglobal(L, "arg");
+  int code;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "opsh.cli");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    fprintf(stderr, "opsh: internal error loading the CLI: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  lua_getfield(L, -1, "main");
+  lua_getglobal(L, "arg");
+  int status = opsh_runtime_run(L, 1);
+  if (status == OPSH_TASK_DONE) {
+    code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
+  } else if (opsh_error_is(L, -2, "interrupted")) {
+    fprintf(stderr, "opsh: interrupted\n");
+    code = 130;
+  } else {
+    /* the CLI reports every expected failure itself: this is a bug in opsh */
+    fprintf(stderr, "opsh: internal error: %s\n", lua_tostring(L, -1));
+    code = 1;
+  }
+  fflush(stdout);
+  opsh_runtime_close(L);
+  return code;
+}

@@ -1,0 +1,510 @@
+-- opsh.cli: the command line. Parses global flags, dispatches commands, runs procedures as
+-- tasks and turns their outcome into one line and an exit code:
+--   0 ok · 1 the procedure failed · 2 usage error · 3 ran and found problems · 130 interrupted
+local core = require("opsh.core")
+local runtime = require("opsh.runtime")
+local script = require("opsh.script")
+
+local M = {}
+
+M.EXIT = {ok = 0, failed = 1, usage = 2, problems = 3, interrupted = 130}
+
+local global_flags = {
+  ["--env"] = "env", ["--output"] = "output", ["-o"] = "output", ["--log-format"] = "log_format",
+}
+local global_switches = {
+  ["--dry-run"] = "dry_run", ["--yes"] = "yes", ["-y"] = "yes", ["--verbose"] = "verbose",
+  ["-v"] = "verbose", ["--quiet"] = "quiet", ["-q"] = "quiet", ["--no-color"] = "no_color",
+  ["--help"] = "help", ["-h"] = "help",
+}
+local commands = {"run", "list", "help", "repl", "test", "version", "env", "scripts", "twin"}
+local output_formats = {table = true, json = true, yaml = true, tsv = true}
+
+local function usage(message) error(core.error("usage", message), 0) end
+
+--- Split argv into global options and the rest (command words and script arguments).
+function M.parse(argv)
+  local opts, rest = {}, {}
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    local flag, value = a:match("^(%-%-?[%w-]+)=(.*)$")
+    flag = flag or a
+    if a == "--" then
+      for j = i + 1, #argv do rest[#rest + 1] = argv[j] end
+      break
+    elseif global_flags[flag] then
+      if value == nil then
+        i = i + 1
+        value = argv[i]
+        if value == nil then usage(string.format("%s needs a value", flag)) end
+      end
+      opts[global_flags[flag]] = value
+    elseif global_switches[a] then
+      opts[global_switches[a]] = true
+    elseif a == "-e" and #rest == 0 then
+      local chunk = argv[i + 1]
+      if not chunk then usage("-e needs a Lua chunk") end
+      opts.chunks = opts.chunks or {}
+      opts.chunks[#opts.chunks + 1] = chunk
+      i = i + 1
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  if opts.output and not output_formats[opts.output] then
+    usage(string.format("unknown output format '%s' (use table, json, yaml or tsv)", opts.output))
+  end
+  if opts.log_format and opts.log_format ~= "human" and opts.log_format ~= "json" then
+    usage(string.format("unknown log format '%s' (use human or json)", opts.log_format))
+  end
+  return opts, rest
+end
+
+--- Script arguments: --name=value, --name value, --flag, --no-flag -> {name = raw}
+function M.script_args(words, decl, script_name)
+  local raw = {}
+  local i = 1
+  while i <= #words do
+    local w = words[i]
+    local name, value = w:match("^%-%-([%w_-]+)=(.*)$")
+    if not name then name = w:match("^%-%-([%w_-]+)$") end
+    if not name then
+      usage(string.format("%s: unexpected argument '%s' (arguments are --name=value; see 'opsh help %s')",
+        script_name, w, script_name))
+    end
+    if value == nil then
+      local spec = decl.args[name]
+      local negated = name:match("^no%-(.+)$")
+      if spec and spec.type == "boolean" then
+        value = "true"
+      elseif not spec and negated and decl.args[negated] and decl.args[negated].type == "boolean" then
+        name, value = negated, "false"
+      else
+        i = i + 1
+        value = words[i]
+        if value == nil then usage(string.format("%s: --%s needs a value", script_name, name)) end
+      end
+    end
+    raw[name] = value
+    i = i + 1
+  end
+  return raw
+end
+
+local function stderr(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") end
+
+--- One line for an error; the traceback only when asked for or when it is a bug.
+local function report(err, traceback, opts, prefix)
+  local structured = core.is_error(err)
+  local line = structured and tostring(err) or tostring(err)
+  stderr("opsh: %s%s", prefix or "", line)
+  if opts.verbose or not structured then
+    if traceback then stderr("%s", traceback) end
+  end
+end
+
+local function exit_code_for(err)
+  if core.is_error(err, "usage") then return M.EXIT.usage end
+  if core.is_error(err, "interrupted") then return M.EXIT.interrupted end
+  return M.EXIT.failed
+end
+
+--- Run fn(...) in a foreground task (what Ctrl-C cancels) -> ok, results... | false, err, tb
+function M.run_task(fn, ...)
+  local task = core.spawn(fn, ...)
+  core.foreground(task)
+  pcall(task.wait, task)
+  core.foreground(nil)
+  return task:result()
+end
+
+local function apply_globals(opts)
+  if opts.env then require("opsh.env").select(opts.env) end
+  local log = require("opsh.log")
+  log.configure({format = opts.log_format, verbose = opts.verbose, quiet = opts.quiet,
+    color = not opts.no_color and os.getenv("NO_COLOR") == nil and runtime.isatty(2)})
+end
+
+--- The context a procedure gets: env (lazy), flags, output, logging, confirmation, problems.
+function M.context(opts, name, decl)
+  local out = require("opsh.out")
+  local ctx = {
+    name = name, dry_run = opts.dry_run or false, yes = opts.yes or false,
+    verbose = opts.verbose or false, quiet = opts.quiet or false,
+    output = opts.output or "table", log = require("opsh.log"), problems = {},
+    flags = {},
+  }
+  for _, f in ipairs(decl and decl.flags or {}) do ctx.flags[f] = true end
+  setmetatable(ctx, {__index = function(t, k)
+    if k == "env" then
+      local e = require("opsh.env").current()
+      rawset(t, "env", e)
+      return e
+    end
+  end})
+  --- ctx.out(records, opts): print records in the chosen --output format.
+  function ctx.out(records, o)
+    o = o or {}
+    o.format = o.format or ctx.output
+    o.color = not opts.no_color and os.getenv("NO_COLOR") == nil and runtime.isatty(1)
+    io.stdout:write(out.render(records, o))
+  end
+  --- ctx.section(title): a heading between parts of a report (table output only).
+  function ctx.section(title)
+    if ctx.output == "table" and not ctx.quiet then io.stdout:write("\n== ", title, " ==\n") end
+  end
+  --- ctx.problem(message): the procedure found something wrong; exit status 3 at the end.
+  function ctx.problem(message)
+    ctx.problems[#ctx.problems + 1] = message
+    ctx.log.warn(message)
+  end
+  --- ctx.confirm(question) -> true, or raises: --yes answers yes; no TTY means no.
+  function ctx.confirm(question)
+    if ctx.yes then return true end
+    if not runtime.isatty(0) then
+      usage(question .. ": refusing without confirmation (no terminal); pass --yes")
+    end
+    io.stderr:write(question, " [y/N] ")
+    io.stderr:flush()
+    local answer = io.stdin:read("l")
+    if answer and answer:lower():match("^y") then return true end
+    error(core.error("aborted", "not confirmed: " .. question), 0)
+  end
+  return ctx
+end
+
+--- opsh run <name|path> [--arg=value ...]
+function M.cmd_run(opts, words)
+  local ref = table.remove(words, 1)
+  if not ref then usage("run needs a script name (see 'opsh list')") end
+  local decl, name, origin = script.load(ref)
+  if not decl then
+    local names = {}
+    for n in pairs(script.all()) do names[#names + 1] = n end
+    local nearest = script.nearest(ref, names)
+    usage(string.format("unknown script '%s'%s", ref,
+      nearest and string.format("; did you mean '%s'?", nearest) or " (see 'opsh list')"))
+  end
+  if opts.help then return M.cmd_help(opts, {ref}) end
+  local args = script.parse_args(decl, M.script_args(words, decl, name), name)
+  local ctx = M.context(opts, name, decl)
+  if ctx.flags.destructive and not ctx.dry_run then
+    ctx.confirm(string.format("%s is destructive; run it against '%s'?", name,
+      require("opsh.env").selected_name() or "(no environment)"))
+  end
+  local res = table.pack(M.run_task(decl.run, ctx, args))
+  if not res[1] then
+    report(res[2], res[3], opts, name .. ": ")
+    return exit_code_for(res[2])
+  end
+  if #ctx.problems > 0 then
+    if not opts.quiet then stderr("opsh: %s: %d problem(s) found", name, #ctx.problems) end
+    return M.EXIT.problems
+  end
+  return M.EXIT.ok
+end
+
+local function categories_of(names)
+  local by_cat = {}
+  for name in pairs(names) do
+    local ok, decl = pcall(script.load, name)
+    local cats = ok and decl and decl.categories or {"(broken)"}
+    local desc = ok and decl and decl.description:match("^[^\n]*") or tostring(decl)
+    for _, c in ipairs(cats) do
+      by_cat[c] = by_cat[c] or {}
+      table.insert(by_cat[c], {name = name, description = desc, origin = names[name]})
+    end
+  end
+  return by_cat
+end
+
+--- opsh list: scripts grouped by category with their one-line description.
+function M.cmd_list(opts)
+  local by_cat = categories_of(script.all())
+  local cats = {}
+  for c in pairs(by_cat) do cats[#cats + 1] = c end
+  table.sort(cats)
+  if opts.output and opts.output ~= "table" then
+    local rows = {}
+    for _, c in ipairs(cats) do
+      for _, s in ipairs(by_cat[c]) do
+        rows[#rows + 1] = {category = c, name = s.name, description = s.description, origin = s.origin}
+      end
+    end
+    table.sort(rows, function(a, b) return a.category .. a.name < b.category .. b.name end)
+    io.stdout:write(require("opsh.out").render(rows, {format = opts.output,
+      columns = {"category", "name", "description", "origin"}}))
+    return M.EXIT.ok
+  end
+  for _, c in ipairs(cats) do
+    io.stdout:write(c, ":\n")
+    table.sort(by_cat[c], function(a, b) return a.name < b.name end)
+    local width = 0
+    for _, s in ipairs(by_cat[c]) do width = math.max(width, #s.name) end
+    for _, s in ipairs(by_cat[c]) do
+      local mark = s.origin ~= "bundled" and "  (local)" or ""
+      io.stdout:write(string.format("  %-" .. width .. "s  %s%s\n", s.name, s.description, mark))
+    end
+  end
+  return M.EXIT.ok
+end
+
+local general_help = [[
+usage: opsh [flags] <command> [args]
+
+commands:
+  run <script|path> [--arg=value ...]  run a procedure
+  list                                 list procedures by category
+  help [script]                        this text, or a procedure's arguments
+  repl                                 interactive Lua with opsh loaded (default on a terminal)
+  test [paths]                         run the busted specs inside opsh
+  env list | env show [NAME]           environments
+  scripts export [DIR]                 write the bundled scripts out for editing
+  twin up|status|down|reset|env        the local twin of the platform
+  version                              versions of opsh and its libraries
+  <file.lua> [args]                    run a Lua file;  -e 'lua'  run a chunk
+
+flags:
+  --env NAME        environment (or OPSH_ENV)      -o, --output table|json|yaml|tsv
+  --dry-run         print mutations, send nothing  --yes, -y   confirm destructive steps
+  -v, --verbose     tracebacks and debug logs      -q, --quiet  warnings and errors only
+  --no-color        (also NO_COLOR)                --log-format human|json
+
+exit status: 0 ok, 1 failed, 2 usage error, 3 problems found, 130 interrupted
+]]
+
+--- opsh help [script]
+function M.cmd_help(opts, words)
+  local ref = words[1]
+  if not ref then
+    io.stdout:write(general_help)
+    return M.EXIT.ok
+  end
+  local decl, name, origin = script.load(ref)
+  if not decl then
+    local names = {}
+    for n in pairs(script.all()) do names[#names + 1] = n end
+    for _, c in ipairs(commands) do names[#names + 1] = c end
+    local nearest = script.nearest(ref, names)
+    usage(string.format("unknown script '%s'%s", ref,
+      nearest and string.format("; did you mean '%s'?", nearest) or " (see 'opsh list')"))
+  end
+  local w = io.stdout
+  w:write(name, " — ", decl.description:match("^[^\n]*"), "\n")
+  local rest = decl.description:match("^[^\n]*\n(.*)$")
+  if rest and rest:match("%S") then w:write("\n", rest:gsub("%s+$", ""), "\n") end
+  local argnames = {}
+  for a in pairs(decl.args) do argnames[#argnames + 1] = a end
+  table.sort(argnames)
+  local synopsis = {"opsh run " .. name}
+  for _, a in ipairs(argnames) do
+    local s = decl.args[a]
+    local part = string.format("--%s=<%s>", a, s.type)
+    synopsis[#synopsis + 1] = s.required and part or ("[" .. part .. "]")
+  end
+  w:write("\nusage: ", table.concat(synopsis, " "), "\n")
+  if #argnames > 0 then
+    w:write("\narguments:\n")
+    local width = 0
+    for _, a in ipairs(argnames) do width = math.max(width, #a + #decl.args[a].type + 5) end
+    for _, a in ipairs(argnames) do
+      local s = decl.args[a]
+      local extra = {}
+      if s.required then extra[#extra + 1] = "required" end
+      if s.default ~= nil then
+        local d = s.default
+        if type(d) == "table" then d = table.concat(d, ",") end
+        extra[#extra + 1] = "default " .. tostring(d)
+      end
+      if s.choices then extra[#extra + 1] = "one of " .. table.concat(s.choices, ", ") end
+      w:write(string.format("  %-" .. width .. "s %s%s\n", "--" .. a .. " <" .. s.type .. ">", s.help,
+        #extra > 0 and (" (" .. table.concat(extra, "; ") .. ")") or ""))
+    end
+  end
+  w:write("\ncategories: ", table.concat(decl.categories, ", "), "\n")
+  if #decl.flags > 0 then w:write("flags: ", table.concat(decl.flags, ", "), "\n") end
+  if decl.examples then
+    w:write("\nexamples:\n")
+    for _, ex in ipairs(decl.examples) do w:write("  ", ex, "\n") end
+  end
+  w:write("source: ", origin, "\n")
+  return M.EXIT.ok
+end
+
+function M.cmd_version(opts)
+  local rows = {{component = "opsh", version = runtime.version},
+    {component = "lua", version = runtime.lua_version},
+    {component = "libuv", version = runtime.libuv_version}}
+  local ok, extra = pcall(require, "opsh.versions")
+  if ok then for _, r in ipairs(extra.list()) do rows[#rows + 1] = r end end
+  if opts.output then
+    io.stdout:write(require("opsh.out").render(rows, {format = opts.output, columns = {"component", "version"}}))
+  else
+    for _, r in ipairs(rows) do io.stdout:write(string.format("%-12s %s\n", r.component, r.version)) end
+  end
+  return M.EXIT.ok
+end
+
+--- opsh env list | env show [NAME]
+function M.cmd_env(opts, words)
+  local envmod = require("opsh.env")
+  local sub = words[1] or "show"
+  if sub == "list" then
+    local rows = {}
+    for n, origin in pairs(envmod.list()) do
+      local ok, e = pcall(envmod.load, n)
+      rows[#rows + 1] = {name = n, description = ok and e.description or ("invalid: " .. tostring(e)),
+        origin = origin}
+    end
+    table.sort(rows, function(a, b) return a.name < b.name end)
+    io.stdout:write(require("opsh.out").render(rows, {format = opts.output or "table",
+      columns = {"name", "description", "origin"}}))
+    return M.EXIT.ok
+  elseif sub == "show" then
+    if words[2] then envmod.select(words[2]) end
+    local e = envmod.current()
+    io.stdout:write(require("opsh.out").render(e, {format = opts.output == "json" and "json" or "yaml"}))
+    return M.EXIT.ok
+  end
+  usage(string.format("unknown env command '%s' (use list or show)", sub))
+end
+
+--- opsh scripts export [DIR]: write the bundled scripts to DIR/scripts (default ~/.config/opsh)
+function M.cmd_scripts(opts, words)
+  if words[1] ~= "export" then usage("usage: opsh scripts export [DIR]") end
+  local roots = runtime.roots()
+  local dir = words[2] or roots[#roots]
+  if not dir then usage("no DIR given and HOME is not set") end
+  local target = dir .. "/scripts"
+  local fs = require("opsh.fs")
+  fs.mkdir(target, {parents = true})
+  local written, kept = 0, 0
+  for _, name in ipairs(runtime.embedded("script:")) do
+    local path = target .. "/" .. name .. ".lua"
+    if fs.stat(path) then
+      kept = kept + 1
+      stderr("opsh: kept %s (already there; an edited copy is never overwritten)", path)
+    else
+      local src = runtime.embedded_source("script:" .. name)
+      fs.write(path, src)
+      written = written + 1
+    end
+  end
+  io.stdout:write(string.format("exported %d script(s) to %s (%d kept)%s\n", written, target, kept,
+    dir ~= roots[#roots] and ("; add " .. dir .. " to OPSH_PATH so they take effect") or ""))
+  return M.EXIT.ok
+end
+
+--- opsh test [paths]: busted inside this binary, so specs use the scheduler and opsh modules.
+function M.cmd_test(opts, words)
+  local argv = {[0] = "opsh test"}
+  local paths = {}
+  for _, w in ipairs(words) do
+    if w:sub(1, 1) == "-" then argv[#argv + 1] = w else paths[#paths + 1] = w end
+  end
+  if opts.verbose then argv[#argv + 1] = "--verbose" end
+  argv[#argv + 1] = "--output=opsh.testing"
+  argv[#argv + 1] = "--pattern=_spec"
+  if #paths == 0 then paths = {"tests"} end
+  for _, p in ipairs(paths) do argv[#argv + 1] = p end
+  _G.arg = argv
+  require("busted.runner")({standalone = false, output = "opsh.testing"})
+  return M.EXIT.ok
+end
+
+local function run_chunk(chunk, chunkname, args, opts)
+  local res = table.pack(M.run_task(chunk, table.unpack(args, 1, args.n or #args)))
+  if not res[1] then
+    report(res[2], res[3], opts, chunkname and (chunkname .. ": ") or "")
+    return exit_code_for(res[2])
+  end
+  return M.EXIT.ok
+end
+
+--- opsh file.lua [args]: a plain chunk, or a declared script when it returns one.
+function M.cmd_file(opts, path, words)
+  local f = io.open(path, "r")
+  if not f then usage(string.format("cannot open %s", path)) end
+  f:close()
+  local chunk, err = loadfile(path, "t")
+  if not chunk then usage(err) end
+  _G.arg = {[0] = path, table.unpack(words)}
+  local result
+  local res = table.pack(M.run_task(function(...)
+    result = chunk(...)
+  end, table.unpack(words)))
+  if not res[1] then
+    report(res[2], res[3], opts)
+    return exit_code_for(res[2])
+  end
+  if type(result) == "table" and type(result.run) == "function" then
+    table.insert(words, 1, path)
+    return M.cmd_run(opts, words)
+  end
+  return M.EXIT.ok
+end
+
+local function dispatch(argv)
+  local opts, rest = M.parse(argv)
+  apply_globals(opts)
+  if opts.chunks then
+    for i, src in ipairs(opts.chunks) do
+      local chunk, err = load(src, "=(command line)", "t")
+      if not chunk then usage(err) end
+      local code = run_chunk(chunk, nil, {n = #rest, table.unpack(rest)}, opts)
+      if code ~= 0 then return code end
+    end
+    return M.EXIT.ok
+  end
+  local cmd = table.remove(rest, 1)
+  if cmd == nil then
+    if opts.help then return M.cmd_help(opts, {}) end
+    if runtime.isatty(0) and runtime.isatty(1) then return require("opsh.repl").run(opts) end
+    usage("no command given (see 'opsh help')")
+  end
+  if cmd == "run" then return M.cmd_run(opts, rest)
+  elseif cmd == "list" then return M.cmd_list(opts)
+  elseif cmd == "help" then return M.cmd_help(opts, rest)
+  elseif cmd == "version" then return M.cmd_version(opts)
+  elseif cmd == "env" then return M.cmd_env(opts, rest)
+  elseif cmd == "scripts" then return M.cmd_scripts(opts, rest)
+  elseif cmd == "test" then return M.cmd_test(opts, rest)
+  elseif cmd == "repl" then return require("opsh.repl").run(opts)
+  elseif cmd == "twin" then return require("opsh.twin.cli").main(opts, rest)
+  elseif cmd:match("%.lua$") or cmd:find("/") then return M.cmd_file(opts, cmd, rest)
+  end
+  if cmd:sub(1, 1) == "-" then
+    local flags = {}
+    for f in pairs(global_flags) do flags[#flags + 1] = f end
+    for f in pairs(global_switches) do flags[#flags + 1] = f end
+    local nearest = script.nearest(cmd, flags)
+    usage(string.format("unknown flag '%s'%s", cmd,
+      nearest and string.format("; did you mean '%s'?", nearest) or " (see 'opsh help')"))
+  end
+  local candidates = {}
+  for _, c in ipairs(commands) do candidates[#candidates + 1] = c end
+  for n in pairs(script.all()) do candidates[#candidates + 1] = n end
+  local nearest = script.nearest(cmd, candidates)
+  usage(string.format("unknown command '%s'%s", cmd,
+    nearest and string.format("; did you mean '%s'?", nearest) or " (see 'opsh help')"))
+end
+
+--- Entry point from main.c: argv (with [0]) -> exit code.
+function M.main(argv)
+  local words = {}
+  for i = 1, #argv do words[i] = argv[i] end
+  local ok, code = pcall(dispatch, words)
+  if ok then return code or M.EXIT.ok end
+  local err = code
+  if core.is_error(err) then
+    stderr("opsh: %s", tostring(err))
+    return exit_code_for(err)
+  end
+  stderr("opsh: internal error: %s", tostring(err))
+  stderr("%s", debug.traceback())
+  return M.EXIT.failed
+end
+
+return M

@@ -1,0 +1,158 @@
+-- opsh.env: environments — which resource group, cluster, server... a procedure acts on.
+-- An environment is a Lua file returning a table, looked up in each root's environments/
+-- ($OPSH_PATH, ~/.config/opsh), then among the bundled ones; --env or OPSH_ENV selects it.
+local runtime = require("opsh.runtime")
+local core = require("opsh.core")
+
+local M = {}
+
+local function fail(kind, message) error(core.error(kind, message), 0) end
+
+-- field -> type, or a nested schema; `required` lists the dotted paths that must be set.
+local schema = {
+  name = "string", description = "string", subscription = "string", tenant = "string",
+  resource_group = "string", location = "string", namespace = "string",
+  deployments = "list",
+  aks = {cluster = "string", resource_group = "string", node_pool = "string", kubeconfig = "string",
+    context = "string"},
+  postgres = {server = "string", resource_group = "string", database = "string", admin_user = "string",
+    replica = "string", host = "string", port = "number", sslmode = "string", sslrootcert = "string",
+    password_secret = "string"},
+  redis = {name = "string", resource_group = "string", host = "string", port = "number", tls = "boolean",
+    ca = "string", key_secret = "string"},
+  keyvault = {name = "string", url = "string"},
+  appinsights = {app = "string", resource_group = "string"},
+  acr = {name = "string", login_server = "string"},
+  storage = {account = "string", resource_group = "string", endpoint = "string", backup_container = "string"},
+  secondary = "string",
+  endpoints = {arm = "string", keyvault = "string", query = "string", kubernetes = "string",
+    token = "string", ca = "string"},
+  twin = "table",
+}
+local required = {"name", "resource_group", "namespace", "aks.cluster", "postgres.server"}
+
+local function check(tbl, sch, prefix, where)
+  for k, v in pairs(tbl) do
+    local want = sch[k]
+    local path = prefix .. tostring(k)
+    if want == nil then
+      fail("config", string.format("%s: unknown field '%s'", where, path))
+    elseif type(want) == "table" then
+      if type(v) ~= "table" then fail("config", string.format("%s: '%s' must be a table", where, path)) end
+      check(v, want, path .. ".", where)
+    elseif want == "list" then
+      if type(v) ~= "table" then fail("config", string.format("%s: '%s' must be a list", where, path)) end
+      for i, item in ipairs(v) do
+        if type(item) ~= "string" then
+          fail("config", string.format("%s: '%s[%d]' must be a string", where, path, i))
+        end
+      end
+    elseif type(v) ~= want then
+      fail("config", string.format("%s: '%s' must be a %s, not a %s", where, path, want, type(v)))
+    end
+  end
+end
+
+--- Validate an environment table; raises {kind="config"} naming the file and field.
+function M.validate(envt, where)
+  if type(envt) ~= "table" then fail("config", where .. ": must return a table") end
+  check(envt, schema, "", where)
+  for _, path in ipairs(required) do
+    local v = envt
+    for part in path:gmatch("[^.]+") do v = type(v) == "table" and v[part] or nil end
+    if v == nil then fail("config", string.format("%s: '%s' is required", where, path)) end
+  end
+  -- defaults that follow from the top level
+  for _, section in ipairs({"aks", "postgres", "redis", "appinsights", "storage"}) do
+    if envt[section] and envt[section].resource_group == nil then
+      envt[section].resource_group = envt.resource_group
+    end
+  end
+  return envt
+end
+
+local function file_exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() return true end
+end
+
+--- Names of every environment: {name = origin}
+function M.list()
+  local names = {}
+  for _, n in ipairs(runtime.embedded("env:")) do names[n] = "bundled" end
+  for _, root in ipairs(runtime.roots()) do
+    local p = io.popen('ls -1 "' .. root:gsub('"', '\\"') .. '/environments" 2>/dev/null')
+    if p then
+      for f in p:lines() do
+        local n = f:match("^(.-)%.lua$")
+        if n and (names[n] == nil or names[n] == "bundled") then names[n] = root .. "/environments/" .. f end
+      end
+      p:close()
+    end
+  end
+  return names
+end
+
+--- Load environment `name` -> table (validated), origin.
+function M.load(name)
+  if type(name) ~= "string" or not name:match("^[%w_.-]+$") then
+    fail("usage", string.format("invalid environment name '%s'", tostring(name)))
+  end
+  local chunk, err, origin
+  for _, root in ipairs(runtime.roots()) do
+    local path = root .. "/environments/" .. name .. ".lua"
+    if file_exists(path) then
+      chunk, err = loadfile(path, "t")
+      origin = path
+      break
+    end
+  end
+  if not origin then
+    chunk, err = runtime.load_embedded("env:" .. name)
+    origin = "bundled environment '" .. name .. "'"
+  end
+  if not chunk and not err then
+    local names = {}
+    for n in pairs(M.list()) do names[#names + 1] = n end
+    table.sort(names)
+    local nearest = require("opsh.script").nearest(name, names)
+    fail("usage", string.format("unknown environment '%s'%s (known: %s)", name,
+      nearest and ("; did you mean '" .. nearest .. "'?") or "", table.concat(names, ", ")))
+  end
+  if not chunk then fail("config", err) end
+  local ok, envt = pcall(chunk)
+  if not ok then
+    if core.is_error(envt) then error(envt, 0) end
+    fail("config", origin .. ": " .. tostring(envt))
+  end
+  envt = M.validate(envt, origin)
+  envt.name = envt.name or name
+  return envt, origin
+end
+
+local selected, cache
+
+--- Select the environment by name (nil: OPSH_ENV).
+function M.select(name)
+  selected, cache = name, nil
+end
+
+--- The selected environment; raises a usage error when none is selected.
+function M.current()
+  if cache then return cache end
+  local name = selected or os.getenv("OPSH_ENV")
+  if not name or name == "" then
+    fail("usage", "no environment selected: pass --env NAME or set OPSH_ENV (see 'opsh env list')")
+  end
+  cache = M.load(name)
+  return cache
+end
+
+--- The selected environment's name, or nil.
+function M.selected_name()
+  local name = selected or os.getenv("OPSH_ENV")
+  if name == "" then return nil end
+  return name
+end
+
+return M

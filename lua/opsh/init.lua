@@ -1,0 +1,168 @@
+-- opsh: the public Lua API. Tasks, synchronisation, errors and secrets come from the engine
+-- (opsh.core); the other modules (opsh.out, opsh.log, opsh.http, ...) load on first use.
+local core = require("opsh.core")
+local runtime = require("opsh.runtime")
+
+local M = {}
+
+M.version = runtime.version
+M.spawn = core.spawn
+M.sleep = core.sleep
+M.yield = core.yield
+M.current = core.current
+M.secret = core.secret
+M.is_secret = core.is_secret
+M.is_error = core.is_error
+
+--- A structured error object (not raised): {kind=, message=, ...fields}.
+function M.error(kind, message, fields)
+  return core.error(kind, message, fields)
+end
+
+--- Raise a structured error.
+function M.raise(kind, message, fields)
+  error(core.error(kind, message, fields), 0)
+end
+
+-- Errors that end a task whatever catches them: try() and parallel() pass them on.
+local function unstoppable(err)
+  return core.is_error(err, "interrupted") or core.is_error(err, "cancelled")
+end
+
+local function as_error(err)
+  if core.is_error(err) then return err end
+  return core.error("lua", tostring(err))
+end
+
+--- try(fn, ...) -> true, results... | false, err (err is always a structured error).
+function M.try(fn, ...)
+  local res = table.pack(pcall(fn, ...))
+  if res[1] then return table.unpack(res, 1, res.n) end
+  if unstoppable(res[2]) then error(res[2], 0) end
+  return false, as_error(res[2])
+end
+
+--- Cancels the task when the variable holding the guard goes out of scope unfinished.
+local function cancel_guard(tasks)
+  return setmetatable({}, {__close = function()
+    for _, t in ipairs(tasks) do
+      local s = t:status()
+      if s == "ready" or s == "suspended" then t:cancel() end
+    end
+  end})
+end
+
+--- timeout(seconds, fn, ...) -> fn's results, or raises {kind="timeout"} and cancels fn.
+function M.timeout(seconds, fn, ...)
+  if type(seconds) ~= "number" or seconds < 0 then
+    error("bad argument #1 to 'timeout' (non-negative number expected)", 2)
+  end
+  local child = core.spawn(fn, ...)
+  local _ <close> = cancel_guard({child})
+  local res = table.pack(pcall(child.wait, child, seconds))
+  if res[1] then return table.unpack(res, 2, res.n) end
+  local s = child:status()
+  if s == "ready" or s == "suspended" then
+    child:cancel()
+    M.raise("timeout", string.format("timed out after %g s", seconds), {seconds = seconds})
+  end
+  error(res[2], 0)
+end
+
+local function item_label(item, i)
+  local t = type(item)
+  if t == "string" or t == "number" then return string.format("item %d (%s)", i, item) end
+  if t == "table" and type(item.name) == "string" then return string.format("item %d (%s)", i, item.name) end
+  return string.format("item %d", i)
+end
+
+--- parallel(items, fn, {limit=N}) -> {fn(items[1], 1), ...} in input order.
+-- The first error cancels the rest and is raised again, naming the item that failed.
+function M.parallel(items, fn, opts)
+  local n = #items
+  local limit = opts and opts.limit or n
+  if type(limit) ~= "number" or limit < 1 then
+    error("bad argument #3 to 'parallel' (limit must be a positive number)", 2)
+  end
+  local results, next_index, running, failure = {}, 0, 0, nil
+  local parent = core.current()
+  if not parent then M.raise("usage", "opsh.parallel must run inside an opsh task") end
+  local function worker()
+    while not failure do
+      next_index = next_index + 1
+      local i = next_index
+      if i > n then break end
+      local ok, res = pcall(fn, items[i], i)
+      if ok then
+        results[i] = res
+      elseif not failure then
+        failure = {index = i, err = res}
+      end
+    end
+    running = running - 1
+    core.wake(parent)
+  end
+  local workers = {}
+  local _ <close> = cancel_guard(workers)
+  for w = 1, math.min(limit, n) do
+    running = running + 1
+    workers[w] = core.spawn(worker)
+  end
+  while running > 0 and not failure do core.suspend() end
+  if failure then
+    for _, w in ipairs(workers) do
+      local s = w:status()
+      if s == "ready" or s == "suspended" then w:cancel() end
+    end
+    local err = failure.err
+    if unstoppable(err) then error(err, 0) end
+    err = as_error(err)
+    local fields = {item = failure.index, cause = err}
+    for k, v in pairs(err) do if fields[k] == nil and k ~= "message" then fields[k] = v end end
+    error(core.error(err.kind, item_label(items[failure.index], failure.index) .. ": " .. err.message,
+      fields), 0)
+  end
+  return results
+end
+
+--- mutex() -> m with m:lock(), m:unlock(), m:with(fn, ...)
+function M.mutex()
+  local m = {owner = nil, waiters = {}}
+  function m:lock()
+    local me = core.current()
+    if self.owner == nil then self.owner = me or true; return end
+    if self.owner == me then M.raise("usage", "mutex is already held by this task") end
+    self.waiters[#self.waiters + 1] = me
+    core.suspend()   -- unlock() hands ownership over before waking us
+  end
+  function m:unlock()
+    if self.owner == nil then M.raise("usage", "unlock of a mutex that is not locked") end
+    while #self.waiters > 0 do
+      local w = table.remove(self.waiters, 1)
+      if core.wake(w) then self.owner = w; return end
+    end
+    self.owner = nil
+  end
+  function m:with(fn, ...)
+    self:lock()
+    local _ <close> = setmetatable({}, {__close = function() self:unlock() end})
+    return fn(...)
+  end
+  return m
+end
+
+--- The active environment (see opsh.env).
+function M.env()
+  return require("opsh.env").current()
+end
+
+local lazy = {out = true, log = true, json = true, yaml = true, http = true, server = true,
+  crypto = true, proc = true, time = true, fs = true, pg = true, redis = true, twin = true}
+
+return setmetatable(M, {__index = function(t, k)
+  if lazy[k] then
+    local mod = require("opsh." .. k)
+    rawset(t, k, mod)
+    return mod
+  end
+end})
