@@ -25,12 +25,12 @@ demo: deps build
 # then all of it again built with AddressSanitizer + UBSan.
 test: deps build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
-	cd tests && ../$(OPSH) test .
+	$(OPSH) test
 	$(MAKE) test-asan
 
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
-	cd tests && ../$(OPSH) test .
+	$(OPSH) test
 
 $(ASAN_BUILD)/Makefile:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOPSH_SANITIZE=ON >/dev/null
@@ -41,8 +41,8 @@ asan: $(ASAN_BUILD)/Makefile
 test-asan: asan
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
-	cd tests && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ../$(ASAN_BUILD)/opsh test .
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(ASAN_BUILD)/opsh test
 
 bench: build
 	bash bench/run.sh $(OPSH)

@@ -11,11 +11,11 @@ return {
     local opsh = require("opsh")
     local runtime = require("opsh.runtime")
     if args.tasks < 1 then opsh.raise("usage", "--tasks must be at least 1") end
-    local started = require("opsh.core").hrtime()
+    local started = require("opsh._core").hrtime()
     local items = {}
     for i = 1, args.tasks do items[i] = i end
     local results = opsh.parallel(items, function(i) opsh.sleep(args.sleep); return i end)
-    local elapsed = require("opsh.core").hrtime() - started
+    local elapsed = require("opsh._core").hrtime() - started
     ctx.out({
       {component = "opsh", version = runtime.version},
       {component = "lua", version = runtime.lua_version},

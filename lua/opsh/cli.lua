@@ -1,7 +1,7 @@
 -- opsh.cli: the command line. Parses global flags, dispatches commands, runs procedures as
 -- tasks and turns their outcome into one line and an exit code:
 --   0 ok · 1 the procedure failed · 2 usage error · 3 ran and found problems · 130 interrupted
-local core = require("opsh.core")
+local core = require("opsh._core")
 local runtime = require("opsh.runtime")
 local script = require("opsh.script")
 

@@ -2,7 +2,7 @@
 -- An environment is a Lua file returning a table, looked up in each root's environments/
 -- ($OPSH_PATH, ~/.config/opsh), then among the bundled ones; --env or OPSH_ENV selects it.
 local runtime = require("opsh.runtime")
-local core = require("opsh.core")
+local core = require("opsh._core")
 
 local M = {}
 

@@ -1,6 +1,6 @@
 -- opsh.log: levelled logging to stderr, human lines or JSON lines (--log-format json).
 -- Secrets in messages or fields print as <redacted>.
-local core = require("opsh.core")
+local core = require("opsh._core")
 
 local M = {}
 

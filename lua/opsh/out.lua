@@ -1,6 +1,6 @@
 -- opsh.out: render records as an aligned table (like `az -o table`, `kubectl get`), JSON
 -- (pretty, sorted keys), YAML or TSV. Secrets render as <redacted> in every format.
-local core = require("opsh.core")
+local core = require("opsh._core")
 
 local M = {}
 

@@ -1,7 +1,7 @@
 -- opsh.script: finding, loading and checking procedure scripts, and typing their arguments.
 -- A script is a Lua file returning {description=, categories=, args=, flags=, run=function(ctx, args)}.
 local runtime = require("opsh.runtime")
-local core = require("opsh.core")
+local core = require("opsh._core")
 
 local M = {}
 
