@@ -1,5 +1,5 @@
 /*
-** core.c — opsh.core, the engine's own module: tasks (spawn, wait, cancel, sleep,
+** core.c — opsh._core, the engine's own module: tasks (spawn, wait, cancel, sleep,
 ** suspend/wake for Lua-level synchronisation), structured errors and secrets.
 ** The public API is lua/opsh/init.lua; scripts do not require this module directly.
 */
@@ -156,7 +156,7 @@ static int suspend_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* suspend() -> the values given to wake(); the task sleeps until another wakes it */
 static int core_suspend(lua_State *L) {
-  opsh_task *t = opsh_task_check(L, "opsh.core.suspend");
+  opsh_task *t = opsh_task_check(L, "opsh._core.suspend");
   int base = lua_gettop(L);
   t->in_suspend = 1;
   return opsh_yield(L, NULL, NULL, base, suspend_k);

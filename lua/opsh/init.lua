@@ -1,5 +1,5 @@
 -- opsh: the public Lua API. Tasks, synchronisation, errors and secrets come from the engine
--- (opsh.core); the other modules (opsh.out, opsh.log, opsh.http, ...) load on first use.
+-- (opsh._core); the other modules (opsh.out, opsh.log, opsh.http, ...) load on first use.
 local core = require("opsh._core")
 local runtime = require("opsh.runtime")
 
