@@ -40,4 +40,53 @@ static inline int json_utf8_seq(const unsigned char *s, const unsigned char *end
 /* encode(value, pretty, sort_keys, indent) -> string (json_encode.c) */
 JSON_HIDDEN int json_l_encode(lua_State *L);
 
+/* ---- walking Lua values for an encoder (json_walk.c; used by opsh.yaml's emitter too) ---- */
+
+/* where an encoder is: one per open container, linked to its parent on the C stack */
+typedef struct json_seg {
+  const struct json_seg *parent;
+  const void *table;
+  const char *key;        /* the current member's key, or NULL inside an array */
+  size_t keylen;
+  lua_Integer index;
+  int depth;
+} json_seg;
+
+typedef struct json_key {
+  const char *s;          /* a string key (anchored by its table), or NULL for a number key */
+  size_t len;
+  int is_int;
+  lua_Integer i;
+  lua_Number f;
+  char num[40];           /* a number key as text */
+} json_key;
+
+/* a stack of the sorted key sets of the objects being written */
+typedef struct json_keys {
+  json_key *v;
+  size_t n, cap;
+} json_keys;
+
+JSON_HIDDEN size_t json_fmt_int(char *out, lua_Integer v);
+/* the shortest text that reads back as the finite v; integral values get ".0" */
+JSON_HIDDEN size_t json_fmt_float(char *out, lua_Number v);
+/* [-0, +1, m] the path of the value being written: .metadata.labels["app.kubernetes.io/name"][3] */
+JSON_HIDDEN void json_push_path(lua_State *L, const json_seg *at);
+/* [-0, +0, v] raise {kind=kind, message="what at <path>", path=} */
+__attribute__((noreturn)) JSON_HIDDEN void json_fail(lua_State *L, const char *kind, const json_seg *at,
+                                                    const char *what);
+/* [-0, +0, v] the seg of the table at idx, entered below `at`; raises on cycles and depth */
+JSON_HIDDEN json_seg json_enter(lua_State *L, int idx, const json_seg *at, const char *kind);
+/* [-0, +0, v] -1 for an object, else the length of the array the table at idx is; raises for
+** excessively sparse arrays. array_mt/empty_mt: stack slots of the array metatables */
+JSON_HIDDEN lua_Integer json_table_shape(lua_State *L, int idx, int array_mt, int empty_mt, const char *kind,
+                                         const json_seg *at);
+/* [-0, +0, v] the key at idx as text (a number as JSON writes it); raises for other types */
+JSON_HIDDEN const char *json_key_text(lua_State *L, int idx, char *num, size_t *len, const char *kind,
+                                      const json_seg *at);
+/* [-0, +0, v] push the keys of the table at idx on ks, sorted bytewise; returns their first index */
+JSON_HIDDEN size_t json_keys_sorted(lua_State *L, json_keys *ks, int idx, const char *kind, const json_seg *at);
+/* [-0, +1, -] the original key */
+JSON_HIDDEN void json_key_push(lua_State *L, const json_key *k);
+
 #endif

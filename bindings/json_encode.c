@@ -5,7 +5,6 @@
 ** (opsh.json.array / empty_array) or when its keys are 1..n; an empty unmarked table is {}.
 ** Errors name the path of the offending value.
 */
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,44 +20,20 @@
 #define EMPTY_MT 7
 #define NULL_VALUE 8
 
-/* A sparse array {[1]=a, [20]=b} is written with nulls in the holes up to this, as lua-cjson does */
-#define SPARSE_RATIO 2
-#define SPARSE_SAFE 10
-
-typedef struct sortkey {
-  const char *s;          /* a string key (anchored by the table), or NULL for a number key */
-  size_t len;
-  int is_int;
-  lua_Integer i;
-  lua_Number f;
-  char num[40];
-} sortkey;
-
 typedef struct enc {
   char *buf;
   size_t len, cap;
-  sortkey *keys;          /* a stack of the key sets of the objects being written (sort_keys) */
-  size_t nkeys, keys_cap;
+  json_keys keys;         /* sort_keys */
   int pretty, sort, indent;
 } enc;
-
-/* where the encoder is: one per open container, linked to its parent on the C stack */
-typedef struct seg {
-  const struct seg *parent;
-  const void *table;
-  const char *key;        /* the current member's key, or NULL inside an array */
-  size_t keylen;
-  lua_Integer index;
-  int depth;
-} seg;
 
 static int enc_gc(lua_State *L) {
   enc *e = luaL_checkudata(L, 1, ENCODER_META);
   free(e->buf);
-  free(e->keys);
+  free(e->keys.v);
   e->buf = NULL;
-  e->keys = NULL;
-  e->len = e->cap = e->nkeys = e->keys_cap = 0;
+  e->keys.v = NULL;
+  e->len = e->cap = e->keys.n = e->keys.cap = 0;
   return 0;
 }
 
@@ -91,93 +66,19 @@ static void newline(lua_State *L, enc *e, int depth) {
   e->len += n;
 }
 
-/* [-0, +1, m] the path of the value being written: .metadata.labels["app.kubernetes.io/name"], [3] */
-static void push_path(lua_State *L, const seg *at) {
-  const seg *chain[JSON_MAX_DEPTH + 2];
-  int n = 0;
-  for (const seg *s = at; s && n < JSON_MAX_DEPTH + 2; s = s->parent) chain[n++] = s;
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (int i = n - 1; i >= 0; i--) {
-    const seg *s = chain[i];
-    if (!s->key) {
-      luaL_addstring(&b, "[");
-      lua_pushinteger(L, s->index);
-      luaL_addvalue(&b);
-      luaL_addstring(&b, "]");
-      continue;
-    }
-    size_t len = s->keylen > 64 ? 64 : s->keylen;
-    int plain = len > 0 && len == s->keylen;
-    for (size_t k = 0; plain && k < len; k++) {
-      char c = s->key[k];
-      plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (k > 0 && c >= '0' && c <= '9');
-    }
-    if (plain) {
-      luaL_addchar(&b, '.');
-      luaL_addlstring(&b, s->key, len);
-    } else {
-      luaL_addstring(&b, "[\"");
-      for (size_t k = 0; k < len; k++) {
-        unsigned char c = (unsigned char)s->key[k];
-        if (c < 0x20 || c == '"' || c == '\\') luaL_addchar(&b, '?');
-        else luaL_addchar(&b, (char)c);
-      }
-      luaL_addstring(&b, len < s->keylen ? "...\"]" : "\"]");
-    }
-  }
-  luaL_pushresult(&b);
-}
-
-/* [-0, +0, v] raise {kind="json", message="what at <path>", path=} */
-__attribute__((noreturn)) static void enc_fail(lua_State *L, const seg *at, const char *what) {
-  push_path(L, at);
-  const char *path = lua_tostring(L, -1);
-  if (*path) {
-    opsh_error_push(L, "json", "%s at %s", what, path);
-    opsh_error_setstr(L, "path", path);
-  } else {
-    opsh_error_push(L, "json", "%s", what);
-  }
-  lua_error(L);
-  __builtin_unreachable();
-}
-
-static size_t fmt_int(char *out, lua_Integer v) {
-  char tmp[24];
-  int n = 0;
-  unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-  do { tmp[n++] = (char)('0' + u % 10); u /= 10; } while (u);
-  size_t len = 0;
-  if (v < 0) out[len++] = '-';
-  while (n) out[len++] = tmp[--n];
-  out[len] = '\0';
-  return len;
-}
-
-/* the shortest of %.15g..%.17g that reads back as v (fewer for subnormals); integral values get ".0" */
-static size_t fmt_float(char *out, lua_Number v) {
-  int n = 0;
-  /* subnormals carry fewer digits: 5e-324, not 4.94065645841247e-324 */
-  for (int prec = fabs(v) < DBL_MIN ? 1 : 15; prec <= 17; prec++) {
-    n = snprintf(out, 32, "%.*g", prec, (double)v);
-    if (strtod(out, NULL) == v) break;
-  }
-  if (!strpbrk(out, ".e")) { out[n++] = '.'; out[n++] = '0'; out[n] = '\0'; }
-  return (size_t)n;
-}
+#define KIND "json"
 
 /* [-0, +0, v] */
-static void put_number(lua_State *L, enc *e, int idx, const seg *at) {
+static void put_number(lua_State *L, enc *e, int idx, const json_seg *at) {
   char num[40];
   size_t n;
   if (lua_isinteger(L, idx)) {
-    n = fmt_int(num, lua_tointeger(L, idx));
+    n = json_fmt_int(num, lua_tointeger(L, idx));
   } else {
     lua_Number v = lua_tonumber(L, idx);
-    if (isnan(v)) enc_fail(L, at, "cannot encode NaN (JSON has no NaN)");
-    if (isinf(v)) enc_fail(L, at, "cannot encode an infinite number (JSON has no infinity)");
-    n = fmt_float(num, v);
+    if (isnan(v)) json_fail(L, KIND, at, "cannot encode NaN (JSON has no NaN)");
+    if (isinf(v)) json_fail(L, KIND, at, "cannot encode an infinite number (JSON has no infinity)");
+    n = json_fmt_float(num, v);
   }
   put(L, e, num, n);
 }
@@ -186,7 +87,7 @@ static void put_number(lua_State *L, enc *e, int idx, const seg *at) {
 static const unsigned char esc_class[256] = {[0 ... 31] = 1, ['"'] = 1, ['\\'] = 1, [128 ... 255] = 2};
 
 /* [-0, +0, v] */
-static void put_string(lua_State *L, enc *e, const char *str, size_t len, const seg *at) {
+static void put_string(lua_State *L, enc *e, const char *str, size_t len, const json_seg *at) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)str, *end = s + len;
   reserve(L, e, len + 2);
@@ -198,7 +99,7 @@ static void put_string(lua_State *L, enc *e, const char *str, size_t len, const 
     if (s == end) break;
     if (esc_class[*s] == 2) {
       int n = json_utf8_seq(s, end);
-      if (!n) enc_fail(L, at, "cannot encode a string that is not valid UTF-8 (encode binary data, e.g. base64)");
+      if (!n) json_fail(L, KIND, at, "cannot encode a string that is not valid UTF-8 (encode binary data, e.g. base64)");
       put(L, e, (const char *)s, (size_t)n);
       s += n;
       continue;
@@ -223,40 +124,10 @@ static void put_string(lua_State *L, enc *e, const char *str, size_t len, const 
   putc_(L, e, '"');
 }
 
-static void enc_value(lua_State *L, enc *e, int idx, const seg *at);
-
-/* [-0, +0, v] -1 for an object, else the length of the array the table at idx is */
-static lua_Integer table_shape(lua_State *L, int idx, const seg *at) {
-  if (lua_getmetatable(L, idx)) {
-    int marked = lua_rawequal(L, -1, ARRAY_MT) || lua_rawequal(L, -1, EMPTY_MT);
-    lua_pop(L, 1);
-    if (marked) return (lua_Integer)lua_rawlen(L, idx);
-  }
-  lua_Integer max = 0, count = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
-      lua_Integer k = lua_tointeger(L, -1);
-      if (k > max) max = k;
-      count++;
-      continue;
-    }
-    lua_pop(L, 1);
-    return -1;
-  }
-  if (count == 0) return -1;
-  if (max > count * SPARSE_RATIO && max > SPARSE_SAFE) {
-    char what[128];
-    snprintf(what, sizeof what, "cannot encode a sparse array (%lld values, largest index %lld)",
-             (long long)count, (long long)max);
-    enc_fail(L, at, what);
-  }
-  return max;
-}
+static void enc_value(lua_State *L, enc *e, int idx, const json_seg *at);
 
 /* [-0, +0, v] */
-static void put_array(lua_State *L, enc *e, int idx, lua_Integer n, seg *self) {
+static void put_array(lua_State *L, enc *e, int idx, lua_Integer n, json_seg *self) {
   if (n == 0) { put(L, e, "[]", 2); return; }
   putc_(L, e, '[');
   for (lua_Integer i = 1; i <= n; i++) {
@@ -271,28 +142,7 @@ static void put_array(lua_State *L, enc *e, int idx, lua_Integer n, seg *self) {
   putc_(L, e, ']');
 }
 
-/* [-0, +0, v] the key at idx as text: a string, or a number written as JSON writes it */
-static const char *key_text(lua_State *L, int idx, char *num, size_t *len, const seg *at) {
-  switch (lua_type(L, idx)) {
-    case LUA_TSTRING:
-      return lua_tolstring(L, idx, len);
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) *len = fmt_int(num, lua_tointeger(L, idx));
-      else {
-        lua_Number f = lua_tonumber(L, idx);
-        if (isnan(f) || isinf(f)) enc_fail(L, at, "cannot encode a non-finite number as an object key");
-        *len = fmt_float(num, f);
-      }
-      return num;
-    default: {
-      char what[80];
-      snprintf(what, sizeof what, "cannot encode an object key of type %s", luaL_typename(L, idx));
-      enc_fail(L, at, what);
-    }
-  }
-}
-
-static void put_member(lua_State *L, enc *e, const char *key, size_t len, int first, seg *self) {
+static void put_member(lua_State *L, enc *e, const char *key, size_t len, int first, json_seg *self) {
   if (!first) putc_(L, e, ',');
   if (e->pretty) newline(L, e, self->depth);
   self->key = key;
@@ -302,60 +152,28 @@ static void put_member(lua_State *L, enc *e, const char *key, size_t len, int fi
   else putc_(L, e, ':');
 }
 
-static int key_cmp(const void *a, const void *b) {
-  const sortkey *x = a, *y = b;
-  const char *xs = x->s ? x->s : x->num, *ys = y->s ? y->s : y->num;
-  size_t n = x->len < y->len ? x->len : y->len;
-  int c = memcmp(xs, ys, n);
-  if (c) return c;
-  return x->len < y->len ? -1 : x->len > y->len;
-}
-
 /* [-0, +0, v] */
-static void put_object_sorted(lua_State *L, enc *e, int idx, seg *self) {
-  size_t base = e->nkeys;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (e->nkeys == e->keys_cap) {
-      size_t cap = e->keys_cap ? e->keys_cap * 2 : 64;
-      sortkey *nk = realloc(e->keys, cap * sizeof *nk);
-      if (!nk) luaL_error(L, "json.encode: out of memory");
-      e->keys = nk;
-      e->keys_cap = cap;
-    }
-    sortkey *k = &e->keys[e->nkeys];
-    const char *text = key_text(L, -1, k->num, &k->len, self->parent);
-    k->s = text == k->num ? NULL : text;
-    k->is_int = lua_isinteger(L, -1);
-    k->i = k->is_int ? lua_tointeger(L, -1) : 0;
-    k->f = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
-    e->nkeys++;
-  }
-  size_t n = e->nkeys - base;
-  qsort(e->keys + base, n, sizeof *e->keys, key_cmp);
+static void put_object_sorted(lua_State *L, enc *e, int idx, json_seg *self) {
+  size_t base = json_keys_sorted(L, &e->keys, idx, KIND, self->parent);
+  size_t n = e->keys.n - base;
   putc_(L, e, '{');
   for (size_t i = 0; i < n; i++) {
-    sortkey *k = &e->keys[base + i];   /* e->keys moves when a nested object grows it */
-    if (k->s) lua_pushlstring(L, k->s, k->len);
-    else if (k->is_int) lua_pushinteger(L, k->i);
-    else lua_pushnumber(L, k->f);
+    json_key *k = &e->keys.v[base + i];   /* e->keys.v moves when a nested object grows it */
+    json_key_push(L, k);
     lua_rawget(L, idx);
-    k = &e->keys[base + i];
     char num[40];
-    const char *key = k->s;
-    if (!key) key = memcpy(num, k->num, k->len + 1);
+    const char *key = k->s ? k->s : memcpy(num, k->num, k->len + 1);
     put_member(L, e, key, k->len, i == 0, self);
     enc_value(L, e, lua_gettop(L), self);
     lua_pop(L, 1);
   }
-  e->nkeys = base;
+  e->keys.n = base;
   if (e->pretty) newline(L, e, self->depth - 1);
   putc_(L, e, '}');
 }
 
 /* [-0, +0, v] */
-static void put_object(lua_State *L, enc *e, int idx, seg *self) {
+static void put_object(lua_State *L, enc *e, int idx, json_seg *self) {
   lua_pushnil(L);
   if (!lua_next(L, idx)) { put(L, e, "{}", 2); return; }
   lua_pop(L, 2);
@@ -366,7 +184,7 @@ static void put_object(lua_State *L, enc *e, int idx, seg *self) {
   while (lua_next(L, idx)) {
     char num[40];
     size_t len;
-    const char *key = key_text(L, -2, num, &len, self->parent);
+    const char *key = json_key_text(L, -2, num, &len, KIND, self->parent);
     put_member(L, e, key, len, first, self);
     first = 0;
     enc_value(L, e, lua_gettop(L), self);
@@ -377,21 +195,15 @@ static void put_object(lua_State *L, enc *e, int idx, seg *self) {
 }
 
 /* [-0, +0, v] */
-static void put_table(lua_State *L, enc *e, int idx, const seg *at) {
-  const void *t = lua_topointer(L, idx);
-  int depth = at ? at->depth + 1 : 1;
-  for (const seg *s = at; s; s = s->parent)
-    if (s->table == t) enc_fail(L, at, "cannot encode a table that contains itself (cycle)");
-  if (depth > JSON_MAX_DEPTH) enc_fail(L, at, "cannot encode nesting deeper than 1000 levels");
-  luaL_checkstack(L, 4, "json.encode: nesting too deep");
-  seg self = {at, t, NULL, 0, 0, depth};
-  lua_Integer n = table_shape(L, idx, at);
+static void put_table(lua_State *L, enc *e, int idx, const json_seg *at) {
+  json_seg self = json_enter(L, idx, at, KIND);
+  lua_Integer n = json_table_shape(L, idx, ARRAY_MT, EMPTY_MT, KIND, at);
   if (n >= 0) put_array(L, e, idx, n, &self);
   else put_object(L, e, idx, &self);
 }
 
 /* [-0, +0, v] */
-static void enc_value(lua_State *L, enc *e, int idx, const seg *at) {
+static void enc_value(lua_State *L, enc *e, int idx, const json_seg *at) {
   switch (lua_type(L, idx)) {
     case LUA_TNIL:
       put(L, e, "null", 4);
@@ -422,7 +234,7 @@ static void enc_value(lua_State *L, enc *e, int idx, const seg *at) {
   }
   char what[80];
   snprintf(what, sizeof what, "cannot encode a value of type %s", luaL_typename(L, idx));
-  enc_fail(L, at, what);
+  json_fail(L, KIND, at, what);
 }
 
 /* encode(value, pretty, sort_keys, indent) -> string */
