@@ -177,7 +177,7 @@ size_t json_keys_sorted(lua_State *L, json_keys *ks, int idx, const char *kind, 
     k->f = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : 0;
     ks->n++;
   }
-  qsort(ks->v + base, ks->n - base, sizeof *ks->v, key_cmp);
+  if (ks->n > base) qsort(ks->v + base, ks->n - base, sizeof *ks->v, key_cmp);
   return base;
 }
 
