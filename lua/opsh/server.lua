@@ -281,20 +281,16 @@ local function handle(srv, st, raw, x)
     return
   end
   req.params = params
-  local res = table.pack(pcall(function() return normalise(fn(req)) end))
-  if x:is_done() then return end
-  if res[1] then
-    if req._stream then
-      req._stream:close()
-    else
-      x:respond(res[2], res[3], res[4])
-    end
-    return
-  end
-  local err = res[2]
+  local ok, err = pcall(function()
+    local status, headers, body = normalise(fn(req))
+    if x:is_done() then return end
+    if req._stream then req._stream:close() else x:respond(status, headers, body) end
+  end)
+  if ok then return end
   if core.is_error(err, "cancelled") or core.is_error(err, "interrupted") then error(err, 0) end
   local msg = one_line(err)
   log().error("server handler failed", {method = req.method, path = req.path, error = msg})
+  if x:is_done() then return end
   if req._stream then
     x:abort()   -- half a stream must not look like a complete one
   else
