@@ -15,74 +15,59 @@ int main(void) {
   lua_State *L = opsh_runtime_new();
   CHECK(unit_lua(L, prelude));
 
-  CHECK(unit_lua_value(L, "local o, rest = cli.parse({'--env', 'twin', 'run', 'scale', '-o', 'json', "
+  CHECK_LUA(L, "local o, rest = cli.parse({'--env', 'twin', 'run', 'scale', '-o', 'json', "
                           "'--replicas=3', '--dry-run', '-y'}) "
                           "return table.concat({o.env, o.output, tostring(o.dry_run), tostring(o.yes), "
-                          "table.concat(rest, ' ')}, '|')"));
-  CHECK_STR(lua_tostring(L, -1), "twin|json|true|true|run scale --replicas=3");
-  lua_pop(L, 1);
+                          "table.concat(rest, ' ')}, '|')",
+            "twin|json|true|true|run scale --replicas=3");
 
-  CHECK(unit_lua_value(L, "return kind_of(cli.parse, {'-o', 'xml'})"));
-  CHECK_STR(lua_tostring(L, -1), "usage: unknown output format 'xml' (use table, json, yaml or tsv)");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(cli.parse, {'-o', 'xml'})",
+            "usage: unknown output format 'xml' (use table, json, yaml or tsv)");
 
-  CHECK(unit_lua_value(L, "return kind_of(cli.parse, {'--env'})"));
-  CHECK_STR(lua_tostring(L, -1), "usage: --env needs a value");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(cli.parse, {'--env'})",
+            "usage: --env needs a value");
 
-  CHECK(unit_lua_value(L, "local raw = cli.script_args({'--replicas', '4', '--force', '--wait=90s', "
+  CHECK_LUA(L, "local raw = cli.script_args({'--replicas', '4', '--force', '--wait=90s', "
                           "'--names=web,gateway'}, decl, 's') local a = script.parse_args(decl, raw, 's') "
                           "return string.format('%s %s %s %s %s %s', math.type(a.replicas), a.replicas, "
-                          "tostring(a.force), a.wait, a.tier, table.concat(a.names, '+'))"));
-  CHECK_STR(lua_tostring(L, -1), "integer 4 true 90 Basic web+gateway");
-  lua_pop(L, 1);
+                          "tostring(a.force), a.wait, a.tier, table.concat(a.names, '+'))",
+            "integer 4 true 90 Basic web+gateway");
 
-  CHECK(unit_lua_value(L, "local a = script.parse_args(decl, cli.script_args({'--replicas=1', '--no-force'}, "
-                          "decl, 's'), 's') return tostring(a.force) .. ' ' .. a.wait"));
-  CHECK_STR(lua_tostring(L, -1), "false 300");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "local a = script.parse_args(decl, cli.script_args({'--replicas=1', '--no-force'}, "
+                          "decl, 's'), 's') return tostring(a.force) .. ' ' .. a.wait",
+            "false 300");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.parse_args, decl, {}, 's')"));
-  CHECK_STR(lua_tostring(L, -1), "usage: s: missing required argument --replicas (see 'opsh help s')");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(script.parse_args, decl, {}, 's')",
+            "usage: s: missing required argument --replicas (see 'opsh help s')");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.parse_args, decl, {replicas = 'ten'}, 's')"));
-  CHECK_STR(lua_tostring(L, -1), "usage: s: --replicas expects an integer, got 'ten' (see 'opsh help s')");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(script.parse_args, decl, {replicas = 'ten'}, 's')",
+            "usage: s: --replicas expects an integer, got 'ten' (see 'opsh help s')");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.parse_args, decl, {replica = '1'}, 's')"));
-  CHECK_STR(lua_tostring(L, -1), "usage: s: unknown argument --replica; did you mean --replicas?");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(script.parse_args, decl, {replica = '1'}, 's')",
+            "usage: s: unknown argument --replica; did you mean --replicas?");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.parse_args, decl, {replicas = '1', tier = 'Gold'}, 's')"));
-  CHECK_STR(lua_tostring(L, -1), "usage: s: --tier must be one of Basic, Premium, got 'Gold'");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(script.parse_args, decl, {replicas = '1', tier = 'Gold'}, 's')",
+            "usage: s: --tier must be one of Basic, Premium, got 'Gold'");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.parse_args, decl, {replicas = '1', wait = '5 minutes'}, 's')"));
-  CHECK(strstr(lua_tostring(L, -1), "--wait expects a duration like 30s, 5m, 24h") != NULL);
-  lua_pop(L, 1);
+  CHECK_LUA_HAS(L, "return kind_of(script.parse_args, decl, {replicas = '1', wait = '5 minutes'}, 's')",
+                "--wait expects a duration like 30s, 5m, 24h");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
-                          "run = function() end, descripton = 'typo'}, 'x.lua')"));
-  CHECK_STR(lua_tostring(L, -1), "script: x.lua: unknown field 'descripton' in the declaration");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
+               "run = function() end, descripton = 'typo'}, 'x.lua')",
+            "script: x.lua: unknown field 'descripton' in the declaration");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
-                          "run = function() end, args = {env = {help = 'h'}}}, 'x.lua')"));
-  CHECK_STR(lua_tostring(L, -1), "script: x.lua: argument 'env' clashes with a global flag");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
+                          "run = function() end, args = {env = {help = 'h'}}}, 'x.lua')",
+            "script: x.lua: argument 'env' clashes with a global flag");
 
-  CHECK(unit_lua_value(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
-                          "run = function() end, flags = {'destructiv'}}, 'x.lua')"));
-  CHECK_STR(lua_tostring(L, -1), "script: x.lua: unknown flag 'destructiv'");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
+                          "run = function() end, flags = {'destructiv'}}, 'x.lua')",
+            "script: x.lua: unknown flag 'destructiv'");
 
-  CHECK(unit_lua_value(L, "return script.nearest('helth-check', {'health-check', 'hello', 'backup'})"));
-  CHECK_STR(lua_tostring(L, -1), "health-check");
-  lua_pop(L, 1);
-  CHECK(unit_lua_value(L, "return tostring(script.nearest('zzzzzz', {'health-check', 'hello'}))"));
-  CHECK_STR(lua_tostring(L, -1), "nil");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return script.nearest('helth-check', {'health-check', 'hello', 'backup'})",
+            "health-check");
+  CHECK_LUA(L, "return tostring(script.nearest('zzzzzz', {'health-check', 'hello'}))",
+            "nil");
 
   opsh_runtime_close(L);
   return unit_report("test_cli");

@@ -5,35 +5,29 @@ int main(void) {
   lua_State *L = opsh_runtime_new();
   CHECK(unit_lua(L, "out = require('opsh.out') opsh = require('opsh')"));
 
-  CHECK(unit_lua_value(L, "return out.render({{name = 'web', ready = 3, up = true}, "
+  CHECK_LUA(L, "return out.render({{name = 'web', ready = 3, up = true}, "
                           "{name = 'document-service', ready = 10, up = false}}, "
-                          "{columns = {'name', {'ready', 'READY PODS'}, 'up'}})"));
-  CHECK_STR(lua_tostring(L, -1),
+                          "{columns = {'name', {'ready', 'READY PODS'}, 'up'}})",
             "NAME               READY PODS   UP\n"
             "web                3            true\n"
             "document-service   10           false\n");
-  lua_pop(L, 1);
 
-  CHECK(unit_lua_value(L, "return out.render({{a = 'x\\ty', b = 'two\\nlines'}}, {format = 'tsv'})"));
-  CHECK_STR(lua_tostring(L, -1), "x\\ty\ttwo\\nlines\n");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return out.render({{a = 'x\\ty', b = 'two\\nlines'}}, {format = 'tsv'})",
+            "x\\ty\ttwo\\nlines\n");
 
-  CHECK(unit_lua_value(L, "return out.render({}, {})"));
-  CHECK_STR(lua_tostring(L, -1), "(none)\n");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return out.render({}, {})",
+            "(none)\n");
 
-  CHECK(unit_lua_value(L, "return out.render({{spec = {replicas = 2}}}, {columns = {'spec.replicas'}})"));
-  CHECK_STR(lua_tostring(L, -1), "SPEC REPLICAS\n2\n");
-  lua_pop(L, 1);
+  CHECK_LUA(L, "return out.render({{spec = {replicas = 2}}}, {columns = {'spec.replicas'}})",
+            "SPEC REPLICAS\n2\n");
 
   /* secrets: table, TSV, nested values, error messages and tostring never show the bytes */
-  CHECK(unit_lua_value(L, "local s = opsh.secret('p@ssw0rd-123') "
+  CHECK_LUA_HAS(L, "local s = opsh.secret('p@ssw0rd-123') "
                           "return out.render({{user = 'admin', password = s}}, {}) .. "
                           "out.render({{password = s}}, {format = 'tsv'}) .. "
-                          "out.render({{conn = {password = s}}}, {format = 'tsv'}) .. tostring(s)"));
-  CHECK(strstr(lua_tostring(L, -1), "p@ssw0rd") == NULL);
-  CHECK(strstr(lua_tostring(L, -1), "<redacted>") != NULL);
-  lua_pop(L, 1);
+                          "out.render({{conn = {password = s}}}, {format = 'tsv'}) .. tostring(s)",
+                "p@ssw0rd") == NULL);
+  CHECK(strstr(lua_tostring(L, -1), "<redacted>");
 
   CHECK(!unit_lua_value(L, "local s = opsh.secret('p@ssw0rd-123') return 'password=' .. s"));
   CHECK(strstr(luaL_tolstring(L, -1, NULL), "p@ssw0rd") == NULL);

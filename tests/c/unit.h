@@ -19,5 +19,14 @@ int unit_lua(lua_State *L, const char *source);
 /* The same, and leaves the chunk's first result (or the error) on the stack. */
 int unit_lua_value(lua_State *L, const char *source);
 int unit_report(const char *name);
+/* Check that Lua source, run as a task, returns the string `want`. */
+#define CHECK_LUA(L, src, want) do { CHECK(unit_lua_value((L), (src))); \
+  CHECK_STR(lua_tostring((L), -1), (want)); lua_pop((L), 1); } while (0)
+/* ... or a string containing `part`. */
+#define CHECK_LUA_HAS(L, src, part) do { CHECK(unit_lua_value((L), (src))); \
+  const char *s_ = lua_tostring((L), -1); unit_checks++; \
+  if (!s_ || !strstr(s_, (part))) { unit_failures++; \
+  fprintf(stderr, "%s:%d: \"%s\" lacks \"%s\"\n", __FILE__, __LINE__, s_ ? s_ : "(null)", (part)); } \
+  lua_pop((L), 1); } while (0)
 
 #endif
