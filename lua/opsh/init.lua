@@ -158,7 +158,7 @@ end
 
 local lazy = {out = true, log = true, json = true, yaml = true, http = true, server = true,
   crypto = true, proc = true, time = true, fs = true, pg = true, redis = true, twin = true,
-  progress = true}
+  progress = true, net = true}
 
 return setmetatable(M, {__index = function(t, k)
   if lazy[k] then
