@@ -316,6 +316,73 @@ describe("opsh.server", function()
     assert.are.equal("closed", err.kind)
   end)
 
+  -- raw bytes over a socket from python3; prints everything the server sent until it closed
+  local function raw_exchange(port, payload, opts)
+    spit(dir .. "/raw.py", [[
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+data = open(sys.argv[2], "rb").read()
+s.sendall(data)
+if sys.argv[3] == "half":
+    s.shutdown(socket.SHUT_WR)
+s.settimeout(20)
+out = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    out += chunk
+sys.stdout.write(out.decode("latin-1"))
+]])
+    seq = seq + 1
+    local pf = dir .. "/payload" .. seq
+    spit(pf, payload)
+    local rc, out, err = await(bg(string.format("python3 %s/raw.py %d %s %s", dir, port, pf,
+      opts and opts.half and "half" or "-")))
+    assert.are.equal(0, rc, err)
+    return out
+end
+
+  it("answers pipelined requests in order and 400 to a malformed one", function()
+    srv:route("GET", "/p/{i}", function(req)
+      opsh.sleep(0.01 * (4 - tonumber(req.params.i)))   -- the first takes longest
+      return req.params.i
+    end)
+    local out = raw_exchange(srv.port, "GET /p/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p/2 HTTP/1.1\r\nHost: x\r\n\r\n" ..
+      "GET /p/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    local bodies = {}
+    for body in out:gmatch("\r\n\r\n(%d)") do bodies[#bodies + 1] = body end
+    assert.are.same({"1", "2", "3"}, bodies)
+    out = raw_exchange(srv.port, "THIS IS NOT HTTP\r\n\r\n")
+    assert.matches("^HTTP/1.1 400 Bad Request\r\n", out)
+    assert.matches("Connection: close", out)
+  end)
+
+  it("closes a connection whose request does not arrive within the timeout", function()
+    local quick = server.listen{port = 0, timeout = 0.2}
+    local _ <close> = quick
+    quick:route("GET", "/", function() return "never" end)
+    local out = raw_exchange(quick.port, "GET / HTTP/1.1\r\nHost: x\r\n")   -- no blank line: incomplete
+    assert.are.equal("", out)
+    assert.are.equal(0, quick:stats().connections)
+  end)
+
+  it("answers an HTTP/1.0 client and closes after the response", function()
+    srv:route("GET", "/old", function() return "legacy" end)
+    local out = raw_exchange(srv.port, "GET /old HTTP/1.0\r\n\r\n")
+    assert.matches("^HTTP/1.1 200 OK\r\n", out)
+    assert.matches("Connection: close\r\n", out)
+    assert.matches("\r\n\r\nlegacy$", out)
+  end)
+
+  it("turns a response with a header injection into a 500", function()
+    srv:route("GET", "/inject", function() return 200, "x", {["X-Evil"] = "a\r\nSet-Cookie: pwned=1"} end)
+    local r = curl(base .. "/inject")
+    assert.are.equal(500, r.status)
+    assert.matches("line break", r.body)
+    assert.is_nil(header(r, "set-cookie"))
+  end)
+
   it("rejects bad arguments with the argument position", function()
     assert.has_error(function() srv:route("FETCH", "/x", function() end) end,
       "bad argument #1 to 'route' (an HTTP method or \"*\" expected)")
