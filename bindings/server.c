@@ -341,16 +341,19 @@ static int reserved_header(const char *name) {
          strcasecmp(name, "connection") == 0 || strcasecmp(name, "date") == 0;
 }
 
-/* [-0, +0, v] the status line and headers (table at idx: name -> string | list of strings) */
+/* [-0, +0, v] the status line and headers (table at idx: name -> string | list of strings);
+** with b == NULL it only checks the headers, raising before anything is allocated */
 static void build_head(lua_State *L, srv_buf *b, int status, int hidx) {
   char line[128];
-  int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, srv_reason(status));
-  srv_buf_add(b, line, (size_t)n);
-  time_t now = time(NULL);
-  struct tm tm;
-  gmtime_r(&now, &tm);
-  n = (int)strftime(line, sizeof line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-  srv_buf_add(b, line, (size_t)n);
+  if (b) {
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, srv_reason(status));
+    srv_buf_add(b, line, (size_t)n);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    n = (int)strftime(line, sizeof line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    srv_buf_add(b, line, (size_t)n);
+  }
   if (lua_isnoneornil(L, hidx)) return;
   luaL_checktype(L, hidx, LUA_TTABLE);
   lua_pushnil(L);
@@ -369,10 +372,12 @@ static void build_head(lua_State *L, srv_buf *b, int status, int hidx) {
         const char *v = lua_tolstring(L, -1, &vl);
         if (!v) luaL_error(L, "response header '%s' must be a string, a number or a list", name);
         if (has_crlf(v, vl)) luaL_error(L, "response header '%s' contains a line break", name);
-        srv_buf_add(b, name, nl);
-        srv_buf_add(b, ": ", 2);
-        srv_buf_add(b, v, vl);
-        srv_buf_add(b, "\r\n", 2);
+        if (b) {
+          srv_buf_add(b, name, nl);
+          srv_buf_add(b, ": ", 2);
+          srv_buf_add(b, v, vl);
+          srv_buf_add(b, "\r\n", 2);
+        }
         lua_pop(L, 1);
       }
     }
@@ -405,6 +410,7 @@ static int exchange_respond(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
+  build_head(L, NULL, status, 3);
   srv_buf b = {0};
   build_head(L, &b, status, 3);
   int keep = c->keep_alive && !c->srv->closed;
@@ -437,6 +443,7 @@ static int exchange_stream(lua_State *L) {
   int status = check_status(L, 2);
   srv_conn *c = x->conn;
   if (!c) return opsh_error(L, "closed", "the client closed the connection");
+  build_head(L, NULL, status, 3);
   srv_buf b = {0};
   build_head(L, &b, status, 3);
   x->chunked = c->http_minor >= 1;
