@@ -430,6 +430,10 @@ end)
 describe("opsh.server over TLS", function()
   local pki = dir .. "/pki"
 
+  teardown(function()
+    os.execute("rm -rf " .. sh_quote(dir))   -- the last block of this file: nothing uses dir after it
+  end)
+
   local function openssl(args)
     local ok = os.execute("cd " .. pki .. " && openssl " .. args .. " >>openssl.log 2>&1")
     assert(ok, "openssl " .. args)
