@@ -173,7 +173,8 @@ static void conn_linger(srv_conn *c) {
 void srv_conn_close_after_flush(srv_conn *c) {
   if (c->state == CONN_CLOSING || c->close_when_flushed) return;
   c->close_when_flushed = 1;
-  uv_timer_stop(&c->timer);
+  /* a client that never reads must not keep the connection forever */
+  uv_timer_start(&c->timer, on_linger_timeout, c->srv->idle_ms + LINGER_MS, 0);
   if (c->writes == 0) conn_linger(c);
 }
 
