@@ -116,7 +116,7 @@ local path = string.format("%s/opsh-bench-podlist-%d.json", dir, os.time())
 local items = {}
 local t0 = core.hrtime()
 for i = 1, 64 do items[i] = pod(i) end
-local per_pod = #json.encode(items, {pretty = true, indent = 4}) / 64
+local per_pod = #json.encode({items = items}, {pretty = true, indent = 4}) / 64
 local n = math.ceil(target_mb * 1e6 / per_pod)
 for i = 65, n do items[i] = pod(i) end
 local doc = {apiVersion = "v1", kind = "List", metadata = {resourceVersion = ""}, items = items}
