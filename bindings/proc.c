@@ -412,7 +412,7 @@ static int proc_spawn(lua_State *L) {
     if (child_fds[i] >= 0) close(child_fds[i]);
   ud->p = p;
   for (int i = 0; i < 2; i++)
-    if (f.out[i] >= 0 && opsh_proc_start_stream(p, i, f.out[i]) != 0) close(f.out[i]);
+    if (f.out[i] >= 0) opsh_proc_start_stream(p, i, f.out[i]);
   opsh_proc_start_input(p);
   if (timeout > 0) opsh_proc_arm_timeout(p, (uint64_t)(timeout * 1000.0 + 0.5));
   if (detach) uv_unref((uv_handle_t *)&p->handle);

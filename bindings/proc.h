@@ -60,7 +60,7 @@ typedef struct proc_ud { proc *p; } proc_ud;
 proc *opsh_proc_alloc(uv_loop_t *loop);
 void opsh_proc_arm_timeout(proc *p, uint64_t ms);
 void opsh_proc_on_exit(uv_process_t *h, int64_t status, int sig);
-int opsh_proc_start_stream(proc *p, int which, int fd);
+void opsh_proc_start_stream(proc *p, int which, int fd);
 void opsh_proc_start_input(proc *p);
 void opsh_proc_escalate(proc *p);
 void opsh_proc_release(lua_State *L, proc *p);

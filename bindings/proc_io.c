@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "proc.h"
 
 #define READ_CHUNK 65536
@@ -241,17 +242,20 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   notify(p);
 }
 
-int opsh_proc_start_stream(proc *p, int which, int fd) {
+/* our end of an output pipe, from now on owned by the stream */
+void opsh_proc_start_stream(proc *p, int which, int fd) {
   proc_stream *s = &p->out[which];
   s->p = p;
   uv_pipe_init(p->timer.loop, &s->pipe, 0);
   s->pipe.data = p;
   p->handles++;
   s->open = 1;
-  int rc = uv_pipe_open(&s->pipe, fd);
-  if (rc == 0) rc = uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read);
-  if (rc != 0) close_stream(s);
-  return rc;
+  if (uv_pipe_open(&s->pipe, fd) != 0) {
+    close(fd);
+    close_stream(s);
+  } else if (uv_read_start((uv_stream_t *)&s->pipe, on_alloc, on_read) != 0) {
+    close_stream(s);
+  }
 }
 
 /* ---- input ---- */
