@@ -327,6 +327,18 @@ local function prompt(continued, color)
   return p
 end
 
+--- trim_traceback(tb) -> the frames of the chunk: without the message (already printed) and
+--- without the REPL's own frames.
+function M.trim_traceback(tb)
+  local out = {}
+  local started = false
+  for l in tostring(tb):gmatch("[^\n]+") do
+    if l == "stack traceback:" then started = true end
+    if started and not l:find("opsh/repl%.lua:") then out[#out + 1] = l end
+  end
+  return table.concat(out, "\n")
+end
+
 -- Runs one compiled chunk as the foreground task: it prints its own results, so that Ctrl-C
 -- during a long print cancels the line too.
 local function run_chunk(fn, st)
@@ -346,7 +358,7 @@ local function run_chunk(fn, st)
     if st.editing and core.is_error(err, "interrupted") then io.stderr:write("\n") end
     stderr_line(st.color, M.describe(err))
     if st.verbose and traceback and not core.is_error(err, "interrupted") then
-      io.stderr:write(traceback, "\n")
+      io.stderr:write(M.trim_traceback(traceback), "\n")
     end
   end
 end

@@ -155,6 +155,13 @@ describe("opsh.repl chunks", function()
     assert.matches("unexpected symbol", err)
   end)
 
+  it("trims the REPL's own frames and the message off a traceback", function()
+    local tb = "repl:1: x\nstack traceback:\n\t[C]: in function 'error'\n\trepl:1: in upvalue 'fn'\n" ..
+      "\tlua/opsh/repl.lua:334: in function <lua/opsh/repl.lua:333>"
+    assert.are.equal("stack traceback:\n\t[C]: in function 'error'\n\trepl:1: in upvalue 'fn'",
+      repl.trim_traceback(tb))
+  end)
+
   it("describes a failure in one line", function()
     assert.are.equal("error: not found (status 404)",
       repl.describe(opsh.error("http", "not found", {status = 404})))
