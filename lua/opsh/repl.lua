@@ -351,6 +351,8 @@ local function run_chunk(fn, st)
   core.foreground(task)
   pcall(task.wait, task)
   core.foreground(nil)
+  local status = task:status()
+  if status == "ready" or status == "suspended" then task:cancel() end   -- the wait itself failed
   local ok, err, traceback = task:result()
   io.stdout:flush()
   if not ok then
@@ -426,20 +428,8 @@ function M.run(opts)
   local pending = nil
   while true do
     local ok, line = pcall(C.readline, prompt(pending ~= nil, st.color))
-    if ok and line == nil then
-      if pending == nil then break end
-      remember(st, pending.typed)
-      local _, err = load(pending.source, M.CHUNKNAME, "t")
-      stderr_line(st.color, "error: " .. one_line(err))
-      pending = nil
-    elseif ok and line == false then
-      pending = nil   -- Ctrl-C at the prompt: drop what was typed
-    elseif ok then
-      ok, line = pcall(step, st, pending, line)
-      pending = ok and line or nil
-    end
     if not ok then
-      -- Ctrl-C while the REPL itself was busy (compiling, saving history)
+      -- the editor failed: nothing sensible to retry, unless it was Ctrl-C hitting the REPL's code
       if not core.is_error(line, "interrupted") then
         C.close()
         core.foreground(me)
@@ -447,6 +437,22 @@ function M.run(opts)
       end
       stderr_line(st.color, "interrupted")
       pending = nil
+    elseif line == nil then
+      if pending == nil then break end
+      remember(st, pending.typed)
+      local _, err = load(pending.source, M.CHUNKNAME, "t")
+      stderr_line(st.color, "error: " .. one_line(err))
+      pending = nil
+    elseif line == false then
+      pending = nil   -- Ctrl-C at the prompt: drop what was typed
+    else
+      local done, res = pcall(step, st, pending, line)
+      pending = done and res or nil
+      if not done then
+        -- Ctrl-C while the REPL itself was busy, or a bug in the REPL: report, keep going
+        stderr_line(st.color, core.is_error(res, "interrupted") and "interrupted"
+          or ("opsh: internal error: " .. one_line(res)))
+      end
     end
   end
   C.close()

@@ -202,4 +202,22 @@ grep -qx '=31\*3' "$WORK/xdg/opsh/history" || fail "no history under XDG_STATE_H
 ! grep -q '31\*3' "$HIST" || fail "history went to ~/.local/state despite XDG_STATE_HOME"
 ok "XDG_STATE_HOME is respected"
 
+# ---------------------------------------------------------------------------------------------
+# without a terminal: lines from stdin, no prompt, no history; a pipe and a regular file
+printf '=1+1\nerror("boom")\nfunction f(a,\nb) return a * b end\n=f(6, 7)\nopsh.sleep(0.05) return "slept"\n' \
+  > "$WORK/input.lua"
+for how in pipe file; do
+  if [ $how = pipe ]; then
+    cat "$WORK/input.lua" | env HOME="$HOME1" "$OPSH" repl > "$WORK/out" 2> "$WORK/err"
+  else
+    env HOME="$HOME1" "$OPSH" repl < "$WORK/input.lua" > "$WORK/out" 2> "$WORK/err"
+  fi
+  status=$?
+  [ $status = 0 ] || fail "non-terminal REPL ($how): status $status"
+  [ "$(cat "$WORK/out")" = "$(printf '2\n42\n"slept"')" ] || fail "non-terminal REPL ($how) printed: $(cat "$WORK/out")"
+  [ "$(cat "$WORK/err")" = 'error: repl:1: boom' ] || fail "non-terminal REPL ($how) errors: $(cat "$WORK/err")"
+  ok "without a terminal ($how): values on stdout, one-line errors on stderr, status 0"
+done
+! grep -q 'slept' "$HIST" || fail "a non-terminal session wrote history"
+
 echo "$PASSED passed, 0 failed"
