@@ -126,8 +126,16 @@ static void on_line(char *line) {
   }
 }
 
+static void on_prompt_interrupt(void);
+
 static void on_readable(uv_poll_t *h, int status, int events) {
   if (!S.waiter) return;
+  if (opsh_rt->prompt_interrupted) {
+    /* a Ctrl-C typed before these keys, its async callback not run yet: it goes first */
+    opsh_rt->prompt_interrupted = 0;
+    on_prompt_interrupt();
+    return;
+  }
   if (!S.editing) {
     if (status == 0) plain_fill(); else S.eof = 1;
     lua_State *co = opsh_task_thread(S.waiter);

@@ -156,6 +156,7 @@ wait_for '^125$'
 ok "Ctrl-C interrupts a CPU-bound line (while true do end); the REPL answers"
 
 type_text 'half typed'
+wait_for '^opsh> half typed$'   # read by the editor: a Ctrl-C also flushes unread input
 key C-c
 wait_for '^opsh> half typed\^C$'
 key C-c
