@@ -179,6 +179,8 @@ lua_State *opsh_runtime_new(void) {
   }
   lua_pushcfunction(L, luaopen_opsh_runtime);
   lua_setfield(L, -2, "opsh.runtime");
+  lua_pushcfunction(L, luaopen_opsh_repl);
+  lua_setfield(L, -2, "opsh._repl");
   lua_pop(L, 1);
   /* searchers: preload, opsh roots + embedded, then the system Lua and C paths */
   lua_getglobal(L, "package");
