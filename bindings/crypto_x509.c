@@ -431,6 +431,9 @@ static int x509_create_cert(lua_State *L) {
   GENERAL_NAMES *sans = build_sans(L, 1);
   X509 *x = new_cert(L, 1, key, cn);
   if (!X509_set_issuer_name(x, X509_get_subject_name(ca))) return opsh_crypto_error(L, "x509", "out of memory");
+  if (ASN1_TIME_compare(X509_get0_notAfter(x), X509_get0_notAfter(ca)) > 0 &&
+      !X509_set1_notAfter(x, X509_get0_notAfter(ca)))
+    return opsh_crypto_error(L, "x509", "out of memory");
   X509V3_CTX ctx;
   X509V3_set_ctx(&ctx, ca, x, NULL, NULL, 0);
   lua_getfield(L, 1, "server");
