@@ -59,6 +59,11 @@ void opsh_crypto_wipe(lua_State *L, int idx) {
   s->n = 0;
 }
 
+void *opsh_crypto_unbox(lua_State *L, int idx) {
+  box *b = luaL_testudata(L, idx, BOX_META);
+  return b ? b->p : NULL;
+}
+
 void opsh_crypto_free_pkey(void *p) { EVP_PKEY_free(p); }
 void opsh_crypto_free_x509(void *p) { X509_free(p); }
 

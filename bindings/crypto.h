@@ -17,6 +17,8 @@
 typedef void (*opsh_crypto_free_fn)(void *p);
 /* [-0, +1, m] push an empty box whose content is freed with fn; returns the slot to fill */
 void **opsh_crypto_box(lua_State *L, opsh_crypto_free_fn fn);
+/* [-0, +0, -] the content of the box at idx (NULL if it is not a box or empty) */
+void *opsh_crypto_unbox(lua_State *L, int idx);
 void opsh_crypto_free_pkey(void *p);
 /* [-0, +1, m] push a buffer of n (+1) bytes for secret material; its __gc wipes it */
 unsigned char *opsh_crypto_scratch(lua_State *L, size_t n);

@@ -6,6 +6,7 @@
 ** private PEM) goes through BIO_s_secmem, which clears its memory when freed, into a secret.
 ** Error messages say what was wrong with the input, never what it contained.
 */
+#include <stdlib.h>
 #include <string.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -133,20 +134,30 @@ EVP_PKEY *opsh_crypto_load_public(lua_State *L, int idx, const char *what) {
   return OPSH_CRYPTO_FAIL(L, "bad_key", "%s: not a certificate, public key or private key (PEM or DER)", what);
 }
 
-EVP_PKEY *opsh_crypto_generate(lua_State *L, const char *type, int bits) {
-  EVP_PKEY **slot = (EVP_PKEY **)opsh_crypto_box(L, opsh_crypto_free_pkey);
+/* [-0, +0, v] check a key type and size; returns the EC curve name, or NULL for RSA */
+static const char *keygen_params(lua_State *L, const char *type, int *bits) {
   if (strcmp(type, "rsa") == 0) {
-    if (bits == 0) bits = 2048;
-    if (bits < 2048 || bits > 16384 || bits % 8)
-      return OPSH_CRYPTO_FAIL(L, "usage", "rsa keys are 2048 to 16384 bits (got %d)", bits);
-    *slot = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
-  } else if (strcmp(type, "ec") == 0) {
-    const char *curve = bits == 0 || bits == 256 ? "P-256" : bits == 384 ? "P-384" : bits == 521 ? "P-521" : NULL;
-    if (!curve) return OPSH_CRYPTO_FAIL(L, "usage", "ec keys are 256, 384 or 521 bits (got %d)", bits);
-    *slot = EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve);
-  } else {
-    return OPSH_CRYPTO_FAIL(L, "usage", "key type must be \"ec\" or \"rsa\" (got \"%s\")", type);
+    if (*bits == 0) *bits = 2048;
+    if (*bits < 2048 || *bits > 16384 || *bits % 8)
+      opsh_crypto_error(L, "usage", "rsa keys are 2048 to 16384 bits (got %d)", *bits);
+    return NULL;
   }
+  if (strcmp(type, "ec") != 0)
+    opsh_crypto_error(L, "usage", "key type must be \"ec\" or \"rsa\" (got \"%s\")", type);
+  if (*bits == 0) *bits = 256;
+  const char *curve = *bits == 256 ? "P-256" : *bits == 384 ? "P-384" : *bits == 521 ? "P-521" : NULL;
+  if (!curve) opsh_crypto_error(L, "usage", "ec keys are 256, 384 or 521 bits (got %d)", *bits);
+  return curve;
+}
+
+static EVP_PKEY *keygen_run(const char *curve, int bits) {
+  return curve ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve) : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+}
+
+EVP_PKEY *opsh_crypto_generate(lua_State *L, const char *type, int bits) {
+  const char *curve = keygen_params(L, type, &bits);
+  EVP_PKEY **slot = (EVP_PKEY **)opsh_crypto_box(L, opsh_crypto_free_pkey);
+  *slot = keygen_run(curve, bits);
   if (!*slot) return OPSH_CRYPTO_FAIL(L, "keygen", "key generation failed");
   return *slot;
 }
@@ -211,12 +222,82 @@ static int keys_info(lua_State *L) {
   return 1;
 }
 
+/* ---- key generation on libuv's thread pool ----
+** RSA key generation takes from a tenth of a second to seconds: inside a task it runs on a
+** worker thread and suspends only the task. The worker's result reaches the task as a box on
+** the task's stack, so a task cancelled after the wake-up still frees the key. */
+
+typedef struct keygen {
+  uv_work_t req;
+  opsh_task *task;
+  int abandoned;   /* the task was cancelled: after_work frees everything */
+  const char *curve;   /* static string; NULL for RSA */
+  int bits;
+  EVP_PKEY *pkey;
+} keygen;
+
+static int keygen_pending;   /* work items not yet completed, for the specs */
+
+static void keygen_work(uv_work_t *req) {
+  keygen *kg = req->data;
+  kg->pkey = keygen_run(kg->curve, kg->bits);
+}
+
+static void keygen_after(uv_work_t *req, int status) {
+  keygen *kg = req->data;
+  keygen_pending--;
+  if (kg->abandoned) {
+    EVP_PKEY_free(kg->pkey);
+  } else {
+    lua_State *co = opsh_task_thread(kg->task);
+    EVP_PKEY **slot = (EVP_PKEY **)opsh_crypto_box(co, opsh_crypto_free_pkey);
+    *slot = kg->pkey;
+    opsh_task_wake(kg->task, 1);
+  }
+  free(kg);
+}
+
+static void keygen_cancel(void *ud) {
+  keygen *kg = ud;
+  kg->abandoned = 1;
+  uv_cancel((uv_req_t *)&kg->req);   /* if it already runs, keygen_after frees the result */
+}
+
+static int keygen_k(lua_State *L, int status, lua_KContext ctx) {
+  EVP_PKEY *pkey = opsh_crypto_unbox(L, -1);
+  if (!pkey) return opsh_crypto_error(L, "keygen", "key generation failed");
+  opsh_crypto_push_private_pem(L, pkey);
+  return 1;
+}
+
 /* key_generate(type, bits) -> secret PEM (PKCS#8) */
 static int keys_generate(lua_State *L) {
   const char *type = luaL_optstring(L, 1, "ec");
   int bits = (int)luaL_optinteger(L, 2, 0);
-  EVP_PKEY *pkey = opsh_crypto_generate(L, type, bits);
-  opsh_crypto_push_private_pem(L, pkey);
+  opsh_task *t = opsh_task_current(L);
+  if (!t || !lua_isyieldable(L)) {
+    EVP_PKEY *pkey = opsh_crypto_generate(L, type, bits);
+    opsh_crypto_push_private_pem(L, pkey);
+    return 1;
+  }
+  const char *curve = keygen_params(L, type, &bits);
+  keygen *kg = calloc(1, sizeof *kg);
+  if (!kg) return luaL_error(L, "out of memory");
+  kg->req.data = kg;
+  kg->task = t;
+  kg->curve = curve;
+  kg->bits = bits;
+  if (uv_queue_work(opsh_loop(L), &kg->req, keygen_work, keygen_after) != 0) {
+    free(kg);
+    return opsh_crypto_error(L, "keygen", "cannot queue key generation");
+  }
+  keygen_pending++;
+  return opsh_yield(L, keygen_cancel, kg, 0, keygen_k);
+}
+
+/* keygen_pending() -> number of key generations still on the thread pool */
+static int keys_pending(lua_State *L) {
+  lua_pushinteger(L, keygen_pending);
   return 1;
 }
 
@@ -290,6 +371,7 @@ static const luaL_Reg keys_funcs[] = {
   {"key_public_pem", keys_public_pem},
   {"key_matches", keys_matches},
   {"key_jwk", keys_jwk},
+  {"keygen_pending", keys_pending},
   {NULL, NULL}
 };
 

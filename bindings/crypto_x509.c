@@ -340,12 +340,16 @@ static void finish(lua_State *L, X509 *x, EVP_PKEY *signer, EVP_PKEY *key) {
   lua_setfield(L, -2, "key_pem");
 }
 
-/* create_ca{cn=, org=, days=, key_type=, bits=} -> {cert_pem=, key_pem=secret} */
+/* create_ca{cn=, org=, days=, key=, key_type=, bits=} -> {cert_pem=, key_pem=secret} */
 static int x509_create_ca(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   const char *cn = field_str(L, 1, "cn", NULL);
   luaL_argcheck(L, cn && *cn, 1, "cn is required");
-  EVP_PKEY *key = opsh_crypto_generate(L, field_str(L, 1, "key_type", "ec"), field_int(L, 1, "bits", 0));
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "key");   /* 2 */
+  EVP_PKEY *key = lua_isnil(L, 2)
+    ? opsh_crypto_generate(L, field_str(L, 1, "key_type", "ec"), field_int(L, 1, "bits", 0))
+    : opsh_crypto_load_private(L, 2, 0, "x509.create_ca key");
   X509 *x = new_cert(L, 1, key, cn);
   X509_set_issuer_name(x, X509_get_subject_name(x));
   X509V3_CTX ctx;

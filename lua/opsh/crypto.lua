@@ -129,7 +129,8 @@ function keys.read(key, opts)
   return C.key_read(key, opts.passphrase)
 end
 
---- keys.generate{type = "ec"|"rsa", bits=} -> secret PKCS#8 PEM (ec: P-256 by default; rsa: 2048)
+--- keys.generate{type = "ec"|"rsa", bits=} -> secret PKCS#8 PEM (ec: P-256 by default; rsa: 2048).
+-- Inside a task the key is generated on libuv's thread pool: only this task waits.
 function keys.generate(opts)
   opts = check_opts(opts, "keys.generate", 1)
   check_type(opts.type, "string", "keys.generate", 1, true)
@@ -197,15 +198,17 @@ local function check_key_opts(opts, fname)
   if opts.bits ~= nil and math.type(opts.bits) ~= "integer" then bad_arg(fname, 1, "bits must be an integer") end
 end
 
---- x509.create_ca{cn=, org=, days = 3650, key_type = "ec"|"rsa", bits=} -> {cert_pem=, key_pem=secret}
+--- x509.create_ca{cn=, org=, days = 3650, key_type = "ec"|"rsa", bits=, key=} -> {cert_pem=, key_pem=secret}
+-- A new key is generated on the thread pool (only this task waits) unless `key` is given.
 function x509.create_ca(opts)
   check_type(opts, "table", "x509.create_ca", 1)
   if type(opts.cn) ~= "string" or opts.cn == "" then bad_arg("x509.create_ca", 1, "cn (a string) is required") end
   check_type(opts.org, "string", "x509.create_ca", 1, true)
   check_days(opts, "x509.create_ca")
   check_key_opts(opts, "x509.create_ca")
+  check_bytes(opts.key, "x509.create_ca", 1, true)
   return C.x509_create_ca({cn = opts.cn, org = opts.org, days = opts.days or 3650,
-    key_type = opts.key_type, bits = opts.bits})
+    key = opts.key or C.key_generate(opts.key_type or "ec", opts.bits or 0)})
 end
 
 local function is_ip(s)
@@ -243,7 +246,7 @@ function x509.create_cert(opts)
   end
   if #sans == 0 and server and (is_ip(cn) or cn:match("^[%w%-_%.%*]+$")) then sans[1] = cn end
   return C.x509_create_cert({ca_cert = opts.ca_cert, ca_key = opts.ca_key, ca_passphrase = opts.ca_passphrase,
-    key = opts.key, cn = cn, org = opts.org, sans = sans, days = opts.days or 365, server = server,
+    key = opts.key or C.key_generate(opts.key_type or "ec", opts.bits or 0), cn = cn, org = opts.org, sans = sans, days = opts.days or 365, server = server,
     client = client and true or false, key_type = opts.key_type, bits = opts.bits})
 end
 

@@ -249,6 +249,70 @@ describe("opsh.crypto keys", function()
   end)
 end)
 
+describe("opsh.crypto key generation on the thread pool", function()
+  local C = require("opsh._crypto")
+
+  local function wait_idle()
+    while C.keygen_pending() > 0 do opsh.sleep(0.01) end
+  end
+
+  it("suspends only the generating task", function()
+    local ticks, done = 0, false
+    local ticker = opsh.spawn(function()
+      while not done do
+        ticks = ticks + 1
+        opsh.sleep(0)
+      end
+    end)
+    local gen = opsh.spawn(function()
+      local start = ticks
+      local key = crypto.keys.generate{type = "rsa", bits = 3072}
+      return ticks - start, key
+    end)
+    local during, key = gen:wait()
+    done = true
+    ticker:wait()
+    assert.is_true(during > 0, "other tasks ran while the key was generated")
+    assert.are.same({type = "rsa", bits = 3072}, crypto.keys.read(key))
+  end)
+
+  it("generates many keys at once, all different", function()
+    local items = {}
+    for i = 1, 8 do items[i] = i % 2 == 0 and "rsa" or "ec" end
+    local got = opsh.parallel(items, function(t) return crypto.keys.generate{type = t} end)
+    local seen = {}
+    for i, k in ipairs(got) do
+      assert.are.equal(items[i], crypto.keys.read(k).type)
+      local pub = crypto.keys.public_pem(k)
+      assert.is_nil(seen[pub])
+      seen[pub] = true
+    end
+  end)
+
+  it("lets a cancelled task's key generation finish and frees its result", function()
+    local t = opsh.spawn(function() return crypto.keys.generate{type = "rsa", bits = 4096} end)
+    opsh.sleep(0)
+    assert.are.equal("suspended", t:status())
+    assert.is_true(C.keygen_pending() > 0)
+    t:cancel()
+    assert.are.equal("cancelled", t:status())
+    wait_idle()
+    -- woken, then cancelled before it resumed: the key is on its stack, collected with it
+    t = opsh.spawn(function() return crypto.keys.generate{type = "ec"} end)
+    opsh.sleep(0)
+    wait_idle()
+    if t:status() == "ready" then t:cancel() end
+    collectgarbage()
+    assert.are.equal(0, C.keygen_pending())
+  end)
+
+  it("checks type and size before queueing", function()
+    raises("crypto", "usage", crypto.keys.generate, {type = "dsa"})
+    raises("crypto", "usage", crypto.keys.generate, {type = "rsa", bits = 2047})
+    assert.are.equal(0, C.keygen_pending())
+  end)
+end)
+
 describe("opsh.crypto.x509", function()
   local ca, leaf
 
