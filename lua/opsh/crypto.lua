@@ -211,9 +211,10 @@ function x509.create_ca(opts)
     key = opts.key or C.key_generate(opts.key_type or "ec", opts.bits or 0)})
 end
 
-local function is_ip(s)
-  if s:match("^%d+%.%d+%.%d+%.%d+$") then return true end
-  return s:find(":", 1, true) ~= nil
+-- a cn that can stand as the SAN of a server certificate: an IP address or a DNS name
+local function san_like(s)
+  if s:match("^%d+%.%d+%.%d+%.%d+$") or (s:match("^[%x:.]+$") and s:find(":", 1, true)) then return true end
+  return s:match("^[%w%-_%.]+$") ~= nil and not s:find("..", 1, true) and not s:match("^%.") and not s:match("%.$")
 end
 
 --- x509.create_cert{ca_cert=, ca_key=, ca_passphrase=, cn=, sans={...}, days = 365,
@@ -244,10 +245,10 @@ function x509.create_cert(opts)
     cn = sans[1]
     if cn == nil then bad_arg(f, 1, "cn or sans is required") end
   end
-  if #sans == 0 and server and (is_ip(cn) or cn:match("^[%w%-_%.%*]+$")) then sans[1] = cn end
+  if #sans == 0 and server and san_like(cn) then sans[1] = cn end
   return C.x509_create_cert({ca_cert = opts.ca_cert, ca_key = opts.ca_key, ca_passphrase = opts.ca_passphrase,
-    key = opts.key or C.key_generate(opts.key_type or "ec", opts.bits or 0), cn = cn, org = opts.org, sans = sans, days = opts.days or 365, server = server,
-    client = client and true or false, key_type = opts.key_type, bits = opts.bits})
+    key = opts.key or C.key_generate(opts.key_type or "ec", opts.bits or 0), cn = cn, org = opts.org,
+    sans = sans, days = opts.days or 365, server = server, client = client and true or false})
 end
 
 -- ---- JWT ----

@@ -404,6 +404,34 @@ describe("opsh.crypto.x509", function()
     raises("crypto", "bad_certificate", crypto.x509.parse, "garbage")
   end)
 
+  it("fills defaults: the SAN from the cn, the cn from the SAN, an existing key", function()
+    local c = crypto.x509.parse(crypto.x509.create_cert{ca_cert = ca.cert_pem, ca_key = ca.key_pem,
+      cn = "twin.opsh.test"}.cert_pem)
+    assert.are.same({"twin.opsh.test"}, c.sans.dns)
+    assert.are.same({"server_auth"}, c.ext_key_usage)
+    assert.are.equal(crypto.x509.parse(ca.cert_pem).not_after_epoch, c.not_after_epoch)
+    c = crypto.x509.parse(crypto.x509.create_cert{ca_cert = ca.cert_pem, ca_key = ca.key_pem,
+      cn = "system:node:worker-1", client = true}.cert_pem)
+    assert.are.same({}, c.sans.dns)
+    assert.are.same({}, c.sans.ip)
+    assert.are.equal("CN=system:node:worker-1", c.subject)
+    c = crypto.x509.parse(crypto.x509.create_cert{ca_cert = ca.cert_pem, ca_key = ca.key_pem,
+      sans = {"127.0.0.2", "fd00::1"}}.cert_pem)
+    assert.are.equal("127.0.0.2", c.subject_cn)
+    assert.are.same({"127.0.0.2", "fd00::1"}, c.sans.ip)
+    local key = crypto.keys.generate{type = "rsa"}
+    local issued = crypto.x509.create_cert{ca_cert = ca.cert_pem, ca_key = ca.key_pem, cn = "again", key = key}
+    assert.is_true(crypto.keys.matches(issued.cert_pem, key))
+    assert.is_true(crypto.keys.matches(issued.key_pem, key))
+    -- an encrypted CA key with its passphrase
+    openssl("pkey -in " .. path("ca.key") .. " -aes-256-cbc -passout pass:ca-pass -out " .. path("ca_enc.key"))
+    raises("crypto", "encrypted_key", crypto.x509.create_cert, {ca_cert = ca.cert_pem, ca_key = read("ca_enc.key"),
+      cn = "x"})
+    issued = crypto.x509.create_cert{ca_cert = ca.cert_pem, ca_key = read("ca_enc.key"), ca_passphrase = "ca-pass",
+      cn = "x"}
+    assert.are.equal("x", crypto.x509.parse(issued.cert_pem).subject_cn)
+  end)
+
   it("refuses a CA key that does not match, and a CA that is not a CA", function()
     raises("crypto", "key_mismatch", crypto.x509.create_cert,
       {ca_cert = ca.cert_pem, ca_key = crypto.keys.generate(), cn = "x"})
