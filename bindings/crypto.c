@@ -118,22 +118,37 @@ void opsh_crypto_b64_encode(const unsigned char *in, size_t n, char *out, int ur
   }
 }
 
-static int b64_value(unsigned char c, int url) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == (url ? '-' : '+')) return 62;
-  if (c == (url ? '_' : '/')) return 63;
-  return -1;
+/* decoding tables: 0..63, or 64 for anything else; built once from the alphabets */
+static signed char b64_dec[2][256];
+
+static void b64_tables(void) {
+  for (int u = 0; u < 2; u++) {
+    memset(b64_dec[u], 64, sizeof b64_dec[u]);
+    for (int i = 0; i < 64; i++) b64_dec[u][(unsigned char)(u ? b64_url : b64_std)[i]] = (signed char)i;
+  }
 }
 
 int opsh_crypto_b64_decode(const char *in, size_t n, unsigned char *out, size_t *outlen,
                            int url, size_t *bad) {
+  const signed char *dec = b64_dec[url ? 1 : 0];
+  const unsigned char *s = (const unsigned char *)in;
   unsigned acc = 0;
   int bits = 0, pads = 0;
   size_t o = 0, chars = 0;
   for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)in[i];
+    /* fast path: four alphabet characters at a group boundary */
+    while (bits == 0 && !pads && i + 4 <= n) {
+      int a = dec[s[i]], b = dec[s[i + 1]], c = dec[s[i + 2]], d = dec[s[i + 3]];
+      if ((a | b | c | d) & 64) break;
+      unsigned v = (unsigned)a << 18 | (unsigned)b << 12 | (unsigned)c << 6 | (unsigned)d;
+      out[o++] = (unsigned char)(v >> 16);
+      out[o++] = (unsigned char)(v >> 8);
+      out[o++] = (unsigned char)v;
+      chars += 4;
+      i += 4;
+    }
+    if (i >= n) break;
+    unsigned char c = s[i];
     if (!url && (c == ' ' || c == '\n' || c == '\r' || c == '\t')) continue;
     if (c == '=') {
       /* padding: only at the end, and only what the length needs */
@@ -148,8 +163,8 @@ int opsh_crypto_b64_decode(const char *in, size_t n, unsigned char *out, size_t 
       }
       continue;
     }
-    int v = b64_value(c, url);
-    if (v < 0 || pads) { *bad = i; return -1; }
+    int v = dec[c];
+    if (v == 64 || pads) { *bad = i; return -1; }
     acc = (acc << 6) | (unsigned)v;
     bits += 6;
     chars++;
@@ -365,6 +380,7 @@ int luaopen_opsh_crypto(lua_State *L) {
     lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
+  if (b64_dec[0][0] == 0) b64_tables();
   luaL_newlib(L, crypto_funcs);
   opsh_crypto_keys_register(L);
   opsh_crypto_jwt_register(L);

@@ -79,14 +79,25 @@ static EVP_MD_CTX *init_ctx(lua_State *L, const alg *a, EVP_PKEY *key, int sign)
   return *slot;
 }
 
-/* jwt_sign(alg, key, passphrase, header_json, payload_json) -> token */
+/* the algorithm a key signs with when none is asked: RS256, or ES256/384/512 by curve */
+static const char *default_alg(EVP_PKEY *key) {
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_EC) return "RS256";
+  int bits = EVP_PKEY_get_bits(key);
+  return bits == 384 ? "ES384" : bits == 521 ? "ES512" : "ES256";
+}
+
+/* jwt_sign(alg|nil, key, passphrase, header_json_before_alg, payload_json) -> token, alg
+** The header JSON is given without its alg member ("{" then members, or "{}"); alg goes first. */
 static int jwt_sign(lua_State *L) {
-  const alg *a = find_alg(L, luaL_checkstring(L, 1));
   size_t hn, pn;
-  const char *header = luaL_checklstring(L, 4, &hn);
+  const char *rest = luaL_checklstring(L, 4, &hn);
   const char *payload = luaL_checklstring(L, 5, &pn);
+  luaL_argcheck(L, hn >= 2 && rest[0] == '{' && rest[hn - 1] == '}', 4, "a JSON object expected");
   EVP_PKEY *key = opsh_crypto_load_private(L, 2, 3, "jwt.sign key");
+  const alg *a = find_alg(L, lua_isnil(L, 1) ? default_alg(key) : luaL_checkstring(L, 1));
   check_key(L, a, key);
+  lua_pushfstring(L, "{\"alg\":\"%s\"%s%s", a->name, hn > 2 ? "," : "", rest + 1);
+  const char *header = lua_tolstring(L, -1, &hn);
   EVP_MD_CTX *ctx = init_ctx(L, a, key, 1);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -121,7 +132,8 @@ static int jwt_sign(lua_State *L) {
   lua_pushliteral(L, ".");
   opsh_crypto_push_b64(L, sig, siglen, 1);
   lua_concat(L, 3);
-  return 1;
+  lua_pushstring(L, a->name);
+  return 2;
 }
 
 /* The two dots of a compact JWS, or raises jwt/malformed. */

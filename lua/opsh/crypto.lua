@@ -264,8 +264,6 @@ local function jwt_error(code, message, fields)
   error(core.error("jwt", message, fields), 0)
 end
 
-local ec_algs = {[256] = "ES256", [384] = "ES384", [521] = "ES512"}
-
 --- jwt.sign(claims, key, {alg=, kid=, x5t=cert_pem, x5t_s256=cert_pem, header={}, expires_in=,
 --   now=, passphrase=}) -> token (a string: treat it as a credential)
 -- alg defaults to RS256 for an RSA key and ES256/384/512 for an EC key.
@@ -279,14 +277,9 @@ function jwt.sign(claims, key, opts)
   check_type(opts.x5t_s256, "string", "jwt.sign", 3, true)
   check_type(opts.header, "table", "jwt.sign", 3, true)
   check_bytes(opts.passphrase, "jwt.sign", 3, true)
-  local alg = opts.alg
-  if alg == nil then
-    local info = C.key_read(key, opts.passphrase)
-    alg = info.type == "ec" and ec_algs[info.bits] or "RS256"
-  end
   local header = {}
   for k, v in pairs(opts.header or {}) do header[k] = v end
-  header.alg, header.typ = alg, header.typ or "JWT"
+  header.alg, header.typ = nil, header.typ or "JWT"
   header.kid = opts.kid or header.kid
   if opts.x5t then header.x5t = C.base64_encode(C.x509_thumbprint(opts.x5t, "sha1"), true) end
   if opts.x5t_s256 then header["x5t#S256"] = C.base64_encode(C.x509_thumbprint(opts.x5t_s256, "sha256"), true) end
@@ -302,7 +295,8 @@ function jwt.sign(claims, key, opts)
     claims = copy
   end
   local J = json()
-  return C.jwt_sign(alg, key, opts.passphrase, J.encode(header), J.encode(claims))
+  -- the C part puts alg (given, or the key's default) first in the header
+  return (C.jwt_sign(opts.alg, key, opts.passphrase, J.encode(header), J.encode(claims)))
 end
 
 local function decode_part(text, what)
