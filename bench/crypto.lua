@@ -1,7 +1,8 @@
 -- bench/crypto.lua: opsh.crypto throughput against its peers measured in the same run:
 -- SHA-256 and base64 of 64 MB and HMAC-SHA256 of 300-byte strings (Azure Shared Key signing)
 -- against Python's hashlib/base64/hmac; RS256 JWT signing and verification against
--- `openssl speed rsa2048` (raw RSA operations, no JSON or base64: an upper bound).
+-- `openssl speed rsa2048` (raw RSA operations, no JSON or base64: an upper bound), with the key
+-- given as PEM (parsed on every call) and as a keys.load object.
 -- Run: ./build/opsh bench/crypto.lua
 local crypto = require("opsh.crypto")
 local core = require("opsh._core")
@@ -73,7 +74,14 @@ local t_sign = best(2, function() for _ = 1, N do token = crypto.jwt.sign(claims
 local t_verify = best(2, function()
   for _ = 1, N * 10 do crypto.jwt.verify(token, pub, {now = 1800000000}) end
 end)
+local signer, verifier = crypto.keys.load(rsa), crypto.keys.load(pub, {private = false})
+local t_sign_obj = best(2, function() for _ = 1, N do token = crypto.jwt.sign(claims, signer) end end)
+local t_verify_obj = best(2, function()
+  for _ = 1, N * 10 do crypto.jwt.verify(token, verifier, {now = 1800000000}) end
+end)
 local speed = capture("openssl speed -seconds 2 rsa2048 2>/dev/null")
 local s_sign, s_verify = speed:match("rsa%s+2048 bits%s+%S+%s+%S+%s+(%S+)%s+(%S+)")
 row("jwt RS256 sign vs openssl speed", "ops/s", N / t_sign, tonumber(s_sign))
 row("jwt RS256 verify vs openssl speed", "ops/s", N * 10 / t_verify, tonumber(s_verify))
+row("jwt RS256 sign, keys.load object", "ops/s", N / t_sign_obj, tonumber(s_sign))
+row("jwt RS256 verify, keys.load object", "ops/s", N * 10 / t_verify_obj, tonumber(s_verify))

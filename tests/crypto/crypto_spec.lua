@@ -290,7 +290,7 @@ describe("opsh.crypto key generation on the thread pool", function()
   end)
 
   it("lets a cancelled task's key generation finish and frees its result", function()
-    local t = opsh.spawn(function() return crypto.keys.generate{type = "rsa", bits = 4096} end)
+    local t = opsh.spawn(function() return crypto.keys.generate{type = "rsa", bits = 3072} end)
     opsh.sleep(0)
     assert.are.equal("suspended", t:status())
     assert.is_true(C.keygen_pending() > 0)
@@ -581,11 +581,32 @@ describe("opsh.crypto.jwt", function()
     end
   end)
 
+  it("signs and verifies with key objects loaded once", function()
+    local signer <close> = crypto.keys.load(rsa_pem)
+    local verifier = crypto.keys.load(cert, {private = false})
+    assert.are.equal("opsh.crypto.key (rsa 2048, private)", tostring(signer))
+    assert.are.same({type = "rsa", bits = 2048, private = false}, verifier:info())
+    for _, alg in ipairs({"RS256", "PS256"}) do
+      local token = crypto.jwt.sign(claims, signer, {alg = alg})
+      assert.are.same(claims, (crypto.jwt.verify(token, verifier, {now = now, algs = {alg}})))
+      assert.are.same(claims, (crypto.jwt.verify(token, rsa_pub, {now = now, algs = {alg}})))
+    end
+    local ec = crypto.keys.generate()
+    local issued = crypto.x509.create_cert{ca_cert = read("ca.pem"), ca_key = crypto.keys.load(read("ca.key")),
+      cn = "from-object", key = crypto.keys.load(ec)}
+    assert.is_true(crypto.keys.matches(issued.cert_pem, crypto.keys.load(ec, {private = false})))
+    raises("crypto", "bad_key", crypto.jwt.sign, claims, verifier)
+    verifier:close()
+    verifier:close()
+    raises("crypto", "usage", crypto.jwt.verify, crypto.jwt.sign(claims, signer), verifier, {now = now})
+    assert.are.equal("opsh.crypto.key (closed)", tostring(verifier))
+  end)
+
   it("validates its arguments", function()
     assert.has_error(function() crypto.jwt.sign("x", rsa_pem) end,
       "bad argument #1 to 'jwt.sign' (table expected, got string)")
     assert.has_error(function() crypto.jwt.verify("a.b.c", 42) end,
-      "bad argument #2 to 'jwt.verify' (string or secret expected, got number)")
+      "bad argument #2 to 'jwt.verify' (key expected (string, secret or keys.load object), got number)")
     raises("jwt", "unsupported_alg", crypto.jwt.sign, {}, rsa_pem, {alg = "HS256"})
     raises("jwt", "wrong_key_type", crypto.jwt.sign, {}, read("ec.pem"), {alg = "RS256"})
     openssl("genrsa -out " .. path("weak.pem") .. " 1024")
