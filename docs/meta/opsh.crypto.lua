@@ -2,6 +2,15 @@
 -- Editor stubs for `opsh.crypto` (lua/opsh/crypto.lua + bindings/crypto*.c). See docs/crypto.md.
 
 ---@alias opsh.bytes string|opsh.secret  a string, or an opsh.secret for key material
+---@alias opsh.crypto.anykey string|opsh.secret|opsh.crypto.key
+
+---A parsed key (keys.load): pass it wherever a key is taken.
+---@class opsh.crypto.key
+local key = {}
+---@return {type: string, bits: integer, curve?: string, private: boolean}
+function key:info() end
+---Free the key now (idempotent; also on <close> and collection).
+function key:close() end
 
 ---@class opsh.crypto.key_info
 ---@field type "rsa"|"ec"|"rsa-pss"|"ed25519"|"ed448"|"unknown"
@@ -44,6 +53,11 @@
 
 ---@class opsh.crypto.keys
 local keys = {}
+---Parse a key once for repeated signing or verification.
+---@param k opsh.crypto.anykey
+---@param opts? {passphrase?: opsh.bytes, private?: boolean}
+---@return opsh.crypto.key
+function keys.load(k, opts) end
 ---@param key opsh.bytes private key, PEM or DER
 ---@param opts? {passphrase?: opsh.bytes}
 ---@return opsh.crypto.key_info
