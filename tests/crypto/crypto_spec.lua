@@ -467,8 +467,12 @@ describe("opsh.crypto.x509", function()
   end)
 end)
 
+-- JWT needs opsh.json (a separate module); until it is in the tree these show as pending
+local jwt_it = pcall(require, "opsh.json") and it or pending
+
 describe("opsh.crypto.jwt", function()
   local rsa_pem, rsa_pub, cert
+  local it = jwt_it
 
   setup(function()
     openssl("genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " .. path("jwt.key"))
