@@ -1,0 +1,3 @@
+-- The local twin (`opsh twin up`): built from the running twin's state in $OPSH_TWIN_DIR
+-- (default ~/.local/state/opsh/twin).
+return require("opsh.twin").environment()

@@ -1,0 +1,67 @@
+-- twin components "postgres" and "replica": PostgreSQL 15 standing for the Flexible Server
+-- (psql-legal-twin) and its geo-replica in the secondary region (a streaming replica made with
+-- pg_basebackup -R, so a failover is a real pg_promote). TLS with the twin's certificate, WAL
+-- archiving on, legaldb seeded.
+local core = require("opsh._core")
+local crypto = require("opsh.crypto")
+local launcher = require("opsh.twin.postgres")
+local seed = require("opsh.twin.seed")
+
+local function record(h, role)
+  return {pid = h.pid, program = "postgres", stop_signal = "INT", host = h.host, port = h.port, user = h.user,
+    password = core.reveal(h.password), dbname = h.dbname, dir = h.dir, data = h.data, log = h.log,
+    archive_dir = h.archive_dir, role = role}
+end
+
+local function check(tw, rec)
+  local pg = require("opsh.pg")
+  local ok, res = pcall(function()
+    local conn <close> = pg.connect({host = rec.host, port = rec.port, user = rec.user, dbname = rec.dbname,
+      password = core.secret(rec.password), sslmode = "verify-full", sslrootcert = tw.ca.ca, connect_timeout = 5})
+    return conn:query("SELECT pg_is_in_recovery() AS replica")[1].replica
+  end)
+  if not ok then return false, tostring(res) end
+  return true, string.format("127.0.0.1:%d %s", rec.port, res and "read-only replica" or "read-write")
+end
+
+local primary = {name = "postgres", program = "postgres"}
+
+function primary.start(tw)
+  local h = launcher.start({dir = tw.dir .. "/postgres", user = seed.admin_user, dbname = seed.database,
+    password = crypto.random_password(24, {url = true}), wal_archive = true, seed_sql = seed.sql,
+    tls = {cert = tw.ca.cert, key = tw.ca.key, ca = tw.ca.ca}})
+  return record(h, "primary")
+end
+
+primary.check = check
+
+function primary.shell(tw, rec, out)
+  out.PGHOST, out.PGPORT, out.PGUSER = rec.host, tostring(rec.port), rec.user
+  out.PGPASSWORD, out.PGDATABASE = rec.password, rec.dbname
+  out.PGSSLMODE, out.PGSSLROOTCERT = "verify-full", tw.ca.ca
+end
+
+function primary.environment(tw, rec, env)
+  env.postgres = {server = "psql-legal-twin", replica = "psql-legal-twin-replica", database = rec.dbname,
+    admin_user = rec.user, host = rec.host, port = rec.port, sslmode = "verify-full", sslrootcert = tw.ca.ca,
+    password_secret = "database-password"}
+  env.twin.postgres_password = core.secret(rec.password)
+end
+
+local replica = {name = "replica", program = "postgres"}
+
+function replica.start(tw)
+  local p = tw.state.components.postgres
+  local h = launcher.start_replica({dir = tw.dir .. "/replica", name = "psql_legal_twin_replica",
+    primary = {host = p.host, port = p.port, user = p.user, password = core.secret(p.password),
+      dbname = p.dbname, archive_dir = p.archive_dir, tls = {cert = tw.ca.cert, key = tw.ca.key, ca = tw.ca.ca}}})
+  return record(h, "replica")
+end
+
+replica.check = check
+
+function replica.environment(tw, rec, env)
+  env.twin.replica = {host = rec.host, port = rec.port}
+end
+
+return {primary = primary, replica = replica}
