@@ -163,7 +163,7 @@ static void on_deadline(uv_timer_t *h) {
     rreq *next = r->next;
     if (r->deadline && r->deadline <= now) {
       expire(r);
-      next = c->head;   /* expiring a connect tears down: start over */
+      r = c->head;   /* expiring a connect tears down: start over */
       continue;
     }
     if (r->deadline && (!due || r->deadline < due)) due = r->deadline;
@@ -254,6 +254,26 @@ static void on_connected(const redisAsyncContext *cac, int status) {
   connect_succeeded(c);
 }
 
+#if HIREDIS_MAJOR < 1
+/* hiredis 0.14's libuv adapter drops poll errors (libuv reports a refused connect as one),
+** which would leave the connect hanging: hand them on as the events that were asked for, so
+** hiredis finds the socket error itself */
+static void on_poll(uv_poll_t *h, int status, int events) {
+  redisLibuvEvents *p = h->data;
+  redisLibuvPoll(h, 0, status < 0 ? p->events : events);
+}
+
+static void restart_poll(void *privdata) {
+  redisLibuvEvents *p = privdata;
+  if (p->events) uv_poll_start(&p->handle, p->events, on_poll);
+}
+
+static void add_read(void *privdata) { redisLibuvAddRead(privdata); restart_poll(privdata); }
+static void del_read(void *privdata) { redisLibuvDelRead(privdata); restart_poll(privdata); }
+static void add_write(void *privdata) { redisLibuvAddWrite(privdata); restart_poll(privdata); }
+static void del_write(void *privdata) { redisLibuvDelWrite(privdata); restart_poll(privdata); }
+#endif
+
 /* 0, or -1 with c->why set */
 static int attach(rconn *c, redisAsyncContext *ac) {
   if (!ac) {
@@ -270,6 +290,12 @@ static int attach(rconn *c, redisAsyncContext *ac) {
     redisAsyncFree(ac);
     return -1;
   }
+#if HIREDIS_MAJOR < 1
+  ac->ev.addRead = add_read;
+  ac->ev.delRead = del_read;
+  ac->ev.addWrite = add_write;
+  ac->ev.delWrite = del_write;
+#endif
   ac->ev.cleanup = on_ac_cleanup;
   ac->data = c;
   c->ac = ac;

@@ -286,6 +286,18 @@ local function typed(v)
   return v
 end
 
+-- "keys=1,expires=0" -> {keys=1, expires=0}; nil unless every part is name=value
+local function fields(v)
+  if not v:find("=", 1, true) then return nil end
+  local t = {}
+  for part in (v .. ","):gmatch("([^,]*),") do
+    local name, value = part:match("^([%w_%-]+)=(.*)$")
+    if not name then return nil end
+    t[name] = typed(value)
+  end
+  return t
+end
+
 --- parse_info(text) -> {section = {field = value}}: lower-case section names, numbers typed,
 -- "a=1,b=2" values (keyspace, commandstats, replicas) as tables.
 function M.parse_info(text)
@@ -302,13 +314,7 @@ function M.parse_info(text)
           cur = {}
           res.default = cur
         end
-        if v:find("=", 1, true) and ("," .. v):match("^(,[%w_%-]+=[^,]*)+$") then
-          local t = {}
-          for sk, sv in v:gmatch("([%w_%-]+)=([^,]*)") do t[sk] = typed(sv) end
-          cur[k] = t
-        else
-          cur[k] = typed(v)
-        end
+        cur[k] = fields(v) or typed(v)
       end
     end
   end
