@@ -60,10 +60,6 @@ void rreq_unwait(rreq *r) {
   if (r->prev) r->prev->next = r->next; else c->head = r->next;
   if (r->next) r->next->prev = r->prev; else c->tail = r->prev;
   r->prev = r->next = NULL;
-  if (r->ref != LUA_NOREF) {
-    luaL_unref(c->L, LUA_REGISTRYINDEX, r->ref);
-    r->ref = LUA_NOREF;
-  }
   if (c->subwait == r) c->subwait = NULL;
   if (c->msgwait == r) c->msgwait = NULL;
   if (c->connecting == r) c->connecting = NULL;
@@ -255,23 +251,28 @@ static void on_connected(const redisAsyncContext *cac, int status) {
 }
 
 #if HIREDIS_MAJOR < 1
-/* hiredis 0.14's libuv adapter drops poll errors (libuv reports a refused connect as one),
-** which would leave the connect hanging: hand them on as the events that were asked for, so
-** hiredis finds the socket error itself */
+/* hiredis 0.14's libuv adapter drops poll errors (libuv reports a refused connect as one, and
+** stops the poll), which would leave the connect hanging: hand them on as the events that were
+** asked for, so that hiredis finds the socket error itself */
 static void on_poll(uv_poll_t *h, int status, int events) {
   redisLibuvEvents *p = h->data;
-  redisLibuvPoll(h, 0, status < 0 ? p->events : events);
+  int asked = p->events;
+  if (status < 0) p->events = 0;   /* libuv stopped it: the next hook starts it again */
+  redisLibuvPoll(h, 0, status < 0 ? asked : events);
 }
 
-static void restart_poll(void *privdata) {
-  redisLibuvEvents *p = privdata;
-  if (p->events) uv_poll_start(&p->handle, p->events, on_poll);
+/* the adapter's hooks restart the poll on every command; these only touch it on a change */
+static void set_events(redisLibuvEvents *p, int events) {
+  if (events == p->events) return;
+  p->events = events;
+  if (events) uv_poll_start(&p->handle, events, on_poll);
+  else uv_poll_stop(&p->handle);
 }
 
-static void add_read(void *privdata) { redisLibuvAddRead(privdata); restart_poll(privdata); }
-static void del_read(void *privdata) { redisLibuvDelRead(privdata); restart_poll(privdata); }
-static void add_write(void *privdata) { redisLibuvAddWrite(privdata); restart_poll(privdata); }
-static void del_write(void *privdata) { redisLibuvDelWrite(privdata); restart_poll(privdata); }
+static void add_read(void *pd) { set_events(pd, ((redisLibuvEvents *)pd)->events | UV_READABLE); }
+static void del_read(void *pd) { set_events(pd, ((redisLibuvEvents *)pd)->events & ~UV_READABLE); }
+static void add_write(void *pd) { set_events(pd, ((redisLibuvEvents *)pd)->events | UV_WRITABLE); }
+static void del_write(void *pd) { set_events(pd, ((redisLibuvEvents *)pd)->events & ~UV_WRITABLE); }
 #endif
 
 /* 0, or -1 with c->why set */
@@ -683,6 +684,7 @@ static const luaL_Reg conn_meta[] = {
 
 static const luaL_Reg redis_funcs[] = {
   {"connect", redis_connect},
+  {"batch", rconn_batch_new},
   {"free_port", redis_free_port},
   {"set_null", redis_set_null},
   {NULL, NULL}
@@ -693,6 +695,7 @@ int luaopen_opsh_redis(lua_State *L) {
     luaL_setfuncs(L, conn_meta, 0);
     luaL_newlib(L, conn_methods);
     luaL_setfuncs(L, rconn_cmd_methods, 0);
+    luaL_setfuncs(L, rconn_batch_methods, 0);
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

@@ -53,7 +53,7 @@ static void push_reply_error(lua_State *L, const redisReply *rep, const char *cm
 /* [-0, +1, m] a reply as a Lua value: status and bulk strings as strings, integers, arrays as
 ** sequences; nil is nil at the top and the null value inside arrays; an error reply inside an
 ** array is an error object in place */
-static void push_reply(lua_State *L, const redisReply *rep, int nested, const char *cmd) {
+void rconn_push_reply(lua_State *L, const redisReply *rep, int nested, const char *cmd) {
   switch (rep->type) {
   case REDIS_REPLY_STRING:
   case REDIS_REPLY_STATUS:
@@ -72,7 +72,7 @@ static void push_reply(lua_State *L, const redisReply *rep, int nested, const ch
     }
     lua_createtable(L, (int)rep->elements, 0);
     for (size_t i = 0; i < rep->elements; i++) {
-      push_reply(L, rep->element[i], 1, cmd);
+      rconn_push_reply(L, rep->element[i], 1, cmd);
       lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     break;
@@ -93,7 +93,7 @@ static void push_reply(lua_State *L, const redisReply *rep, int nested, const ch
 /* [-0, +0, m] the bytes of argument idx: a string, a number (the slot is replaced by its
 ** text, integers exactly, floats in the shortest form that reads back the same) or a secret;
 ** NULL for anything else */
-static const char *arg_bytes(lua_State *L, int idx, size_t *len) {
+const char *rconn_arg_bytes(lua_State *L, int idx, size_t *len) {
   switch (lua_type(L, idx)) {
   case LUA_TSTRING:
     return lua_tolstring(L, idx, len);
@@ -113,14 +113,14 @@ static const char *arg_bytes(lua_State *L, int idx, size_t *len) {
   return NULL;
 }
 
-static void command_name(char *out, const char *s, size_t len) {
+void rconn_command_name(char *out, const char *s, size_t len) {
   size_t n = len < 31 ? len : 31;
   for (size_t i = 0; i < n; i++) out[i] = (char)toupper((unsigned char)s[i]);
   out[n] = '\0';
 }
 
 /* commands that change how replies flow: only through subscribe */
-static int refused(const char *name) {
+int rconn_refused(const char *name) {
   static const char *const names[] = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE",
                                       "PUNSUBSCRIBE", "SUNSUBSCRIBE", "MONITOR", NULL};
   for (int i = 0; names[i]; i++)
@@ -132,7 +132,7 @@ static int refused(const char *name) {
 static void collect_args(lua_State *L, int first, int argc, const char **argv, size_t *lens,
                          const char *what) {
   for (int i = 0; i < argc; i++) {
-    argv[i] = arg_bytes(L, first + i, &lens[i]);
+    argv[i] = rconn_arg_bytes(L, first + i, &lens[i]);
     if (!argv[i]) {
       if (what) luaL_error(L, "bad argument to '%s' (string, number or secret expected, got %s)",
                            what, luaL_typename(L, first + i));
@@ -142,7 +142,7 @@ static void collect_args(lua_State *L, int first, int argc, const char **argv, s
 }
 
 /* [-0, +2, m] nil, {kind="connect"} for a connection that cannot take commands now */
-static int not_ready(lua_State *L, rconn *c, const char *cmd) {
+int rconn_not_ready(lua_State *L, rconn *c, const char *cmd) {
   lua_pushnil(L);
   rconn_push_error(L, c, "connect", cmd, "not connected (%s)", c->why[0] ? c->why : "connecting");
   lua_pushboolean(L, 0);
@@ -165,7 +165,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
       push_reply_error(co, rep, r->cmd);
       opsh_task_wake(r->task, 2);
     } else {
-      push_reply(co, rep, 0, r->cmd);
+      rconn_push_reply(co, rep, 0, r->cmd);
       opsh_task_wake(r->task, 1);
     }
     rreq_unwait(r);
@@ -190,127 +190,18 @@ static int conn_call(lua_State *L) {
   }
   collect_args(L, 2, argc, argv, lens, NULL);
   char cmd[32];
-  command_name(cmd, argv[0], lens[0]);
-  if (refused(cmd)) return opsh_error(L, "usage", "redis %s is not a plain command: use r:subscribe()", cmd);
+  rconn_command_name(cmd, argv[0], lens[0]);
+  if (rconn_refused(cmd)) return opsh_error(L, "usage", "redis %s is not a plain command: use r:subscribe()", cmd);
   if (c->subscribed) return opsh_error(L, "usage", "this redis connection is subscribed");
-  if (c->state != C_READY) return not_ready(L, c, cmd);
+  if (c->state != C_READY) return rconn_not_ready(L, c, cmd);
   rreq *r = rreq_new(c, REQ_CALL, t);
   if (!r) return luaL_error(L, "out of memory");
   memcpy(r->cmd, cmd, sizeof cmd);
   if (redisAsyncCommandArgv(c->ac, on_reply, r, argc, argv, lens) != REDIS_OK) {
     free(r);
-    return not_ready(L, c, cmd);
+    return rconn_not_ready(L, c, cmd);
   }
   r->owed = 1;
-  rreq_wait(r, c->timeout_ms);
-  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), rconn_results_k);
-}
-
-/* ---- pipelines ---- */
-
-static void on_pipe_reply(redisAsyncContext *ac, void *reply, void *privdata) {
-  rreq *r = privdata;
-  const redisReply *rep = reply;
-  r->owed--;
-  int i = ++r->got;
-  if (!rep) r->lost = 1;
-  if (r->task && !r->lost) {
-    lua_State *co = opsh_task_thread(r->task);
-    lua_rawgeti(co, LUA_REGISTRYINDEX, r->ref);
-    push_reply(co, rep, 1, NULL);
-    lua_rawseti(co, -2, i);
-    lua_pop(co, 1);
-  }
-  if (r->task && r->got == r->n) {
-    if (r->lost) {
-      rreq_wake_lost(r, ac);
-    } else {
-      lua_State *co = opsh_task_thread(r->task);
-      lua_rawgeti(co, LUA_REGISTRYINDEX, r->ref);
-      lua_pushinteger(co, r->n);
-      lua_setfield(co, -2, "n");
-      opsh_task_wake(r->task, 1);
-    }
-    rreq_unwait(r);
-  }
-  rreq_maybe_free(r);
-}
-
-/* conn:pipeline(args, counts, n) -> {replies..., n=} | nil, err: command i has counts[i]
-** arguments, taken in turn from the flat list args; all are sent before any reply is read */
-static int conn_pipeline(lua_State *L) {
-  rconn *c = rconn_check(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  lua_Integer n = luaL_checkinteger(L, 4);
-  luaL_argcheck(L, n >= 0 && n < INT32_MAX, 4, "bad command count");
-  opsh_task *t = opsh_task_check(L, "redis pipeline");
-  lua_settop(L, 4);
-  /* check everything first: nothing is sent when one argument is unusable */
-  lua_Integer pos = 0, maxargc = 0;
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 3, i);
-    lua_Integer argc = lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    if (argc < 1) return luaL_error(L, "bad argument #3 to 'pipeline' (command %d has no name)", (int)i);
-    if (argc > maxargc) maxargc = argc;
-    for (lua_Integer j = 1; j <= argc; j++) {
-      int ty = lua_rawgeti(L, 2, pos + j);
-      if (ty != LUA_TSTRING && ty != LUA_TNUMBER && !opsh_is_secret(L, -1))
-        return luaL_error(L, "bad argument to pipeline command %d (argument %d: string, number or "
-                          "secret expected, got %s)", (int)i, (int)j, luaL_typename(L, -1));
-      if (j == 1) {
-        char cmd[32];
-        size_t len;
-        const char *s = lua_tolstring(L, -1, &len);
-        command_name(cmd, s ? s : "", s ? len : 0);
-        if (refused(cmd)) return opsh_error(L, "usage", "redis %s cannot be pipelined: use r:subscribe()", cmd);
-      }
-      lua_pop(L, 1);
-    }
-    pos += argc;
-  }
-  if (c->subscribed) return opsh_error(L, "usage", "this redis connection is subscribed");
-  if (n == 0) {
-    lua_createtable(L, 0, 1);
-    lua_pushinteger(L, 0);
-    lua_setfield(L, -2, "n");
-    return 1;
-  }
-  if (c->state != C_READY) return not_ready(L, c, "pipeline");
-  luaL_checkstack(L, (int)maxargc + 8, "too many arguments");
-  const char **argv = lua_newuserdatauv(L, (size_t)maxargc * (sizeof *argv + sizeof(size_t)), 0);
-  size_t *lens = (size_t *)(argv + maxargc);
-  int base = lua_gettop(L);
-  rreq *r = rreq_new(c, REQ_PIPE, t);
-  if (!r) return luaL_error(L, "out of memory");
-  snprintf(r->cmd, sizeof r->cmd, "pipeline");
-  lua_createtable(L, (int)n, 1);
-  r->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  r->n = (int)n;
-  pos = 0;
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 3, i);
-    int argc = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    for (int j = 1; j <= argc; j++) lua_rawgeti(L, 2, pos + j);
-    collect_args(L, base + 1, argc, argv, lens, "pipeline");
-    if (redisAsyncCommandArgv(c->ac, on_pipe_reply, r, argc, argv, lens) != REDIS_OK) {
-      /* only when hiredis is out of memory or going away: what was queued is answered */
-      r->n = (int)i - 1;
-      r->lost = 1;
-      lua_settop(L, base);
-      break;
-    }
-    r->owed++;
-    lua_settop(L, base);
-    pos += argc;
-  }
-  if (r->owed == 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, r->ref);
-    free(r);
-    return not_ready(L, c, "pipeline");
-  }
   rreq_wait(r, c->timeout_ms);
   return opsh_yield(L, rreq_cancel, r, lua_gettop(L), rconn_results_k);
 }
@@ -399,7 +290,7 @@ static int conn_subscribe(lua_State *L) {
   luaL_argcheck(L, argc >= 2, 3, "channel expected");
   opsh_task *t = opsh_task_check(L, "redis subscribe");
   if (c->subwait) return opsh_error(L, "usage", "a subscribe is already in progress on this connection");
-  if (c->state != C_READY) return not_ready(L, c, kind);
+  if (c->state != C_READY) return rconn_not_ready(L, c, kind);
   const char **argv = lua_newuserdatauv(L, (size_t)argc * (sizeof *argv + sizeof(size_t)), 0);
   size_t *lens = (size_t *)(argv + argc);
   collect_args(L, 2, argc, argv, lens, NULL);
@@ -408,7 +299,7 @@ static int conn_subscribe(lua_State *L) {
   snprintf(r->cmd, sizeof r->cmd, "%s", kind);
   if (redisAsyncCommandArgv(c->ac, on_sub, c, argc, argv, lens) != REDIS_OK) {
     free(r);
-    return not_ready(L, c, kind);
+    return rconn_not_ready(L, c, kind);
   }
   c->subscribed = 1;
   r->n = argc - 1;
@@ -435,7 +326,7 @@ static int conn_message(lua_State *L) {
     free(m);
     return 1;
   }
-  if (c->state != C_READY) return not_ready(L, c, "message");
+  if (c->state != C_READY) return rconn_not_ready(L, c, "message");
   if (c->msgwait) return opsh_error(L, "usage", "another task is already waiting for a message");
   rreq *r = rreq_new(c, REQ_MSG, t);
   if (!r) return luaL_error(L, "out of memory");
@@ -446,7 +337,6 @@ static int conn_message(lua_State *L) {
 
 const luaL_Reg rconn_cmd_methods[] = {
   {"call", conn_call},
-  {"pipeline", conn_pipeline},
   {"subscribe", conn_subscribe},
   {"message", conn_message},
   {NULL, NULL}

@@ -39,7 +39,7 @@ struct rreq {
   int waiting;
   int owed;                 /* hiredis callbacks still to come */
   int n, got;               /* pipeline: size and replies so far; subscribe: confirmations due */
-  int ref;                  /* pipeline: registry ref to the results table */
+  int ref;                  /* pipeline: stack index of the results table on the task */
   int lost;                 /* a reply came back NULL: the connection went away */
   uint64_t deadline;        /* uv_hrtime() in ms, 0: none */
   char cmd[32];             /* the command name (never its arguments), for errors */
@@ -90,8 +90,20 @@ int rconn_results_k(lua_State *L, int status, lua_KContext ctx);
 int rconn_connect_k(lua_State *L, int status, lua_KContext ctx);
 rconn *rconn_check(lua_State *L, int idx);
 
-/* redis_cmd.c: commands, replies, pipelines and pub/sub */
+/* redis_cmd.c: commands, replies and pub/sub */
 extern const luaL_Reg rconn_cmd_methods[];
+/* [-0, +1, m] a reply as a Lua value (nested: nil is the null value, errors are objects) */
+void rconn_push_reply(lua_State *L, const redisReply *rep, int nested, const char *cmd);
+/* [-0, +0, m] bytes of a string, number (slot replaced by its text) or secret; NULL otherwise */
+const char *rconn_arg_bytes(lua_State *L, int idx, size_t *len);
+void rconn_command_name(char *out, const char *s, size_t len);   /* upper case, <= 31 chars */
+int rconn_refused(const char *name);   /* SUBSCRIBE, MONITOR...: not through call/pipeline */
+/* [-0, +2, m] nil, {kind="connect", sent=false} */
+int rconn_not_ready(lua_State *L, rconn *c, const char *cmd);
+
+/* redis_batch.c: pipelines */
+extern const luaL_Reg rconn_batch_methods[];
+int rconn_batch_new(lua_State *L);
 void rconn_push_null(lua_State *L);
 void rconn_set_null(lua_State *L, int idx);
 void rconn_drop_messages(rconn *c);

@@ -180,45 +180,18 @@ function Conn:select(db)
   return self:call("SELECT", db)
 end
 
--- pipeline recorder: p:set(k, v), p:call("SET", k, v)
-local Rec = {}
-local rec_mt = {__index = Rec}
-
-local function record(p, ...)
-  local n = select("#", ...)
-  local args, pos = p.args, p.pos
-  for i = 1, n do args[pos + i] = (select(i, ...)) end
-  p.pos = pos + n
-  local k = p.n + 1
-  p.n = k
-  p.counts[k] = n
-end
-
-function Rec:call(name, ...)
-  if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
-  record(self, name, ...)
-end
-
-setmetatable(Rec, {__index = function(t, k)
-  if type(k) ~= "string" then return nil end
-  local name = k:upper()
-  local f = function(p, ...) record(p, name, ...) end
-  rawset(t, k, f)
-  return f
-end})
-
 --- r:pipeline(function(p) p:set(k, v) ... end) -> {reply1, reply2, ..., n=}
 -- Everything is sent at once, then every reply read. Error replies are error objects in place,
 -- nil replies are redis.null. A pipeline is never retried once sent.
 function Conn:pipeline(fn)
   if type(fn) ~= "function" then error("bad argument #1 to 'pipeline' (function expected)", 2) end
   local c = check_open(self)
-  local p = setmetatable({args = {}, counts = {}, n = 0, pos = 0}, rec_mt)
+  local p = C.batch()
   fn(p)
-  local res, err = c:pipeline(p.args, p.counts, p.n)
+  local res, err = c:pipeline(p)
   if err and err.sent == false then
     c = reconnect(self)
-    res, err = c:pipeline(p.args, p.counts, p.n)
+    res, err = c:pipeline(p)
   end
   if err then error(err, 0) end
   return res
