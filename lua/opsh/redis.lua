@@ -1,0 +1,332 @@
+-- opsh.redis: Redis client on the opsh loop (hiredis async through opsh._redis).
+-- Connections from a table or a redis:// / rediss:// URL, AUTH (password or ACL user) and
+-- SELECT on every (re)connect, commands as methods, pipelines, pub/sub iterators, INFO parsing.
+-- Reconnect policy: a command finding the connection down reconnects first (nothing was sent);
+-- a read-only command whose connection broke after sending is retried once on a new
+-- connection; anything else raises {kind="connect", sent=true}.
+local C = require("opsh._redis")
+local core = require("opsh._core")
+local opsh = require("opsh")
+
+local M = {}
+
+do
+  local ok, json = pcall(require, "opsh.json")
+  if ok and type(json) == "table" and json.null ~= nil then C.set_null(json.null) end
+  M.null = ok and type(json) == "table" and json.null or C.null
+end
+
+local function raise(kind, message, fields)
+  error(core.error(kind, message, fields), 0)
+end
+
+local function usage(message) raise("usage", message) end
+
+-- Commands that never change data: retried once on a fresh connection if the connection
+-- breaks while they wait for their reply.
+local READONLY = {}
+for name in ([[GET MGET EXISTS TTL PTTL EXPIRETIME PEXPIRETIME TYPE STRLEN GETRANGE SUBSTR
+  HGET HMGET HGETALL HKEYS HVALS HLEN HEXISTS HSTRLEN HRANDFIELD HSCAN
+  LRANGE LLEN LINDEX LPOS SMEMBERS SISMEMBER SMISMEMBER SCARD SRANDMEMBER SSCAN SUNION SINTER
+  SDIFF SINTERCARD ZRANGE ZRANGEBYSCORE ZRANGEBYLEX ZREVRANGE ZREVRANGEBYSCORE ZREVRANGEBYLEX
+  ZSCORE ZMSCORE ZCARD ZCOUNT ZLEXCOUNT ZRANK ZREVRANK ZRANDMEMBER ZSCAN ZUNION ZINTER ZDIFF
+  XRANGE XREVRANGE XLEN BITCOUNT BITPOS GETBIT GEOPOS GEODIST GEOHASH GEOSEARCH
+  SCAN KEYS DBSIZE RANDOMKEY DUMP INFO PING ECHO TIME LASTSAVE ROLE]]):gmatch("%S+") do
+  READONLY[name] = true
+end
+
+-- ---- options ----
+
+local function unescape(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- parse_url("rediss://user:pass@host:port/db") -> options table (password as a secret).
+-- Messages never repeat the URL: it may hold the password.
+function M.parse_url(url)
+  local scheme, rest = url:match("^(rediss?)://(.*)$")
+  if not scheme then usage("a redis URL starts with redis:// or rediss://") end
+  if rest:find("?", 1, true) or rest:find("#", 1, true) then
+    usage("redis URL: query parameters are not supported; pass options in a table")
+  end
+  local userinfo, hostport, path = rest:match("^(.*)@([^@/]*)(.*)$")
+  if not userinfo then hostport, path = rest:match("^([^/]*)(.*)$") end
+  local o = {tls = scheme == "rediss"}
+  if userinfo then
+    local user, pass = userinfo:match("^([^:]*):(.*)$")
+    if not user then user = userinfo end
+    if user ~= "" then o.username = unescape(user) end
+    if pass and pass ~= "" then o.password = core.secret(unescape(pass)) end
+  end
+  local host, port = hostport:match("^%[(.+)%]:?(%d*)$")
+  if not host then host, port = hostport:match("^([^:]*):?(%d*)$") end
+  if not host then usage("redis URL: cannot read the host and port") end
+  if host ~= "" then o.host = unescape(host) end
+  if port ~= "" then o.port = tonumber(port) end
+  local db = path:match("^/(%d+)$")
+  if db then o.db = tonumber(db)
+  elseif path ~= "" and path ~= "/" then usage("redis URL: the path must be a database number") end
+  return o
+end
+
+local KNOWN = {url = "string", host = "string", port = "number", username = "string",
+  password = "secret", db = "number", tls = "boolean", ca = "string", servername = "string",
+  verify = "boolean", timeout = "number", connect_timeout = "number"}
+
+local function config(opts)
+  if type(opts) == "string" then opts = {url = opts} end
+  if type(opts) ~= "table" then error("bad argument #1 to 'connect' (table or URL expected)", 3) end
+  local cfg = opts.url and M.parse_url(opts.url) or {}
+  for k, v in pairs(opts) do
+    local want = KNOWN[k]
+    if not want then error(string.format("bad argument #1 to 'connect' (unknown option '%s')", k), 3) end
+    if want == "secret" then
+      if type(v) ~= "string" and not core.is_secret(v) then
+        error("bad argument #1 to 'connect' (password must be a string or opsh.secret)", 3)
+      end
+      v = core.secret(v)
+    elseif type(v) ~= want then
+      error(string.format("bad argument #1 to 'connect' (option '%s' must be a %s)", k, want), 3)
+    end
+    if k ~= "url" then cfg[k] = v end
+  end
+  cfg.host = cfg.host or "127.0.0.1"
+  cfg.port = cfg.port or (cfg.tls and 6380 or 6379)
+  if cfg.db and (cfg.db < 0 or math.type(cfg.db) ~= "integer") then
+    error("bad argument #1 to 'connect' (db must be a non-negative integer)", 3)
+  end
+  if cfg.username and not cfg.password then
+    error("bad argument #1 to 'connect' (username needs a password)", 3)
+  end
+  return cfg
+end
+
+-- A new C connection, authenticated and on the configured database.
+local function open(cfg)
+  local c = C.connect(cfg)
+  local ready = false
+  local _ <close> = setmetatable({}, {__close = function() if not ready then c:close() end end})
+  if cfg.password then
+    local _, err
+    if cfg.username then _, err = c:call("AUTH", cfg.username, cfg.password)
+    else _, err = c:call("AUTH", cfg.password) end
+    if err then
+      if err.kind ~= "redis" then error(err, 0) end
+      raise("auth", string.format("redis %s:%d: authentication%s failed: %s", cfg.host, cfg.port,
+        cfg.username and (" as " .. cfg.username) or "", err.message),
+        {code = err.code, host = cfg.host, port = cfg.port})
+    end
+  end
+  if cfg.db and cfg.db ~= 0 then
+    local _, err = c:call("SELECT", cfg.db)
+    if err then error(err, 0) end
+  end
+  ready = true
+  return c
+end
+
+-- ---- connections ----
+
+local Conn = {}
+local conn_mt = {__index = Conn, __name = "opsh.redis.connection"}
+
+-- r:anything(...) is r:call("ANYTHING", ...)
+setmetatable(Conn, {__index = function(t, k)
+  if type(k) ~= "string" or k:sub(1, 1) == "_" then return nil end
+  local name = k:upper()
+  local f = function(self, ...) return self:call(name, ...) end
+  rawset(t, k, f)
+  return f
+end})
+
+local function reconnect(self)
+  if self._closed then usage("the redis connection is closed") end
+  self._mu:with(function()
+    local c = self._c
+    if c and c:status() == "ready" then return end
+    local fresh = open(self._cfg)
+    self._c = fresh
+    if c then c:close() end
+  end)
+  return self._c
+end
+
+local function check_open(self)
+  local c = self._c
+  if not c or self._closed then usage("the redis connection is closed") end
+  return c
+end
+
+--- r:call(name, ...) -> the reply; raises {kind="redis", code=} for an error reply.
+function Conn:call(name, ...)
+  if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
+  local c = check_open(self)
+  local v, err = c:call(name, ...)
+  if err == nil then
+    if #name == 6 and name:upper() == "SELECT" then self._cfg.db = math.tointeger(...) end
+    return v
+  end
+  if err.kind == "connect" and (err.sent == false or READONLY[name:upper()]) then
+    c = reconnect(self)
+    v, err = c:call(name, ...)
+    if err == nil then return v end
+  end
+  error(err, 0)
+end
+
+--- r:select(db): later reconnects select it again.
+function Conn:select(db)
+  if math.type(db) ~= "integer" then error("bad argument #1 to 'select' (integer expected)", 2) end
+  return self:call("SELECT", db)
+end
+
+--- r:pipeline(function(p) p:set(k, v) ... end) -> {reply1, reply2, ..., n=}
+-- Everything is sent at once, then every reply read. Error replies are error objects in place,
+-- nil replies are redis.null. A pipeline is never retried once sent.
+function Conn:pipeline(fn)
+  if type(fn) ~= "function" then error("bad argument #1 to 'pipeline' (function expected)", 2) end
+  local c = check_open(self)
+  local p = C.batch()
+  fn(p)
+  local res, err = c:pipeline(p)
+  if err and err.sent == false then
+    c = reconnect(self)
+    res, err = c:pipeline(p)
+  end
+  if err then error(err, 0) end
+  return res
+end
+
+-- subscriptions: their own connection, iterated
+local Sub = {}
+local sub_mt = {__index = Sub, __name = "opsh.redis.subscription"}
+
+--- sub:next([timeout]) -> {channel=, payload=[, pattern=]} | nil when nothing came in time.
+function Sub:next(timeout)
+  local c = self._c
+  if not c then usage("the subscription is closed") end
+  local m, err = c:message(timeout or self._timeout)
+  if err then error(err, 0) end
+  return m
+end
+
+function Sub:close()
+  local c = self._c
+  self._c = nil
+  if c then c:close() end
+end
+
+sub_mt.__call = function(self) return self:next() end
+sub_mt.__close = Sub.close
+
+local function subscribe(self, kind, ...)
+  local n = select("#", ...)
+  local names = {...}
+  local opts = {}
+  if type(names[n]) == "table" then
+    opts = names[n]
+    names[n] = nil
+    n = n - 1
+  end
+  if n == 0 then error("bad argument #1 to 'subscribe' (channel expected)", 3) end
+  for i = 1, n do
+    if type(names[i]) ~= "string" then
+      error(string.format("bad argument #%d to 'subscribe' (string expected, got %s)", i, type(names[i])), 3)
+    end
+  end
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
+    error("bad argument to 'subscribe' (timeout must be a non-negative number)", 3)
+  end
+  check_open(self)
+  local c = open(self._cfg)
+  local ok, err = c:subscribe(kind, table.unpack(names, 1, n))
+  if not ok then
+    c:close()
+    error(err, 0)
+  end
+  local sub = setmetatable({_c = c, _timeout = opts.timeout}, sub_mt)
+  return sub, nil, nil, sub
+end
+
+--- r:subscribe(ch, ...[, {timeout=}]) -> an iterator of messages (also sub:next(), sub:close()).
+-- `for msg in r:subscribe("ch") do ... end`; with a timeout the loop ends when nothing comes.
+function Conn:subscribe(...) return subscribe(self, "SUBSCRIBE", ...) end
+function Conn:psubscribe(...) return subscribe(self, "PSUBSCRIBE", ...) end
+
+local function typed(v)
+  if v:match("^%-?%d+$") then return math.tointeger(tonumber(v)) or v end
+  if v:match("^%-?%d+%.%d+$") then return tonumber(v) end
+  return v
+end
+
+-- "keys=1,expires=0" -> {keys=1, expires=0}; nil unless every part is name=value
+local function fields(v)
+  if not v:find("=", 1, true) then return nil end
+  local t = {}
+  for part in (v .. ","):gmatch("([^,]*),") do
+    local name, value = part:match("^([%w_%-]+)=(.*)$")
+    if not name then return nil end
+    t[name] = typed(value)
+  end
+  return t
+end
+
+--- parse_info(text) -> {section = {field = value}}: lower-case section names, numbers typed,
+-- "a=1,b=2" values (keyspace, commandstats, replicas) as tables.
+function M.parse_info(text)
+  local res, cur = {}, nil
+  for line in text:gmatch("[^\r\n]+") do
+    local section = line:match("^#%s*(.-)%s*$")
+    if section then
+      cur = {}
+      res[section:lower()] = cur
+    else
+      local k, v = line:match("^([^:]+):(.*)$")
+      if k then
+        if not cur then
+          cur = {}
+          res.default = cur
+        end
+        cur[k] = fields(v) or typed(v)
+      end
+    end
+  end
+  return res
+end
+
+--- r:info([section]) -> parsed INFO (see parse_info)
+function Conn:info(section)
+  if section ~= nil and type(section) ~= "string" then
+    error("bad argument #1 to 'info' (string expected)", 2)
+  end
+  local text
+  if section then text = self:call("INFO", section) else text = self:call("INFO") end
+  return M.parse_info(text)
+end
+
+function Conn:close()
+  self._closed = true
+  local c = self._c
+  self._c = nil
+  if c then c:close() end
+end
+
+conn_mt.__close = Conn.close
+conn_mt.__tostring = function(self)
+  local cfg = self._cfg
+  return string.format("redis connection %s:%d%s%s", cfg.host, cfg.port, cfg.tls and " (tls)" or "",
+    self._closed and " (closed)" or "")
+end
+
+--- connect(opts | url) -> r. Options: host, port, username, password (string or opsh.secret),
+-- db, tls, ca (PEM text or file), servername, verify (default true), timeout (per command,
+-- seconds; none by default), connect_timeout (default 10).
+function M.connect(opts)
+  local cfg = config(opts)
+  local c = open(cfg)
+  return setmetatable({_c = c, _cfg = cfg, _mu = opsh.mutex()}, conn_mt)
+end
+
+M.READONLY = READONLY
+
+return M

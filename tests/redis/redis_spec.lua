@@ -1,0 +1,419 @@
+-- opsh.redis against a real redis-server (plain and TLS ports, a password) started here.
+local opsh = require("opsh")
+local redis = require("opsh.redis")
+local twin_redis = require("opsh.twin.redis")
+
+local PASSWORD = "spec-pw-7f3a9c"
+
+local function sh(cmd)
+  assert(os.execute(cmd .. " >/dev/null 2>&1"), "command failed: " .. cmd)
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- a CA (critical basicConstraints) and a server certificate for 127.0.0.1 and localhost
+local function make_ca(dir, name)
+  sh("mkdir -p " .. dir)
+  local f = assert(io.open(dir .. "/ca.cnf", "w"))
+  f:write("[req]\ndistinguished_name = dn\nx509_extensions = v3\nprompt = no\n[dn]\nCN = ", name,
+    "\n[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n",
+    "subjectKeyIdentifier = hash\n")
+  f:close()
+  f = assert(io.open(dir .. "/server.ext", "w"))
+  f:write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
+    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+  f:close()
+  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  sh(string.format("cd %s && openssl req -x509 -config ca.cnf %s -keyout ca.key -out ca.pem -days 2", dir, ec))
+  sh(string.format("cd %s && openssl req -new %s -keyout server.key -out server.csr -subj /CN=localhost", dir, ec))
+  sh(string.format("cd %s && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 " ..
+    "-out server.pem -days 2 -extfile server.ext", dir))
+  return {cert = dir .. "/server.pem", key = dir .. "/server.key", ca = dir .. "/ca.pem"}
+end
+
+describe("opsh.redis", function()
+  local tmp, server, certs, other, r
+
+  setup(function()
+    tmp = os.tmpname()
+    os.remove(tmp)
+    sh("mkdir -p " .. tmp)
+    certs = make_ca(tmp .. "/ca", "opsh spec CA")
+    other = make_ca(tmp .. "/other", "another CA")
+    server = twin_redis.start{dir = tmp .. "/redis", password = PASSWORD, tls = certs}
+    r = redis.connect(server:options())
+  end)
+
+  teardown(function()
+    if r then r:close() end
+    if server then server:stop() end
+    if tmp then os.execute("rm -rf " .. tmp) end
+  end)
+
+  describe("replies", function()
+    it("types status, integer, bulk, nil and nested arrays", function()
+      assert.are.equal("OK", r:set("t:s", "v"))
+      assert.are.equal("PONG", r:ping())
+      assert.are.equal("string", r:type("t:s"))
+      assert.are.equal(1, r:del("t:s"))
+      assert.are.equal("integer", math.type(r:incr("t:n")))
+      assert.is_nil(r:get("t:missing"))
+      local nested = r:eval("return {1, {2, 'x', {}}, 'y', false}", 0)
+      assert.are.same({1, {2, "x", {}}, "y", redis.null}, nested)
+      r:rpush("t:list", "a", "b", "c")
+      assert.are.same({"a", "b", "c"}, r:lrange("t:list", 0, -1))
+      local mget = r:mget("t:n", "t:missing", "t:n")
+      assert.are.equal(3, #mget)
+      assert.are.equal(redis.null, mget[2])
+      assert.are.equal("redis.null", tostring(redis.null))
+    end)
+
+    it("raises error replies as {kind='redis'} with the code and the command", function()
+      r:set("t:str", "x")
+      local ok, err = opsh.try(r.lpush, r, "t:str", "y")
+      assert.is_false(ok)
+      assert.are.equal("redis", err.kind)
+      assert.are.equal("WRONGTYPE", err.code)
+      assert.are.equal("LPUSH", err.command)
+      assert.matches("^WRONGTYPE Operation against a key", tostring(err))
+      ok, err = opsh.try(r.call, r, "NOSUCHCOMMAND")
+      assert.are.equal("ERR", err.code)
+      -- the connection is still in step
+      assert.are.equal("x", r:get("t:str"))
+    end)
+
+    it("is binary-safe in keys, values and arguments", function()
+      local bytes = {}
+      for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+      local value = table.concat(bytes) .. "\0\r\n$3\r\n\0"
+      local key = "t:bin\0key\r\n"
+      assert.are.equal("OK", r:set(key, value))
+      assert.are.equal(value, r:get(key))
+      assert.are.equal(#value, r:strlen(key))
+      assert.are.equal(1, r:exists(key))
+      assert.are.equal(0, r:exists("t:bin"))
+      r:set("t:secret", opsh.secret("s\0cret"))
+      assert.are.equal("s\0cret", r:get("t:secret"))
+      assert.are.equal(2.5, tonumber(r:incrbyfloat("t:f", 2.5)))
+      assert.are.equal("0.1", r:set("t:g", 0.1) and r:get("t:g"))
+    end)
+
+    it("rejects arguments that are not strings, numbers or secrets", function()
+      assert.has_error(function() r:set("k", true) end)
+      assert.has_error(function() r:set("k", {}) end)
+      local ok, err = opsh.try(r.call, r, "SUBSCRIBE", "x")
+      assert.is_false(ok)
+      assert.are.equal("usage", err.kind)
+    end)
+  end)
+
+  describe("pipelines", function()
+    it("sends 10k commands and returns the replies in order", function()
+      local res = r:pipeline(function(p)
+        for i = 1, 10000 do p:set("p:" .. i, "v" .. i) end
+      end)
+      assert.are.equal(10000, res.n)
+      for i = 1, 10000 do assert.are.equal("OK", res[i]) end
+      res = r:pipeline(function(p)
+        for i = 1, 10000 do p:get("p:" .. i) end
+      end)
+      assert.are.equal(10000, #res)
+      for i = 1, 10000 do
+        if res[i] ~= "v" .. i then error("reply " .. i .. " is " .. tostring(res[i])) end
+      end
+    end)
+
+    it("keeps error replies in place without losing the others", function()
+      r:set("p:str", "s")
+      local res = r:pipeline(function(p)
+        p:set("p:a", "1")
+        p:lpush("p:str", "x")
+        p:get("p:missing")
+        p:call("INCR", "p:a")
+      end)
+      assert.are.equal(4, res.n)
+      assert.are.equal("OK", res[1])
+      assert.is_true(opsh.is_error(res[2], "redis"))
+      assert.are.equal("WRONGTYPE", res[2].code)
+      assert.are.equal(redis.null, res[3])
+      assert.are.equal(2, res[4])
+    end)
+
+    it("sends nothing when an argument is unusable", function()
+      r:del("p:never")
+      assert.has_error(function()
+        r:pipeline(function(p)
+          p:set("p:never", "1")
+          p:set("p:bad", nil)
+        end)
+      end)
+      assert.is_nil(r:get("p:never"))
+      assert.are.same({n = 0}, r:pipeline(function() end))
+    end)
+
+    it("runs MULTI/EXEC atomically inside a pipeline", function()
+      local res = r:pipeline(function(p)
+        p:multi()
+        p:set("p:tx", "1")
+        p:incr("p:tx")
+        p:exec()
+      end)
+      assert.are.same({"OK", "QUEUED", "QUEUED", {"OK", 2}}, {res[1], res[2], res[3], res[4]})
+    end)
+  end)
+
+  describe("sharing a connection", function()
+    it("matches replies to many concurrent tasks in order", function()
+      local items = {}
+      for i = 1, 200 do items[i] = i end
+      local results = opsh.parallel(items, function(i)
+        local key = "c:" .. i
+        r:del(key)
+        for _ = 1, 10 do r:incrby(key, i) end
+        return r:get(key)
+      end)
+      for i = 1, 200 do assert.are.equal(tostring(10 * i), results[i]) end
+    end)
+
+    it("drops the reply of a cancelled command and stays in step", function()
+      r:set("c:after", "after")
+      local t = opsh.spawn(function() return r:blpop("c:empty-list", 1) end)
+      opsh.sleep(0.05)
+      assert.are.equal("suspended", t:status())
+      t:cancel()
+      -- queued behind the BLPOP on the server: must get its own reply, not BLPOP's nil
+      assert.are.equal("after", r:get("c:after"))
+      assert.are.equal("PONG", r:ping())
+    end)
+
+    it("times out a command and keeps the connection usable", function()
+      local rt = redis.connect{port = server.port, password = PASSWORD, timeout = 0.2}
+      rt:set("c:k", "v")
+      local ok, err = opsh.try(rt.blpop, rt, "c:empty-list", 0.5)
+      assert.is_false(ok)
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal("BLPOP", err.command)
+      -- commands queue behind the BLPOP on the server; once it ends, its late reply is
+      -- dropped and each command gets its own
+      local v
+      for _ = 1, 50 do
+        ok, v = opsh.try(rt.get, rt, "c:k")
+        if ok then break end
+        assert.are.equal("timeout", v.kind)
+      end
+      assert.are.equal("v", v)
+      rt:close()
+    end)
+  end)
+
+  describe("pub/sub", function()
+    it("delivers messages published from another connection", function()
+      local sub = r:subscribe("news", "alerts", {timeout = 2})
+      local pub = redis.connect(server:options())
+      assert.are.equal(1, pub:publish("news", "hello\0world"))
+      pub:publish("alerts", "fire")
+      local m1, m2 = sub:next(), sub:next()
+      assert.are.same({channel = "news", payload = "hello\0world"}, m1)
+      assert.are.same({channel = "alerts", payload = "fire"}, m2)
+      assert.is_nil(sub:next(0.05))
+      sub:close()
+      opsh.sleep(0.05)
+      assert.are.equal(0, pub:publish("news", "nobody"))
+      pub:close()
+    end)
+
+    it("iterates with a for loop and pattern subscriptions", function()
+      local publisher = opsh.spawn(function()
+        local pub = redis.connect(server:options())
+        opsh.sleep(0.05)
+        for i = 1, 3 do pub:publish("jobs." .. i, tostring(i)) end
+        pub:close()
+      end)
+      local got = {}
+      for msg in r:psubscribe("jobs.*", {timeout = 1}) do
+        got[#got + 1] = msg.pattern .. " " .. msg.channel .. " " .. msg.payload
+        if #got == 3 then break end
+      end
+      publisher:wait()
+      assert.are.same({"jobs.* jobs.1 1", "jobs.* jobs.2 2", "jobs.* jobs.3 3"}, got)
+    end)
+  end)
+
+  describe("authentication", function()
+    it("fails with a structured error that does not contain the password", function()
+      local wrong = "wrong-pw-d41d8cd9"
+      local ok, err = opsh.try(redis.connect, {port = server.port, password = wrong})
+      assert.is_false(ok)
+      assert.are.equal("auth", err.kind)
+      assert.are.equal("WRONGPASS", err.code)
+      assert.is_nil(tostring(err):find(wrong, 1, true))
+      for _, v in pairs(err) do
+        if type(v) == "string" then assert.is_nil(v:find(wrong, 1, true)) end
+      end
+      ok, err = opsh.try(redis.connect, {port = server.port})
+      local ok2, err2 = opsh.try(function()
+        local c = redis.connect{port = server.port}
+        return c:get("x")
+      end)
+      assert.is_true(ok)
+      assert.is_false(ok2)
+      assert.are.equal("NOAUTH", err2.code)
+    end)
+
+    it("accepts an opsh.secret password and a URL", function()
+      local c = redis.connect{port = server.port, password = opsh.secret(PASSWORD)}
+      assert.are.equal("PONG", c:ping())
+      c:close()
+      c = redis.connect(string.format("redis://:%s@127.0.0.1:%d/3", PASSWORD, server.port))
+      assert.matches("db=3", c:client("INFO"))
+      c:close()
+    end)
+
+    it("logs in as an ACL user with its own permissions", function()
+      r:acl("SETUSER", "app", "reset", "on", ">app-pw", "~app:*", "+@all")
+      local c = redis.connect{port = server.port, username = "app", password = "app-pw"}
+      assert.are.equal("app", c:acl("WHOAMI"))
+      assert.are.equal("OK", c:set("app:k", "v"))
+      local ok, err = opsh.try(c.set, c, "other:k", "v")
+      assert.is_false(ok)
+      assert.are.equal("NOPERM", err.code)
+      c:close()
+      ok, err = opsh.try(redis.connect, {port = server.port, username = "app", password = "nope"})
+      assert.are.equal("auth", err.kind)
+    end)
+
+    it("parses redis:// and rediss:// URLs", function()
+      local o = redis.parse_url("rediss://ops%40team:p%3Aw@cache.example:6380/2")
+      assert.are.equal("ops@team", o.username)
+      assert.is_true(opsh.is_secret(o.password))
+      assert.are.equal(opsh.secret("p:w"), o.password)
+      assert.are.same({"cache.example", 6380, 2, true}, {o.host, o.port, o.db, o.tls})
+      o = redis.parse_url("redis://[::1]:7000")
+      assert.are.same({"::1", 7000, false}, {o.host, o.port, o.tls})
+      local ok, err = opsh.try(redis.parse_url, "http://user:hunter2@x")
+      assert.are.equal("usage", err.kind)
+      assert.is_nil(tostring(err):find("hunter2", 1, true))
+    end)
+  end)
+
+  describe("TLS", function()
+    it("verifies the server with the right CA, as a file or PEM text", function()
+      local c = redis.connect(server:options{tls = true})
+      assert.are.equal("PONG", c:ping())
+      assert.matches("%(tls%)", tostring(c))
+      local res = c:pipeline(function(p)
+        for i = 1, 5000 do p:set("tls:" .. i, string.rep("x", 200)) end
+      end)
+      assert.are.equal(5000, res.n)
+      assert.are.equal(string.rep("x", 200), c:get("tls:5000"))
+      c:close()
+      c = redis.connect{host = "localhost", port = server.tls_port, tls = true, ca = read(certs.ca),
+        password = PASSWORD}
+      assert.are.equal("PONG", c:ping())
+      c:close()
+    end)
+
+    it("fails with kind 'tls' for another CA or another name", function()
+      local ok, err = opsh.try(redis.connect, {port = server.tls_port, tls = true, ca = other.ca,
+        password = PASSWORD})
+      assert.is_false(ok)
+      assert.are.equal("tls", err.kind)
+      assert.matches("certificate verify failed", err.message)
+      ok, err = opsh.try(redis.connect, {port = server.tls_port, tls = true, ca = certs.ca,
+        servername = "elsewhere.example", password = PASSWORD})
+      assert.are.equal("tls", err.kind)
+      ok, err = opsh.try(redis.connect, {port = server.tls_port, tls = true, password = PASSWORD})
+      assert.are.equal("tls", err.kind)
+      -- TLS against the plain port is not a silent success
+      ok, err = opsh.try(redis.connect, {port = server.port, tls = true, ca = certs.ca,
+        connect_timeout = 0.5})
+      assert.is_false(ok)
+    end)
+
+    it("subscribes over TLS", function()
+      local sub = r:subscribe("tls-news")
+      local ts = redis.connect(server:options{tls = true})
+      local subtls = ts:subscribe("tls-chan", {timeout = 2})
+      r:publish("tls-chan", "secure")
+      assert.are.same({channel = "tls-chan", payload = "secure"}, subtls:next())
+      subtls:close()
+      sub:close()
+      ts:close()
+    end)
+  end)
+
+  describe("connections", function()
+    it("raises {kind='connect'} when nothing listens", function()
+      local port = require("opsh._redis").free_port()
+      local ok, err = opsh.try(redis.connect, {port = port})
+      assert.is_false(ok)
+      assert.are.equal("connect", err.kind)
+      assert.are.equal(port, err.port)
+      assert.matches("refused", err.message)
+    end)
+
+    it("closes with <close> and refuses commands afterwards", function()
+      local c
+      do
+        local conn <close> = redis.connect(server:options())
+        c = conn
+        assert.are.equal("PONG", conn:ping())
+      end
+      local ok, err = opsh.try(c.ping, c)
+      assert.is_false(ok)
+      assert.are.equal("usage", err.kind)
+    end)
+
+    it("parses INFO into typed sections", function()
+      r:set("info:k", "v")
+      local info = r:info()
+      assert.are.equal("string", type(info.server.redis_version))
+      assert.are.equal("integer", math.type(info.server.tcp_port))
+      assert.are.equal(server.port, info.server.tcp_port)
+      assert.are.equal("integer", math.type(info.memory.used_memory))
+      assert.are.equal("float", math.type(info.memory.mem_fragmentation_ratio))
+      assert.is_true(info.keyspace.db0.keys >= 1)
+      local mem = r:info("memory")
+      assert.is_nil(mem.server)
+      assert.is_not_nil(mem.memory.used_memory_human)
+    end)
+
+    it("reconnects after a server restart, selecting the database again", function()
+      local c = redis.connect{port = server.port, password = PASSWORD, db = 2}
+      c:set("r:k", "before")
+      local blocked = opsh.spawn(function() return c:blpop("r:empty", 5) end)
+      opsh.sleep(0.05)
+      server:restart()
+      -- a write that was in flight when the server went away is not retried
+      local ok, err = pcall(blocked.wait, blocked)
+      assert.is_false(ok)
+      assert.are.equal("connect", err.kind)
+      assert.is_true(err.sent)
+      -- the next command reconnects, authenticates and selects db 2 again
+      assert.are.equal("OK", c:set("r:k", "after"))
+      assert.matches("db=2", c:client("INFO"))
+      assert.are.equal("after", c:get("r:k"))
+      assert.are.equal("PONG", r:ping())
+      c:close()
+    end)
+
+    it("times out connecting to a server that never answers", function()
+      -- accepts, reads until the client hangs up, never answers
+      local silent = io.popen("exec python3 -c 'import socket\n" ..
+        "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(8)\n" ..
+        "print(s.getsockname()[1], flush=True); c,_=s.accept()\n" ..
+        "while c.recv(65536): pass'", "r")
+      local port = tonumber(silent:read("l"))
+      local ok, err = opsh.try(redis.connect, {port = port, tls = true, ca = certs.ca,
+        connect_timeout = 0.2})
+      assert.is_false(ok)
+      assert.are.equal("timeout", err.kind)
+      silent:close()
+    end)
+  end)
+end)
