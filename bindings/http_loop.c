@@ -1,0 +1,288 @@
+/*
+** http_loop.c — one libcurl multi handle for the process, driven by the libuv loop:
+** curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION → one uv_poll_t each) and
+** when to call back (CURLMOPT_TIMERFUNCTION → one uv_timer_t); events go back to curl
+** through curl_multi_socket_action. Connections stay in the multi's cache, so requests to
+** the same host reuse them (HTTP/1.1 keep-alive, or HTTP/2 streams on one connection).
+** Idle easy handles are pooled. Nothing here calls Lua: finished transfers wake their task.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include "http_int.h"
+
+#define POOL_MAX 128
+#define DEFAULT_MAX_HOST_CONNECTIONS 64L
+
+typedef struct sock_ctx {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  struct sock_ctx *prev, *next;
+} sock_ctx;
+
+typedef struct http_global {
+  CURLM *multi;
+  CURLSH *share;
+  uv_loop_t *loop;
+  uv_timer_t *timer;          /* malloc'ed, freed in its close callback */
+  http_xfer *running;         /* transfers added to the multi handle */
+  sock_ctx *sockets;          /* watched sockets */
+  long nsockets, nrunning;
+  CURL *pool[POOL_MAX];
+  int npool;
+} http_global;
+
+static http_global *G;
+
+static void free_handle(uv_handle_t *h) { free(h->data); }
+
+/* ---- finished transfers ---- */
+
+static void unlink_running(http_xfer *x) {
+  if (x->prev) x->prev->next = x->next; else if (G && G->running == x) G->running = x->next;
+  if (x->next) x->next->prev = x->prev;
+  x->prev = x->next = NULL;
+  if (G) G->nrunning--;
+}
+
+static void check_done(void) {
+  CURLMsg *msg;
+  int left;
+  while (G && (msg = curl_multi_info_read(G->multi, &left))) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    http_xfer *x = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    if (!x) continue;
+    x->result = msg->data.result;
+    long version = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
+    x->version = version;
+    if (!x->status) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+    http_xfer_release(x);
+    http_xfer_notify(x);
+  }
+}
+
+/* ---- curl → libuv ---- */
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  sock_ctx *c = h->data;
+  int flags = 0;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  int running;
+  /* c may be closed by curl during the call: keep only the fd */
+  curl_socket_t fd = c->fd;
+  curl_multi_socket_action(G->multi, fd, flags, &running);
+  check_done();
+}
+
+static void on_timeout(uv_timer_t *h) {
+  int running;
+  curl_multi_socket_action(G->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done();
+}
+
+static void sock_forget(sock_ctx *c) {
+  if (c->prev) c->prev->next = c->next; else G->sockets = c->next;
+  if (c->next) c->next->prev = c->prev;
+  G->nsockets--;
+  uv_poll_stop(&c->poll);
+  uv_close((uv_handle_t *)&c->poll, free_handle);
+}
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
+  sock_ctx *c = socketp;
+  if (what == CURL_POLL_REMOVE) {
+    if (c) {
+      curl_multi_assign(G->multi, s, NULL);
+      sock_forget(c);
+    }
+    return 0;
+  }
+  if (!c) {
+    c = calloc(1, sizeof *c);
+    if (!c) return -1;
+    if (uv_poll_init_socket(G->loop, &c->poll, s) != 0) {
+      free(c);
+      return -1;
+    }
+    c->poll.data = c;
+    c->fd = s;
+    c->next = G->sockets;
+    if (c->next) c->next->prev = c;
+    G->sockets = c;
+    G->nsockets++;
+    curl_multi_assign(G->multi, s, c);
+  }
+  int events = 0;
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  uv_poll_start(&c->poll, events, on_poll);
+  return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp) {
+  if (timeout_ms < 0) uv_timer_stop(G->timer);
+  else uv_timer_start(G->timer, on_timeout, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+/* ---- the pool of easy handles ---- */
+
+static void easy_defaults(CURL *e) {
+  curl_easy_setopt(e, CURLOPT_SHARE, G->share);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "opsh/" OPSH_VERSION);
+}
+
+CURL *http_easy_get(void) {
+  CURL *e = G->npool > 0 ? G->pool[--G->npool] : curl_easy_init();
+  if (e) easy_defaults(e);
+  return e;
+}
+
+static void easy_put(CURL *e) {
+  if (G && G->npool < POOL_MAX) {
+    curl_easy_reset(e);
+    G->pool[G->npool++] = e;
+  } else {
+    curl_easy_cleanup(e);
+  }
+}
+
+/* ---- transfers ---- */
+
+CURLMcode http_xfer_start(http_xfer *x) {
+  CURLMcode rc = curl_multi_add_handle(G->multi, x->easy);
+  if (rc != CURLM_OK) return rc;
+  x->state = XF_RUNNING;
+  x->prev = NULL;
+  x->next = G->running;
+  if (x->next) x->next->prev = x;
+  G->running = x;
+  G->nrunning++;
+  return CURLM_OK;
+}
+
+static void wipe_slist(struct curl_slist *l) {
+  for (struct curl_slist *p = l; p; p = p->next) OPENSSL_cleanse(p->data, strlen(p->data));
+  curl_slist_free_all(l);
+}
+
+void http_xfer_release(http_xfer *x) {
+  if (x->state == XF_RUNNING) {
+    unlink_running(x);
+    if (G) curl_multi_remove_handle(G->multi, x->easy);
+    x->state = XF_DONE;
+  }
+  if (x->easy) {
+    if (G) easy_put(x->easy); else curl_easy_cleanup(x->easy);
+    x->easy = NULL;
+  }
+  if (x->headers) {
+    wipe_slist(x->headers);
+    x->headers = NULL;
+  }
+  if (x->upload_fd >= 0) {
+    close(x->upload_fd);
+    x->upload_fd = -1;
+  }
+}
+
+void http_xfer_notify(http_xfer *x) {
+  if (!x->waiter) return;
+  int ready = x->state != XF_RUNNING;
+  if (!ready) {
+    switch (x->waiting_for) {
+      case WAIT_HEAD: ready = x->head_done; break;
+      case WAIT_DATA: ready = x->body.len > 0; break;
+      default: break;
+    }
+  }
+  if (ready) {
+    opsh_task *t = x->waiter;
+    x->waiter = NULL;
+    x->waiting_for = WAIT_NONE;
+    opsh_task_wake(t, 0);
+  }
+}
+
+/* ---- set-up and tear-down ---- */
+
+/* __gc of the registry sentinel: runs when the Lua state closes, before the loop does */
+static int global_gc(lua_State *L) {
+  if (!G) return 0;
+  while (G->running) {
+    http_xfer *x = G->running;
+    http_xfer_release(x);
+    x->state = XF_CLOSED;
+    x->waiter = NULL;
+  }
+  while (G->npool > 0) curl_easy_cleanup(G->pool[--G->npool]);
+  curl_multi_cleanup(G->multi);   /* closes cached connections, telling on_socket */
+  while (G->sockets) sock_forget(G->sockets);
+  curl_share_cleanup(G->share);
+  uv_close((uv_handle_t *)G->timer, free_handle);
+  free(G);
+  G = NULL;
+  return 0;
+}
+
+void http_global_init(lua_State *L) {
+  if (G) return;
+  static int curl_ready;
+  if (!curl_ready) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) opsh_error(L, "protocol", "libcurl failed to initialise");
+    curl_ready = 1;
+  }
+  http_global *g = calloc(1, sizeof *g);
+  uv_timer_t *timer = malloc(sizeof *timer);
+  if (!g || !timer) {
+    free(g);
+    free(timer);
+    luaL_error(L, "out of memory");
+  }
+  g->loop = opsh_loop(L);
+  g->multi = curl_multi_init();
+  g->share = curl_share_init();
+  uv_timer_init(g->loop, timer);
+  timer->data = timer;
+  g->timer = timer;
+  curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+  curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+  curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, DEFAULT_MAX_HOST_CONNECTIONS);
+  curl_multi_setopt(g->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  G = g;
+  /* a sentinel whose __gc tears the multi handle down when the state closes */
+  lua_newuserdatauv(L, 1, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, global_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "opsh.http.global");
+}
+
+void http_configure(long max_host, long max_total) {
+  if (max_host >= 0) curl_multi_setopt(G->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
+  if (max_total >= 0) curl_multi_setopt(G->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total);
+}
+
+void http_push_stats(lua_State *L) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, G ? G->nrunning : 0);
+  lua_setfield(L, -2, "running");
+  lua_pushinteger(L, G ? G->npool : 0);
+  lua_setfield(L, -2, "pooled");
+  lua_pushinteger(L, G ? G->nsockets : 0);
+  lua_setfield(L, -2, "sockets");
+}
