@@ -39,6 +39,7 @@ typedef struct http_xfer {
   int too_large;              /* the body passed max_body */
   int nomem;
   int read_failed;            /* body_file could not be read */
+  int fresh_tls;              /* the transfer opened a new https connection */
   long status;                /* status of the current response, 0 before one */
   long version;               /* CURL_HTTP_VERSION_* of the finished transfer */
   curl_off_t max_body;        /* 0: no limit */

@@ -8,6 +8,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 #include "http_int.h"
@@ -58,6 +59,11 @@ static void check_done(void) {
     long version = 0;
     curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &version);
     x->version = version;
+    long connects = 0;
+    char *scheme = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &connects);
+    curl_easy_getinfo(x->easy, CURLINFO_SCHEME, &scheme);
+    x->fresh_tls = connects > 0 && scheme && strcasecmp(scheme, "https") == 0;
     if (!x->status) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
     http_xfer_release(x);
     http_xfer_notify(x);

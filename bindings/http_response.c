@@ -197,6 +197,15 @@ int http_xfer_failed(http_xfer *x) {
   return x->result != CURLE_OK || x->too_large || x->nomem || x->read_failed;
 }
 
+static int tls_alert(http_xfer *x) {
+  return strstr(x->errbuf, "SSL") || strstr(x->errbuf, "TLS") || strstr(x->errbuf, "alert");
+}
+
+/* a new https connection that ended before any response */
+static int tls_dropped(http_xfer *x) {
+  return x->fresh_tls && x->status == 0;
+}
+
 static const char *error_kind(http_xfer *x) {
   switch (x->result) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -208,9 +217,9 @@ static const char *error_kind(http_xfer *x) {
       return "connect";
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
-      /* a TLS alert (a refused client certificate) surfaces as a failed read or write */
-      return strstr(x->errbuf, "SSL") || strstr(x->errbuf, "TLS") || strstr(x->errbuf, "alert")
-               ? "tls" : "connect";
+      /* with TLS 1.3 a refused client certificate shows after the handshake, as an alert or
+      ** as a connection the server already closed */
+      return tls_alert(x) || tls_dropped(x) ? "tls" : "connect";
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
@@ -244,8 +253,15 @@ void http_push_error(lua_State *L, http_xfer *x) {
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
     size_t dlen = strlen(detail);
     while (dlen > 0 && (detail[dlen - 1] == '\n' || detail[dlen - 1] == '\r')) dlen--;
-    opsh_error_push(L, error_kind(x), "%s", "");
+    const char *kind = error_kind(x);
+    if (!strcmp(kind, "tls") && !tls_alert(x))
+      opsh_error_push(L, kind, "the server closed the connection after the TLS handshake "
+                      "(was the client certificate refused?): %s", "");
+    else
+      opsh_error_push(L, kind, "%s", "");
+    lua_getfield(L, -1, "message");
     lua_pushlstring(L, detail, dlen);
+    lua_concat(L, 2);
     lua_setfield(L, -2, "message");
   }
   if (x->result != CURLE_OK) opsh_error_setint(L, "curl_code", (lua_Integer)x->result);

@@ -46,18 +46,38 @@ local function sensitive(key)
   return false
 end
 
---- redact(url) -> the URL without credentials: user:password@ and the values of query
--- parameters that carry secrets (sig, token, password, code, key...) become REDACTED.
-function M.redact(url)
+-- url -> redacted url; the values it hid are appended to `hidden` (if given), raw and decoded
+local function redact(url, hidden)
   local base, query = url:match("^([^?#]*)%??([^#]*)")
-  base = base:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1REDACTED@")
+  base = base:gsub("^(%a[%w+.-]*://)([^/@]*)@", function(scheme, userinfo)
+    if hidden then
+      local pass = userinfo:match(":(.*)$")
+      if pass and pass ~= "" then hidden[#hidden + 1] = pass end
+    end
+    return scheme .. "REDACTED@"
+  end)
   if query == "" then return base end
   local parts = {}
   for pair in query:gmatch("[^&]+") do
-    local k, eq = pair:match("^([^=]*)(=?)")
-    parts[#parts + 1] = (eq == "=" and sensitive(k)) and (k .. "=REDACTED") or pair
+    local k, eq, v = pair:match("^([^=]*)(=?)(.*)$")
+    if eq == "=" and sensitive(k) then
+      parts[#parts + 1] = k .. "=REDACTED"
+      if hidden and v ~= "" then
+        hidden[#hidden + 1] = v
+        local plain = unescape(v)
+        if plain ~= v then hidden[#hidden + 1] = plain end
+      end
+    else
+      parts[#parts + 1] = pair
+    end
   end
   return base .. "?" .. table.concat(parts, "&")
+end
+
+--- redact(url) -> the URL without credentials: user:password@ and the values of query
+-- parameters that carry secrets (sig, token, password, code, key...) become REDACTED.
+function M.redact(url)
+  return redact(url)
 end
 
 -- ---- argument handling ----
@@ -99,7 +119,7 @@ local function encode_query(query, fname, secrets)
     flat[#flat + 1] = k
     flat[#flat + 1] = v
     local hidden = core.is_secret(v) or sensitive(k)
-    if core.is_secret(v) then secrets[#secrets + 1] = v end
+    if hidden then secrets[#secrets + 1] = v end
     shown[#shown + 1] = escape(k) .. "=" .. (hidden and "REDACTED" or escape(v))
   end
   for _, k in ipairs(sorted_keys(query)) do
@@ -354,7 +374,7 @@ local function prepare(opts, fname)
     if type(opts.query) ~= "table" then usage(fname, "query must be a table") end
     query, shown_query = encode_query(opts.query, fname, secrets)
   end
-  local shown = M.redact(url)
+  local shown = redact(url, secrets)
   if shown_query and shown_query ~= "" then
     shown = shown .. (shown:find("?", 1, true) and "&" or "?") .. shown_query
   end
