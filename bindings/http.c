@@ -10,7 +10,7 @@
 **     t:finish()           -> {status=, ...} | nil, err       (waits for the end)
 **     t:close()
 **   scrub(text, {secret, ...}) -> text with each secret's bytes replaced by REDACTED
-**   configure{max_host_connections=, max_total_connections=}
+**   configure{max_host_connections=, max_total_connections=, max_idle_connections=}
 **   stats()                -> {running=, pooled=, sockets=}
 **   version()              -> libcurl version, has HTTP/2
 */
@@ -260,7 +260,9 @@ static int http_configure_l(lua_State *L) {
   long host = lua_isnil(L, -1) ? -1 : (long)luaL_checkinteger(L, -1);
   lua_getfield(L, 1, "max_total_connections");
   long total = lua_isnil(L, -1) ? -1 : (long)luaL_checkinteger(L, -1);
-  http_configure(host, total);
+  lua_getfield(L, 1, "max_idle_connections");
+  long cached = lua_isnil(L, -1) ? -1 : (long)luaL_checkinteger(L, -1);
+  http_configure(host, total, cached);
   return 0;
 }
 

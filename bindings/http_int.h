@@ -65,8 +65,8 @@ void http_xfer_release(http_xfer *x);
 void http_xfer_notify(http_xfer *x);
 /* [-0, +1, m] {running=, pooled=, sockets=, connections=} */
 void http_push_stats(lua_State *L);
-/* limits on connections; 0 = no limit */
-void http_configure(long max_host, long max_total);
+/* limits on connections (0 = no limit) and on idle connections kept; -1 leaves one as it is */
+void http_configure(long max_host, long max_total, long max_cached);
 
 /* ---- http_setup.c ---- */
 /* [-0, +0, v] configure x->easy from the spec table at `spec`; values whose memory curl

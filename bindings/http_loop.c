@@ -15,6 +15,9 @@
 
 #define POOL_MAX 128
 #define DEFAULT_MAX_HOST_CONNECTIONS 64L
+/* idle connections kept for reuse; curl's own default (4 per handle in the multi) shrinks
+** as transfers finish and would close keep-alive connections about to be reused */
+#define DEFAULT_MAX_CACHED 256L
 
 typedef struct sock_ctx {
   uv_poll_t poll;
@@ -267,6 +270,7 @@ void http_global_init(lua_State *L) {
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer);
   curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, DEFAULT_MAX_HOST_CONNECTIONS);
+  curl_multi_setopt(g->multi, CURLMOPT_MAXCONNECTS, DEFAULT_MAX_CACHED);
   curl_multi_setopt(g->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   G = g;
   /* a sentinel whose __gc tears the multi handle down when the state closes */
@@ -278,9 +282,10 @@ void http_global_init(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, "opsh.http.global");
 }
 
-void http_configure(long max_host, long max_total) {
+void http_configure(long max_host, long max_total, long max_cached) {
   if (max_host >= 0) curl_multi_setopt(G->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
   if (max_total >= 0) curl_multi_setopt(G->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_total);
+  if (max_cached >= 0) curl_multi_setopt(G->multi, CURLMOPT_MAXCONNECTS, max_cached);
 }
 
 void http_push_stats(lua_State *L) {
