@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <openssl/crypto.h>
 #include "http_int.h"
 
@@ -22,16 +23,29 @@
 typedef struct sock_ctx {
   uv_poll_t poll;
   curl_socket_t fd;
-  struct sock_ctx *prev, *next;
+  int events;                 /* UV_READABLE|UV_WRITABLE being watched */
+  int parked;                 /* curl stopped watching it; kept until the next prepare */
+  struct sock_ctx *prev, *next;   /* all sockets */
+  struct sock_ctx *pnext;         /* parked sockets */
 } sock_ctx;
+
+typedef struct fd_slot {
+  sock_ctx *ctx;
+  unsigned char owned;        /* opened by on_opensocket: its close goes through on_closesocket */
+} fd_slot;
 
 typedef struct http_global {
   CURLM *multi;
   CURLSH *share;
   uv_loop_t *loop;
   uv_timer_t *timer;          /* malloc'ed, freed in its close callback */
+  uv_prepare_t *prepare;      /* runs curl's due work and drops parked sockets before each poll */
+  int due_now;                /* curl asked to be called back at once */
   http_xfer *running;         /* transfers added to the multi handle */
   sock_ctx *sockets;          /* watched sockets */
+  sock_ctx *parked;
+  fd_slot *fds;
+  int nfds;
   long nsockets, nrunning;
   CURL *pool[POOL_MAX];
   int npool;
@@ -73,7 +87,12 @@ static void check_done(void) {
   }
 }
 
-/* ---- curl → libuv ---- */
+/* ---- curl → libuv ----
+** A keep-alive connection goes idle after each response: curl stops watching its socket
+** (CURL_POLL_REMOVE) and watches it again for the next request. Stopping and restarting a
+** uv_poll_t costs epoll_ctl calls each time, so a socket curl opened (and will close through
+** on_closesocket) is parked instead: still watched, its events ignored by curl, and dropped
+** at the next prepare phase unless a new transfer took it back in between. */
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   sock_ctx *c = h->data;
@@ -88,18 +107,56 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   check_done();
 }
 
-static void on_timeout(uv_timer_t *h) {
+static void run_timeouts(void) {
   int running;
+  G->due_now = 0;
   curl_multi_socket_action(G->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done();
 }
 
+static void on_timeout(uv_timer_t *h) { run_timeouts(); }
+
+static fd_slot *slot(curl_socket_t fd) {
+  if (fd < 0) return NULL;
+  if (fd >= G->nfds) {
+    int n = G->nfds ? G->nfds : 64;
+    while (n <= fd) n *= 2;
+    fd_slot *f = realloc(G->fds, (size_t)n * sizeof *f);
+    if (!f) return NULL;
+    memset(f + G->nfds, 0, (size_t)(n - G->nfds) * sizeof *f);
+    G->fds = f;
+    G->nfds = n;
+  }
+  return &G->fds[fd];
+}
+
+static void unpark(sock_ctx *c) {
+  for (sock_ctx **p = &G->parked; *p; p = &(*p)->pnext) {
+    if (*p == c) {
+      *p = c->pnext;
+      break;
+    }
+  }
+  c->pnext = NULL;
+  c->parked = 0;
+}
+
 static void sock_forget(sock_ctx *c) {
+  if (c->parked) unpark(c);
   if (c->prev) c->prev->next = c->next; else G->sockets = c->next;
   if (c->next) c->next->prev = c->prev;
   G->nsockets--;
+  if (c->fd < G->nfds && G->fds[c->fd].ctx == c) G->fds[c->fd].ctx = NULL;
   uv_poll_stop(&c->poll);
   uv_close((uv_handle_t *)&c->poll, free_handle);
+}
+
+static void on_prepare(uv_prepare_t *h) {
+  if (G->due_now) {
+    uv_timer_stop(G->timer);
+    run_timeouts();
+  }
+  while (G->parked) sock_forget(G->parked);
 }
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
@@ -107,36 +164,80 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
   if (what == CURL_POLL_REMOVE) {
     if (c) {
       curl_multi_assign(G->multi, s, NULL);
-      sock_forget(c);
+      if (s < G->nfds && G->fds[s].owned && !c->parked) {
+        c->parked = 1;
+        c->pnext = G->parked;
+        G->parked = c;
+      } else {
+        sock_forget(c);
+      }
     }
     return 0;
   }
   if (!c) {
-    c = calloc(1, sizeof *c);
-    if (!c) return -1;
-    if (uv_poll_init_socket(G->loop, &c->poll, s) != 0) {
-      free(c);
-      return -1;
+    fd_slot *f = slot(s);
+    if (!f) return -1;
+    c = f->ctx;
+    if (c && c->parked) {
+      unpark(c);
+    } else {
+      if (c) sock_forget(c);   /* not reached: a socket curl watches has its socketp */
+      c = calloc(1, sizeof *c);
+      if (!c) return -1;
+      if (uv_poll_init_socket(G->loop, &c->poll, s) != 0) {
+        free(c);
+        return -1;
+      }
+      c->poll.data = c;
+      c->fd = s;
+      c->next = G->sockets;
+      if (c->next) c->next->prev = c;
+      G->sockets = c;
+      G->nsockets++;
+      f->ctx = c;
     }
-    c->poll.data = c;
-    c->fd = s;
-    c->next = G->sockets;
-    if (c->next) c->next->prev = c;
-    G->sockets = c;
-    G->nsockets++;
     curl_multi_assign(G->multi, s, c);
   }
   int events = 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  uv_poll_start(&c->poll, events, on_poll);
+  if (events != c->events || !uv_is_active((uv_handle_t *)&c->poll)) {
+    c->events = events;
+    uv_poll_start(&c->poll, events, on_poll);
+  }
   return 0;
 }
 
 static int on_timer(CURLM *m, long timeout_ms, void *userp) {
-  if (timeout_ms < 0) uv_timer_stop(G->timer);
-  else uv_timer_start(G->timer, on_timeout, (uint64_t)timeout_ms, 0);
+  if (timeout_ms < 0) {
+    G->due_now = 0;
+    uv_timer_stop(G->timer);
+    return 0;
+  }
+  /* "at once" usually follows a new transfer from a task: the prepare phase of this loop
+  ** turn runs it, before the poll; the timer is the fallback */
+  if (timeout_ms == 0) G->due_now = 1;
+  uv_timer_start(G->timer, on_timeout, (uint64_t)timeout_ms, 0);
   return 0;
+}
+
+static curl_socket_t on_opensocket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+  curl_socket_t fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  fd_slot *f = fd >= 0 ? slot(fd) : NULL;
+  if (fd >= 0 && !f) {
+    close(fd);
+    return CURL_SOCKET_BAD;
+  }
+  if (f) f->owned = 1;
+  return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static int on_closesocket(void *clientp, curl_socket_t fd) {
+  if (G && fd >= 0 && fd < G->nfds) {
+    if (G->fds[fd].ctx) sock_forget(G->fds[fd].ctx);   /* before the fd number can be reused */
+    G->fds[fd].owned = 0;
+  }
+  return close(fd);
 }
 
 /* ---- the pool of easy handles ---- */
@@ -150,6 +251,8 @@ static void easy_defaults(CURL *e) {
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "opsh/" OPSH_VERSION);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
 }
 
 CURL *http_easy_get(void) {
@@ -240,6 +343,8 @@ static int global_gc(lua_State *L) {
   while (G->sockets) sock_forget(G->sockets);
   curl_share_cleanup(G->share);
   uv_close((uv_handle_t *)G->timer, free_handle);
+  uv_close((uv_handle_t *)G->prepare, free_handle);
+  free(G->fds);
   free(G);
   G = NULL;
   return 0;
@@ -254,9 +359,11 @@ void http_global_init(lua_State *L) {
   }
   http_global *g = calloc(1, sizeof *g);
   uv_timer_t *timer = malloc(sizeof *timer);
-  if (!g || !timer) {
+  uv_prepare_t *prepare = malloc(sizeof *prepare);
+  if (!g || !timer || !prepare) {
     free(g);
     free(timer);
+    free(prepare);
     luaL_error(L, "out of memory");
   }
   g->loop = opsh_loop(L);
@@ -265,6 +372,11 @@ void http_global_init(lua_State *L) {
   uv_timer_init(g->loop, timer);
   timer->data = timer;
   g->timer = timer;
+  uv_prepare_init(g->loop, prepare);
+  prepare->data = prepare;
+  uv_prepare_start(prepare, on_prepare);
+  uv_unref((uv_handle_t *)prepare);
+  g->prepare = prepare;
   curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
   curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);

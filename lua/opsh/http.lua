@@ -303,6 +303,10 @@ end
 
 -- ---- the request ----
 
+local NUMERIC_OPTIONS = {"timeout", "connect_timeout", "retries", "backoff", "max_backoff",
+  "max_retry_after", "max_body"}
+local PEM_OPTIONS = {"ca", "cert"}
+
 local function opt(opts, name)
   local v = opts[name]
   if v == nil then v = M.defaults[name] end
@@ -323,14 +327,15 @@ local function prepare(opts, fname)
   if type(url) ~= "string" or not url:match("^[hH][tT][tT][pP][sS]?://.") then
     usage(fname, "url must be an http:// or https:// URL")
   end
-  local method = (opts.method or "GET")
-  if type(method) ~= "string" or not METHODS[method:upper()] then
-    usage(fname, "method must be one of GET HEAD POST PUT PATCH DELETE OPTIONS")
+  local method = opts.method or "GET"
+  if not METHODS[method] then
+    if type(method) ~= "string" or not METHODS[method:upper()] then
+      usage(fname, "method must be one of GET HEAD POST PUT PATCH DELETE OPTIONS")
+    end
+    method = method:upper()
   end
-  method = method:upper()
-  for _, n in ipairs({"timeout", "connect_timeout", "retries", "backoff", "max_backoff",
-                      "max_retry_after", "max_body"}) do
-    check_number(fname, opts, n)
+  for _, n in ipairs(NUMERIC_OPTIONS) do
+    if opts[n] ~= nil then check_number(fname, opts, n) end
   end
   local streaming = opts.on_data ~= nil or opts.on_line ~= nil
   if opts.on_data ~= nil and opts.on_line ~= nil then usage(fname, "give on_data or on_line, not both") end
@@ -374,11 +379,11 @@ local function prepare(opts, fname)
     if type(opts.query) ~= "table" then usage(fname, "query must be a table") end
     query, shown_query = encode_query(opts.query, fname, secrets)
   end
-  local shown = redact(url, secrets)
+  local shown = url:find("[?@#]") and redact(url, secrets) or url
   if shown_query and shown_query ~= "" then
     shown = shown .. (shown:find("?", 1, true) and "&" or "?") .. shown_query
   end
-  for _, name in ipairs({"ca", "cert"}) do
+  for _, name in ipairs(PEM_OPTIONS) do
     local v = opts[name]
     if v ~= nil and type(v) ~= "string" and not core.is_secret(v) then
       usage(fname, name .. " must be PEM text or a file path")
