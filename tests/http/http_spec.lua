@@ -3,14 +3,11 @@
 local opsh = require("opsh")
 local http = require("opsh.http")
 local net = require("opsh.net")
+local proc = require("opsh.proc")
+local fs = require("opsh.fs")
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/http"
 local SERVER = here .. "/../support/http_server.py"
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  assert(ok, "command failed: " .. cmd)
-end
 
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
@@ -19,20 +16,16 @@ local function read_file(path)
   return s
 end
 
-local tmp = os.tmpname()
-os.remove(tmp)
-sh("mkdir -p " .. tmp)
+local tmp = fs.tmpdir("opsh-http-spec")
 
 local servers = {}
 
 -- start http_server.py with extra arguments; waits for its "listening PORT" line
 local function start_server(args)
   local portfile = string.format("%s/port-%d", tmp, #servers + 1)
-  local p = io.popen(string.format("python3 %s --port-file %s %s >%s.log 2>&1 & echo $!",
-    SERVER, portfile, args or "", portfile))
-  local pid = p:read("l")
-  p:close()
-  local srv = {pid = pid}
+  local argv = {"python3", SERVER, "--port-file", portfile}
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  local srv = {proc = proc.spawn{argv = argv, stdout_file = portfile .. ".log", stderr = "stdout"}}
   servers[#servers + 1] = srv
   for _ = 1, 400 do
     local f = io.open(portfile)
@@ -51,8 +44,8 @@ local function start_server(args)
 end
 
 local function stop_server(srv)
-  if srv.pid then os.execute("kill " .. srv.pid .. " 2>/dev/null") end
-  srv.pid = nil
+  if srv.proc then srv.proc:stop(1) end
+  srv.proc = nil
 end
 
 local function vm_kb(field)
@@ -62,26 +55,28 @@ local function vm_kb(field)
   end
 end
 
--- the decoded /echo document, without needing opsh.json for the test's own reading
 local function echo(res)
   return res:json()
 end
 
+local function openssl(...)
+  proc.run{argv = {"openssl", ...}, cwd = tmp}
+end
+
+-- a CA as strict clients want it: basicConstraints critical, keyCertSign
 local function new_ca(name)
-  sh(string.format("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
-    "-keyout %s.key -out %s.pem -days 2 -subj /CN=%s -addext basicConstraints=critical,CA:TRUE " ..
-    "-addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null", tmp, name, name, name))
+  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", name .. ".key", "-out", name .. ".pem", "-days", "2", "-subj", "/CN=" .. name,
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
 end
 
 local function new_cert(name, ca, cn, ext)
-  local f = assert(io.open(string.format("%s/%s.ext", tmp, name), "w"))
-  f:write(ext, "\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n",
-    "authorityKeyIdentifier=keyid\n")
-  f:close()
-  sh(string.format("cd %s && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes " ..
-    "-keyout %s.key -out %s.csr -subj /CN=%s 2>/dev/null && openssl x509 -req -in %s.csr -CA %s.pem " ..
-    "-CAkey %s.key -CAcreateserial -out %s.pem -days 2 -extfile %s.ext 2>/dev/null",
-    tmp, name, name, cn, name, ca, ca, name, name))
+  fs.write(string.format("%s/%s.ext", tmp, name), ext .. "\nbasicConstraints=CA:FALSE\n" ..
+    "keyUsage=critical,digitalSignature\nauthorityKeyIdentifier=keyid\n")
+  openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", name .. ".key", "-out", name .. ".csr", "-subj", "/CN=" .. cn)
+  openssl("x509", "-req", "-in", name .. ".csr", "-CA", ca .. ".pem", "-CAkey", ca .. ".key",
+    "-CAcreateserial", "-out", name .. ".pem", "-days", "2", "-extfile", name .. ".ext")
 end
 
 describe("opsh.http", function()
@@ -97,9 +92,9 @@ describe("opsh.http", function()
     ca_pem = read_file(tmp .. "/ca.pem")
     other_ca_pem = read_file(tmp .. "/other-ca.pem")
     plain = start_server()
-    tls = start_server(string.format("--cert %s/server.pem --key %s/server.key", tmp, tmp))
-    mtls = start_server(string.format("--cert %s/server.pem --key %s/server.key --client-ca %s/ca.pem",
-      tmp, tmp, tmp))
+    tls = start_server({"--cert", tmp .. "/server.pem", "--key", tmp .. "/server.key"})
+    mtls = start_server({"--cert", tmp .. "/server.pem", "--key", tmp .. "/server.key",
+      "--client-ca", tmp .. "/ca.pem"})
     base = "http://127.0.0.1:" .. plain.port
     tls_base = "https://127.0.0.1:" .. tls.port
     mtls_base = "https://localhost:" .. mtls.port
@@ -107,7 +102,7 @@ describe("opsh.http", function()
 
   lazy_teardown(function()
     for _, s in ipairs(servers) do stop_server(s) end
-    os.execute("rm -rf " .. tmp)
+    fs.rmtree(tmp)
   end)
 
   describe("requests", function()
@@ -402,7 +397,7 @@ describe("opsh.http", function()
 
     it("streams a 1 GB upload from a file in little memory", function()
       local path = tmp .. "/upload.bin"
-      sh("truncate -s 1G " .. path)
+      proc.run{argv = {"truncate", "-s", "1G", path}}
       local before = vm_kb("VmRSS")
       local res = http.put(base .. "/upload", {body_file = path, timeout = 300})
       assert.are.equal(1024 * 1024 * 1024, res:json().bytes)
