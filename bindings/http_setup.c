@@ -11,6 +11,7 @@
 */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <errno.h>
 #include <unistd.h>
@@ -112,6 +113,9 @@ static char *build_url(lua_State *L, int spec, size_t *out_len) {
 static void set_url(lua_State *L, int spec, http_xfer *x) {
   size_t len;
   char *url = build_url(L, spec, &len);
+  /* https may be HTTP/2: wait for a connection being set up to the host rather than open
+  ** another, so that concurrent requests share one connection as streams */
+  if (strncasecmp(url, "https:", 6) == 0) curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
   CURLcode rc = curl_easy_setopt(x->easy, CURLOPT_URL, url);   /* curl keeps a copy */
   OPENSSL_cleanse(url, len);
   free(url);

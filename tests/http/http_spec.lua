@@ -344,6 +344,56 @@ describe("opsh.http", function()
     end)
   end)
 
+  describe("HTTP/2", function()
+    local nginx, h2_base
+
+    lazy_setup(function()
+      local port = net.free_port()
+      local dir = tmp .. "/nginx"
+      fs.mkdir(dir)
+      fs.write(dir .. "/nginx.conf", string.format([[
+daemon off;
+worker_processes 1;
+pid %s/nginx.pid;
+error_log %s/error.log;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %s;
+  server {
+    listen 127.0.0.1:%d ssl http2;
+    ssl_certificate %s/server.pem;
+    ssl_certificate_key %s/server.key;
+    location / { return 200 "connection $connection\n"; }
+  }
+}
+]], dir, dir, dir, port, tmp, tmp))
+      nginx = proc.spawn{argv = {"nginx", "-p", dir, "-c", dir .. "/nginx.conf"}, stdout_file = dir .. "/out.log",
+        stderr = "stdout"}
+      net.wait_port("127.0.0.1", port)
+      h2_base = "https://localhost:" .. port
+    end)
+
+    lazy_teardown(function()
+      if nginx then nginx:stop(2) end
+    end)
+
+    it("speaks HTTP/2 when the server offers it and multiplexes concurrent requests on one connection", function()
+      local items = {}
+      for i = 1, 50 do items[i] = i end
+      local seen = {}
+      local res = opsh.parallel(items, function()
+        local r = http.get(h2_base .. "/", {ca = ca_pem})
+        seen[r.body] = true
+        return r.version
+      end)
+      for i = 1, 50 do assert.are.equal("2", res[i]) end
+      local n = 0
+      for _ in pairs(seen) do n = n + 1 end
+      assert.are.equal(1, n, "requests used more than one connection")
+    end)
+  end)
+
   describe("concurrency and streaming", function()
     it("runs 1,000 concurrent requests", function()
       local items = {}
