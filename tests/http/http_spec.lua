@@ -193,6 +193,20 @@ describe("opsh.http", function()
       assert.are.equal(503, res.status)
     end)
 
+    it("goes through a proxy", function()
+      local doc = echo(http.get("http://127.0.0.1:" .. net.free_port() .. "/echo", {proxy = base}))
+      assert.is_true(doc.absolute_uri)
+      assert.are.equal("/echo", doc.path)
+    end)
+
+    it("raises kind protocol for a body that is not JSON", function()
+      local res = http.get(base .. "/notjson")
+      local ok, err = opsh.try(res.json, res)
+      assert.is_false(ok)
+      assert.are.equal("protocol", err.kind)
+      assert.matches("GET http://127.0.0.1:%d+/notjson: response is not valid JSON", err.message)
+    end)
+
     it("limits the body with max_body (kind protocol)", function()
       assert.are.equal(1000, #http.get(base .. "/big?size=1000", {max_body = 1000}).body)
       local ok, err = opsh.try(http.get, base .. "/big?size=100000", {max_body = 1000})
@@ -478,6 +492,40 @@ http {
         opsh.sleep(0.02)
       end
       assert.are.equal("closed", state)
+    end)
+
+    it("aborts a stream when its task is cancelled inside the callback's wait", function()
+      local chunks = 0
+      local t = opsh.spawn(http.get, base .. "/drip/c3", {on_data = function()
+        chunks = chunks + 1
+        opsh.sleep(0.01)
+      end})
+      for _ = 1, 200 do
+        if chunks >= 3 then break end
+        opsh.sleep(0.02)
+      end
+      assert.is_true(t:cancel())
+      assert.are.equal(0, http.stats().running)
+      local state
+      for _ = 1, 200 do
+        state = http.get(base .. "/state/c3").body
+        if state == "closed" then break end
+        opsh.sleep(0.02)
+      end
+      assert.are.equal("closed", state)
+    end)
+
+    it("cancels a retry wait at once", function()
+      local t = opsh.spawn(http.get, base .. "/flaky/cw?fail=5&status=503&retry_after=60", {max_retry_after = 100})
+      for _ = 1, 200 do
+        if http.get(base .. "/count/cw"):json().count >= 1 then break end
+        opsh.sleep(0.02)
+      end
+      opsh.sleep(0.05)
+      assert.are.equal("suspended", t:status())
+      assert.is_true(t:cancel())
+      assert.are.equal("cancelled", t:status())
+      assert.are.equal(1, http.get(base .. "/count/cw"):json().count)
     end)
 
     it("aborts the transfer on opsh.timeout", function()

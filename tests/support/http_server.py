@@ -5,7 +5,8 @@ Python standard library only. Binds 127.0.0.1 on a free port and writes "listeni
 to --port-file once it accepts connections. Threaded, HTTP/1.1 keep-alive.
 
 Routes (any method):
-  /echo                 JSON {method, path, query, raw_query, headers, body, client_cn}
+  /echo                 JSON {method, path, query, raw_query, headers, body, client_cn,
+                        absolute_uri (true when asked as a proxy: GET http://host/echo)}
   /status/CODE          that status; ?echo=1 puts the request (headers, path) in the body
   /flaky/ID             ?fail=N&status=S&retry_after=X|date: the first N requests for ID get S
                         (with Retry-After), later ones 200 "ok"
@@ -18,6 +19,7 @@ Routes (any method):
                         /state/ID says "sending", then "closed"
   /state/ID             the state of /drip/ID
   /upload               reads the body (Content-Length or chunked) and answers {"bytes": N}
+  /notjson              200 with a body that is not JSON
   /big                  ?size=N bytes of 'x'
   /redirect             302 to /echo
 """
@@ -122,6 +124,7 @@ class Handler(BaseHTTPRequestHandler):
                 "method": self.command, "path": url.path, "query": query, "raw_query": url.query,
                 "headers": {k.lower(): v for k, v in self.headers.items()},
                 "body": body.decode("utf-8", "replace"), "client_cn": self.client_cn(),
+                "absolute_uri": self.path.startswith("http://"),
             }
             return self.reply(200, json.dumps(doc), "application/json")
         if route == "status":
@@ -150,6 +153,8 @@ class Handler(BaseHTTPRequestHandler):
         if route == "slow":
             time.sleep(float(query.get("delay", "5")))
             return self.reply(200, "slow")
+        if route == "notjson":
+            return self.reply(200, "<html>not json</html>", "application/json")
         if route == "big":
             return self.reply(200, b"x" * int(query.get("size", "1000")))
         if route == "redirect":
