@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/http.sh — 20,000 keep-alive GETs of a small static file from a local nginx with 64
 # connections: opsh (opsh.parallel, limit 64, over http.get) against wrk (-c 64 -t 2 -d 5s),
-# both against the same nginx in the same run. Prints req/s for each and the ratio.
+# both against the same nginx in the same run. Prints req/s for each and the ratio; curl's own
+# --parallel client is measured too, as the floor libcurl's per-request work sets.
 # Usage: bench/http.sh [path/to/opsh]   (default: build/opsh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,11 +79,22 @@ print(string.format("%.0f", n / dt))
 LUA
 # alternate the two clients so that load from elsewhere on the machine hits both alike
 median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-opsh_all=() wrk_all=()
+# libcurl's own command-line client on the same requests: the floor libcurl sets per request
+for _ in $(seq "$REQUESTS"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url"; done > "$dir/curl.cfg"
+curl_rps() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  curl -s --parallel --parallel-max "$CONNECTIONS" -K "$dir/curl.cfg" 2>/dev/null
+  t1=$(date +%s.%N)
+  awk -v n="$REQUESTS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }'
+}
+opsh_all=() wrk_all=() curl_all=()
 for _ in $(seq "$ROUNDS"); do
   opsh_all+=("$("$OPSH" "$dir/bench.lua" "$url" "$REQUESTS" "$CONNECTIONS")")
   wrk_all+=("$(wrk -c "$CONNECTIONS" -t 2 -d 5s "$url" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')")
+  curl_all+=("$(curl_rps)")
 done
+curl_med=$(printf '%s\n' "${curl_all[@]}" | median)
 opsh_rps=$(printf '%s\n' "${opsh_all[@]}" | median)
 wrk_rps=$(printf '%s\n' "${wrk_all[@]}" | median)
 
@@ -91,4 +103,7 @@ printf "opsh http.get (%d requests, opsh.parallel limit %d): %8d req/s  (median 
   "$REQUESTS" "$CONNECTIONS" "$opsh_rps" "${opsh_all[*]}"
 printf "wrk -c %d -t 2 -d 5s:                               %8d req/s  (median of %s)\n" \
   "$CONNECTIONS" "$wrk_rps" "${wrk_all[*]}"
+printf "curl --parallel --parallel-max %d (libcurl's CLI):   %8d req/s  (median of %s)\n" \
+  "$CONNECTIONS" "$curl_med" "${curl_all[*]}"
 awk -v a="$opsh_rps" -v b="$wrk_rps" 'BEGIN { printf "ratio opsh/wrk: %.2f (target >= 0.50)\n", a / b }'
+awk -v a="$opsh_rps" -v b="$curl_med" 'BEGIN { printf "ratio opsh/curl: %.2f\n", a / b }'
