@@ -1,0 +1,89 @@
+/*
+** http_int.h — what the parts of opsh._http share: the transfer (one request on one easy
+** handle), the process-wide multi handle driven by the libuv loop (http_loop.c), request
+** setup from a spec table (http_setup.c) and response collection (http_response.c).
+*/
+#ifndef opsh_http_int_h
+#define opsh_http_int_h
+
+#include <curl/curl.h>
+#include "opsh.h"
+
+#define HTTP_XFER_META "opsh.http.transfer"
+
+/* a streamed body is paused once this much is waiting to be read by the task */
+#define HTTP_STREAM_HIGH_WATER (1024 * 1024)
+
+typedef struct http_buf {
+  char *data;
+  size_t len, cap;
+} http_buf;
+
+/* 0 when out of memory */
+int http_buf_append(http_buf *b, const char *p, size_t n);
+void http_buf_free(http_buf *b);
+
+enum http_state { XF_NEW, XF_RUNNING, XF_DONE, XF_CLOSED };
+enum http_wait { WAIT_NONE, WAIT_HEAD, WAIT_DATA, WAIT_DONE };
+
+typedef struct http_xfer {
+  CURL *easy;                 /* NULL once released to the pool */
+  struct curl_slist *headers; /* request headers; may hold secrets, wiped when freed */
+  int state;                  /* enum http_state */
+  CURLcode result;
+  int stream;                 /* body handed to the task in chunks (read) instead of buffered */
+  int paused;                 /* receiving paused until the task reads (stream) */
+  int follow;                 /* redirects followed */
+  int head_done;              /* the final response's headers are complete */
+  int has_location;           /* the current response has a Location header */
+  int too_large;              /* the body passed max_body */
+  int nomem;
+  int read_failed;            /* body_file could not be read */
+  int fresh_tls;              /* the transfer opened a new https connection */
+  long status;                /* status of the current response, 0 before one */
+  long version;               /* CURL_HTTP_VERSION_* of the finished transfer */
+  curl_off_t max_body;        /* 0: no limit */
+  http_buf body;              /* the buffered body, or the chunks not yet read (stream) */
+  http_buf head;              /* header lines of the current response */
+  int upload_fd;              /* body_file, -1 if none */
+  opsh_task *waiter;          /* the task suspended on this transfer */
+  int waiting_for;            /* enum http_wait */
+  struct http_xfer *prev, *next;   /* the running list */
+  char errbuf[CURL_ERROR_SIZE];
+} http_xfer;
+
+/* ---- http_loop.c: the multi handle on the loop ---- */
+/* [-0, +0, v] set up the multi handle on first use */
+void http_global_init(lua_State *L);
+/* an easy handle with the process-wide defaults, from the pool when one is idle; NULL if none */
+CURL *http_easy_get(void);
+/* add a prepared transfer to the multi handle; CURLM_OK or the error */
+CURLMcode http_xfer_start(http_xfer *x);
+/* stop a running transfer (cancel, close) or release a finished one's handles */
+void http_xfer_release(http_xfer *x);
+/* wake the waiting task if what it waits for has happened */
+void http_xfer_notify(http_xfer *x);
+/* [-0, +1, m] {running=, pooled=, sockets=, connections=} */
+void http_push_stats(lua_State *L);
+/* limits on connections (0 = no limit) and on idle connections kept; -1 leaves one as it is */
+void http_configure(long max_host, long max_total, long max_cached);
+
+/* ---- http_setup.c ---- */
+/* [-0, +0, v] configure x->easy from the spec table at `spec`; values whose memory curl
+** borrows are anchored in the table at `anchors` */
+void http_setup(lua_State *L, int spec, int anchors, http_xfer *x);
+
+/* ---- http_response.c ---- */
+size_t http_on_write(char *p, size_t size, size_t n, void *ud);
+size_t http_on_header(char *p, size_t size, size_t n, void *ud);
+size_t http_on_read(char *p, size_t size, size_t n, void *ud);
+/* [-0, +1, m] the headers of the current response as {lowercase name = value} */
+void http_push_headers(lua_State *L, http_xfer *x);
+/* [-0, +1, m] {status=, headers=, body=, version=} of a finished transfer */
+void http_push_response(lua_State *L, http_xfer *x);
+/* [-0, +1, m] the structured error of a failed transfer */
+void http_push_error(lua_State *L, http_xfer *x);
+/* did the transfer end in failure (curl error, body too large, unreadable body_file)? */
+int http_xfer_failed(http_xfer *x);
+
+#endif

@@ -1,0 +1,269 @@
+/*
+** http_response.c — what comes back: curl's write/header callbacks fill C buffers (never
+** Lua: these run inside curl), and the task, once woken, turns them into Lua values:
+** the status, a {lowercase name = value} header table, the body, or a structured error.
+** Also the read callback that streams a request body from a file.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <errno.h>
+#include "http_int.h"
+
+int http_buf_append(http_buf *b, const char *p, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + n) cap *= 2;
+    char *d = realloc(b->data, cap);
+    if (!d) return 0;
+    b->data = d;
+    b->cap = cap;
+  }
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 1;
+}
+
+void http_buf_free(http_buf *b) {
+  free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ---- curl callbacks ---- */
+
+size_t http_on_write(char *p, size_t size, size_t n, void *ud) {
+  http_xfer *x = ud;
+  size_t len = size * n;
+  if (x->stream) {
+    if (x->body.len >= HTTP_STREAM_HIGH_WATER) {
+      x->paused = 1;   /* curl keeps this chunk and offers it again after curl_easy_pause */
+      return CURL_WRITEFUNC_PAUSE;
+    }
+    if (!http_buf_append(&x->body, p, len)) {
+      x->nomem = 1;
+      return 0;
+    }
+    x->head_done = 1;
+    http_xfer_notify(x);
+    return len;
+  }
+  if (x->max_body > 0 && (curl_off_t)(x->body.len + len) > x->max_body) {
+    x->too_large = 1;
+    return 0;   /* CURLE_WRITE_ERROR ends the transfer */
+  }
+  if (!http_buf_append(&x->body, p, len)) {
+    x->nomem = 1;
+    return 0;
+  }
+  return len;
+}
+
+static int is_redirect(long status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+size_t http_on_header(char *p, size_t size, size_t n, void *ud) {
+  http_xfer *x = ud;
+  size_t len = size * n;
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    /* a new response (after 1xx, or a followed redirect): forget the previous one */
+    x->head.len = 0;
+    x->has_location = 0;
+    if (!x->stream) x->body.len = 0;
+    const char *sp = memchr(p, ' ', len);
+    x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+  } else if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+    if (x->status >= 200 && !(x->follow && x->has_location && is_redirect(x->status))) {
+      x->head_done = 1;
+      http_xfer_notify(x);
+    }
+    return len;
+  } else if (len > 9 && strncasecmp(p, "location:", 9) == 0) {
+    x->has_location = 1;
+  }
+  if (!http_buf_append(&x->head, p, len)) {
+    x->nomem = 1;
+    return 0;
+  }
+  return len;
+}
+
+size_t http_on_read(char *p, size_t size, size_t n, void *ud) {
+  http_xfer *x = ud;
+  ssize_t got;
+  do got = read(x->upload_fd, p, size * n); while (got < 0 && errno == EINTR);
+  if (got < 0) {
+    x->read_failed = errno;
+    return CURL_READFUNC_ABORT;
+  }
+  return (size_t)got;
+}
+
+/* ---- Lua values (called by the task, never from a curl callback) ---- */
+
+static const char *trim(const char *s, const char *end, const char **out_end) {
+  while (s < end && (*s == ' ' || *s == '\t')) s++;
+  while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r' || end[-1] == '\n')) end--;
+  *out_end = end;
+  return s;
+}
+
+void http_push_headers(lua_State *L, http_xfer *x) {
+  lua_createtable(L, 0, 8);
+  int t = lua_gettop(L);
+  const char *p = x->head.data, *end = p + x->head.len;
+  char name[256];
+  while (p && p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *line_end = eol ? eol : end;
+    const char *colon = memchr(p, ':', (size_t)(line_end - p));
+    size_t nlen = colon ? (size_t)(colon - p) : 0;
+    if (colon && nlen > 0 && nlen < sizeof name && memcmp(p, "HTTP/", 5) != 0) {
+      for (size_t i = 0; i < nlen; i++) {
+        char c = p[i];
+        name[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+      }
+      const char *vend;
+      const char *v = trim(colon + 1, line_end, &vend);
+      lua_pushlstring(L, name, nlen);
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, t) == LUA_TSTRING) {
+        /* a repeated header: joined as RFC 9110 allows */
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(vend - v));
+        lua_concat(L, 3);
+      } else {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(vend - v));
+      }
+      lua_rawset(L, t);
+    }
+    p = eol ? eol + 1 : end;
+  }
+}
+
+/* [-0, +1, m] the reason phrase of the status line, or "" (HTTP/2 has none) */
+static void push_reason(lua_State *L, http_xfer *x) {
+  const char *p = x->head.data, *end = p + x->head.len;
+  if (!p || x->head.len < 5 || memcmp(p, "HTTP/", 5) != 0) {
+    lua_pushliteral(L, "");
+    return;
+  }
+  const char *eol = memchr(p, '\n', x->head.len);
+  if (!eol) eol = end;
+  const char *sp = memchr(p, ' ', (size_t)(eol - p));
+  const char *sp2 = sp ? memchr(sp + 1, ' ', (size_t)(eol - sp - 1)) : NULL;
+  if (!sp2) {
+    lua_pushliteral(L, "");
+    return;
+  }
+  const char *rend;
+  const char *r = trim(sp2 + 1, eol, &rend);
+  lua_pushlstring(L, r, (size_t)(rend - r));
+}
+
+static const char *version_name(long v) {
+  switch (v) {
+    case CURL_HTTP_VERSION_1_0: return "1.0";
+    case CURL_HTTP_VERSION_1_1: return "1.1";
+    case CURL_HTTP_VERSION_2_0: return "2";
+    case CURL_HTTP_VERSION_3: return "3";
+    default: return NULL;
+  }
+}
+
+void http_push_response(lua_State *L, http_xfer *x) {
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, x->status);
+  lua_setfield(L, -2, "status");
+  push_reason(L, x);
+  lua_setfield(L, -2, "reason");
+  http_push_headers(L, x);
+  lua_setfield(L, -2, "headers");
+  if (x->stream) lua_pushliteral(L, "");
+  else lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+  lua_setfield(L, -2, "body");
+  const char *v = version_name(x->version);
+  if (v) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, "version");
+  }
+  http_buf_free(&x->body);
+}
+
+int http_xfer_failed(http_xfer *x) {
+  return x->result != CURLE_OK || x->too_large || x->nomem || x->read_failed;
+}
+
+static int tls_alert(http_xfer *x) {
+  return strstr(x->errbuf, "SSL") || strstr(x->errbuf, "TLS") || strstr(x->errbuf, "alert");
+}
+
+/* a new https connection that ended before any response */
+static int tls_dropped(http_xfer *x) {
+  return x->fresh_tls && x->status == 0;
+}
+
+static const char *error_kind(http_xfer *x) {
+  switch (x->result) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return "timeout";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_GOT_NOTHING:
+      return "connect";
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+      /* with TLS 1.3 a refused client certificate shows after the handshake, as an alert or
+      ** as a connection the server already closed */
+      return tls_alert(x) || tls_dropped(x) ? "tls" : "connect";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CLIENTCERT:
+    case CURLE_USE_SSL_FAILED:
+      return "tls";
+    default:
+      return "protocol";
+  }
+}
+
+void http_push_error(lua_State *L, http_xfer *x) {
+  if (x->too_large) {
+    opsh_error_push(L, "protocol", "response body larger than max_body (%I bytes)",
+                    (lua_Integer)x->max_body);
+  } else if (x->read_failed) {
+    opsh_error_push(L, "io", "reading body_file: %s", strerror(x->read_failed));
+  } else if (x->nomem) {
+    opsh_error_push(L, "protocol", "out of memory while receiving the response");
+  } else {
+    const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
+    size_t dlen = strlen(detail);
+    while (dlen > 0 && (detail[dlen - 1] == '\n' || detail[dlen - 1] == '\r')) dlen--;
+    const char *kind = error_kind(x);
+    if (!strcmp(kind, "tls") && !tls_alert(x))
+      opsh_error_push(L, kind, "the server closed the connection after the TLS handshake "
+                      "(was the client certificate refused?): %s", "");
+    else
+      opsh_error_push(L, kind, "%s", "");
+    lua_getfield(L, -1, "message");
+    lua_pushlstring(L, detail, dlen);
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "message");
+  }
+  if (x->result != CURLE_OK) opsh_error_setint(L, "curl_code", (lua_Integer)x->result);
+  if (x->status > 0) opsh_error_setint(L, "status", x->status);
+}

@@ -1,0 +1,271 @@
+/*
+** http_setup.c — a request spec table (built by lua/opsh/http.lua) onto an easy handle:
+** URL and query, method, headers (values may be opsh.secret), body (string, secret or a
+** file streamed through the read callback), timeouts, TLS (CA, client certificate and key
+** as PEM in memory or as files), proxy. Secret bytes are read here only, and only into
+** memory that is wiped (headers) or borrowed from the secret itself (bodies, keys).
+**
+** spec = {method=, url=, query={k1, v1, ...}, headers={n1, v1, ...}, body=, body_file=,
+**         timeout_ms=, connect_timeout_ms=, ca=, cert=, key=, insecure=, proxy=,
+**         follow=, max_body=, compressed=}
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <fcntl.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <openssl/crypto.h>
+#include "http_int.h"
+
+/* [-0, +0, -] pin the value at idx for the transfer's life (curl borrows its bytes) */
+static void anchor(lua_State *L, int anchors, int idx) {
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, anchors, (lua_Integer)lua_rawlen(L, anchors) + 1);
+}
+
+/* [-0, +1, -] spec[name] on the stack; its type */
+static int field(lua_State *L, int spec, const char *name) {
+  return lua_getfield(L, spec, name);
+}
+
+static const char *opt_string(lua_State *L, int spec, const char *name) {
+  int t = field(L, spec, name);
+  const char *s = t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (t != LUA_TNIL && t != LUA_TSTRING) luaL_error(L, "http: %s must be a string", name);
+  lua_pop(L, 1);   /* still referenced by spec, which outlives this call */
+  return s;
+}
+
+static long opt_long(lua_State *L, int spec, const char *name, long dflt) {
+  field(L, spec, name);
+  long v = lua_isnil(L, -1) ? dflt : (long)luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int opt_bool(lua_State *L, int spec, const char *name) {
+  field(L, spec, name);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static int is_pem(const char *s, size_t len) {
+  return len > 10 && memmem(s, len, "-----BEGIN", 10) != NULL;
+}
+
+static void check_no_newline(lua_State *L, const char *s, size_t len, const char *what, const char *name) {
+  if (memchr(s, '\r', len) || memchr(s, '\n', len) || memchr(s, '\0', len))
+    luaL_error(L, "http: %s %s contains a line break or NUL", what, name);
+}
+
+/* [-0, +0, v] url + '?'/'&' + escaped query pairs, into memory the caller wipes and frees */
+static char *build_url(lua_State *L, int spec, size_t *out_len) {
+  field(L, spec, "url");
+  size_t ulen;
+  const char *url = luaL_checklstring(L, -1, &ulen);
+  lua_pop(L, 1);
+  http_buf b = {0};
+  int ok = http_buf_append(&b, url, ulen);
+  if (field(L, spec, "query") == LUA_TTABLE) {
+    int q = lua_gettop(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, q);
+    char sep = memchr(url, '?', ulen) ? '&' : '?';
+    if (ulen > 0 && (url[ulen - 1] == '?' || url[ulen - 1] == '&')) sep = 0;
+    for (lua_Integer i = 1; ok && i + 1 <= n; i += 2) {
+      lua_rawgeti(L, q, i);
+      lua_rawgeti(L, q, i + 1);
+      size_t klen, vlen;
+      const char *k = lua_tolstring(L, -2, &klen);
+      const char *v = opsh_is_secret(L, -1) || lua_type(L, -1) == LUA_TSTRING
+                        ? opsh_secret_check(L, -1, &vlen) : NULL;
+      if (!k || !v) {
+        OPENSSL_cleanse(b.data, b.len);
+        http_buf_free(&b);
+        luaL_error(L, "http: query entries must be strings");
+      }
+      char *ek = curl_easy_escape(NULL, k, (int)klen);
+      char *ev = curl_easy_escape(NULL, v, (int)vlen);
+      if (!ek || !ev) ok = 0;
+      if (ok && sep) ok = http_buf_append(&b, &sep, 1);
+      if (ok) ok = http_buf_append(&b, ek, strlen(ek)) && http_buf_append(&b, "=", 1) &&
+                   http_buf_append(&b, ev, strlen(ev));
+      sep = '&';
+      if (ev) OPENSSL_cleanse(ev, strlen(ev));
+      curl_free(ek);
+      curl_free(ev);
+      lua_pop(L, 2);
+    }
+  }
+  lua_pop(L, 1);
+  if (ok) ok = http_buf_append(&b, "", 1);
+  if (!ok) {
+    if (b.data) OPENSSL_cleanse(b.data, b.len);
+    http_buf_free(&b);
+    luaL_error(L, "out of memory");
+  }
+  *out_len = b.len - 1;
+  return b.data;
+}
+
+static void set_url(lua_State *L, int spec, http_xfer *x) {
+  size_t len;
+  char *url = build_url(L, spec, &len);
+  /* https may be HTTP/2: wait for a connection being set up to the host rather than open
+  ** another, so that concurrent requests share one connection as streams */
+  if (strncasecmp(url, "https:", 6) == 0) curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
+  CURLcode rc = curl_easy_setopt(x->easy, CURLOPT_URL, url);   /* curl keeps a copy */
+  OPENSSL_cleanse(url, len);
+  free(url);
+  if (rc != CURLE_OK) luaL_error(L, "http: the URL is not valid");
+}
+
+static void set_headers(lua_State *L, int spec, http_xfer *x) {
+  if (field(L, spec, "headers") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  int h = lua_gettop(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, h);
+  for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+    lua_rawgeti(L, h, i);
+    lua_rawgeti(L, h, i + 1);
+    size_t nlen, vlen;
+    const char *name = luaL_checklstring(L, -2, &nlen);
+    const char *v = opsh_secret_check(L, -1, &vlen);
+    check_no_newline(L, name, nlen, "header name", "");
+    if (memchr(name, ':', nlen) || nlen == 0) luaL_error(L, "http: invalid header name '%s'", name);
+    check_no_newline(L, v, vlen, "value of header", name);
+    /* "Name;" sends an empty value; "Name:" alone would remove curl's own header */
+    size_t len = nlen + 2 + vlen + 1;
+    char *line = malloc(len);
+    if (!line) luaL_error(L, "out of memory");
+    memcpy(line, name, nlen);
+    if (vlen == 0) {
+      line[nlen] = ';';
+      line[nlen + 1] = '\0';
+    } else {
+      line[nlen] = ':';
+      line[nlen + 1] = ' ';
+      memcpy(line + nlen + 2, v, vlen);
+      line[nlen + 2 + vlen] = '\0';
+    }
+    struct curl_slist *l = curl_slist_append(x->headers, line);
+    OPENSSL_cleanse(line, len);
+    free(line);
+    if (!l) luaL_error(L, "out of memory");
+    x->headers = l;
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+}
+
+static void set_body(lua_State *L, int spec, int anchors, http_xfer *x, const char *method) {
+  const char *file = opt_string(L, spec, "body_file");
+  if (file) {
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+      int e = errno;
+      if (fd >= 0) close(fd);
+      opsh_error_push(L, "io", "body_file %s: %s", file, strerror(e));
+      opsh_error_setstr(L, "path", file);
+      lua_error(L);
+    }
+    x->upload_fd = fd;
+    curl_easy_setopt(x->easy, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_READFUNCTION, http_on_read);
+    curl_easy_setopt(x->easy, CURLOPT_READDATA, x);
+    if (S_ISREG(st.st_mode)) curl_easy_setopt(x->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+    curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
+    return;
+  }
+  int t = field(L, spec, "body");
+  if (t != LUA_TNIL) {
+    size_t len;
+    const char *body = opsh_secret_check(L, -1, &len);
+    anchor(L, anchors, -1);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
+  } else if (!strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")) {
+    /* Content-Length: 0, which some servers (Azure) require on an empty PUT or POST */
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+    curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
+  } else if (!strcmp(method, "HEAD")) {
+    curl_easy_setopt(x->easy, CURLOPT_NOBODY, 1L);
+  } else if (strcmp(method, "GET") != 0) {
+    curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
+  }
+  lua_pop(L, 1);
+}
+
+/* a PEM string (in memory, borrowed) or a file path for CA, certificate or key */
+static void set_pem(lua_State *L, int spec, int anchors, http_xfer *x, const char *name,
+                    CURLoption blob_opt, CURLoption path_opt) {
+  if (field(L, spec, name) == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  size_t len;
+  const char *s = opsh_secret_check(L, -1, &len);
+  if (is_pem(s, len)) {
+    anchor(L, anchors, -1);
+    struct curl_blob blob = {(void *)s, len, CURL_BLOB_NOCOPY};
+    if (curl_easy_setopt(x->easy, blob_opt, &blob) != CURLE_OK)
+      luaL_error(L, "http: this libcurl cannot take %s in memory", name);
+  } else {
+    if (memchr(s, '\0', len)) luaL_error(L, "http: %s is neither PEM nor a file path", name);
+    curl_easy_setopt(x->easy, path_opt, s);
+  }
+  lua_pop(L, 1);
+}
+
+static void set_tls(lua_State *L, int spec, int anchors, http_xfer *x) {
+  if (opt_bool(L, spec, "insecure")) {
+    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (field(L, spec, "ca") != LUA_TNIL) {
+    /* only the given CA is trusted, as kubeconfig's certificate-authority-data means */
+    curl_easy_setopt(x->easy, CURLOPT_CAINFO, NULL);
+    curl_easy_setopt(x->easy, CURLOPT_CAPATH, NULL);
+  }
+  lua_pop(L, 1);
+  set_pem(L, spec, anchors, x, "ca", CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO);
+  set_pem(L, spec, anchors, x, "cert", CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT);
+  set_pem(L, spec, anchors, x, "key", CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY);
+}
+
+void http_setup(lua_State *L, int spec, int anchors, http_xfer *x) {
+  CURL *e = x->easy;
+  const char *method = opt_string(L, spec, "method");
+  if (!method) method = "GET";
+  x->follow = opt_bool(L, spec, "follow");
+  x->max_body = (curl_off_t)opt_long(L, spec, "max_body", 0);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_on_write);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, http_on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  set_url(L, spec, x);
+  set_headers(L, spec, x);
+  set_body(L, spec, anchors, x, method);
+  set_tls(L, spec, anchors, x);
+  if (x->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+  if (x->follow) {
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+  }
+  if (opt_bool(L, spec, "compressed")) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  long timeout = opt_long(L, spec, "timeout_ms", 0);
+  if (timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
+  long connect_timeout = opt_long(L, spec, "connect_timeout_ms", 0);
+  if (connect_timeout > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
+  const char *proxy = opt_string(L, spec, "proxy");
+  if (proxy) curl_easy_setopt(e, CURLOPT_PROXY, proxy);
+}
