@@ -280,11 +280,10 @@ void pg_op_cancel(void *ud) {
   if (c->state != PG_CLOSED) pg_update_poll(c);
 }
 
-/* [-0, +0, -] close the connection of the userdata at idx; wakes a task waiting on it */
-static int conn_close(lua_State *L) {
-  pgud *u = luaL_checkudata(L, 1, PG_CONN_META);
+/* close a connection userdata; wakes a task waiting on it */
+static void close_ud(pgud *u) {
   pgconn *c = u->c;
-  if (!c) return 0;
+  if (!c) return;
   u->c = NULL;
   if (c->op) {
     pgop *op = c->op;
@@ -296,6 +295,10 @@ static int conn_close(lua_State *L) {
   }
   conn_shutdown(c);
   free(c);
+}
+
+static int conn_close(lua_State *L) {
+  close_ud(luaL_checkudata(L, 1, PG_CONN_META));
   return 0;
 }
 
@@ -489,9 +492,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     } else {
       push_connect_error(L, c, op->err);
     }
-    lua_pushvalue(L, 4);
-    conn_close(L);   /* closes the userdata just pushed; leaves it on the stack */
-    lua_pop(L, 1);
+    close_ud(u);
     return lua_error(L);
   }
   lua_settop(L, 4);
@@ -546,9 +547,7 @@ static int pg_connect(lua_State *L) {
     char *m = pg_scrub(c->pg, c->pg ? PQerrorMessage(c->pg) : "out of memory");
     push_connect_error(L, c, m ? m : "out of memory");
     free(m);
-    lua_pushvalue(L, 4);
-    conn_close(L);
-    lua_pop(L, 1);
+    close_ud(u);
     return lua_error(L);
   }
   PQsetNoticeReceiver(c->pg, notice_receiver, c);
