@@ -354,6 +354,44 @@ describe("opsh.pg", function()
     assert.matches("unknown connection option 'bogus'", tostring(err))
   end)
 
+  it("tries the next host when one refuses, watching the new socket", function()
+    local c <close> = pg.connect(params({host = "127.0.0.1,127.0.0.1", port = "1," .. server.port,
+      sslmode = "disable"}))
+    assert.are.equal(server.port, c:info().port)
+    assert.are.equal(1, c:query("SELECT 1 AS one")[1].one)
+  end)
+
+  it("discards a pooled connection the server terminated and opens a new one", function()
+    local pool = pg.pool(params({size = 1, acquire_timeout = 5}))
+    local pid = pool:with(function(conn) return conn:info().backend_pid end)
+    local admin <close> = pg.connect(params())
+    assert.is_true(admin:query("SELECT pg_terminate_backend($1) AS t", pid)[1].t)
+    local pid2, one = pool:with(function(conn)
+      return conn:info().backend_pid, conn:query("SELECT 1 AS one")[1].one
+    end)
+    assert.are_not.equal(pid, pid2)
+    assert.are.equal(1, one)
+    pool:close()
+  end)
+
+  it("closes a connection whose connecting task was cancelled, and one left to the collector", function()
+    local t = opsh.spawn(function() return pg.connect(params()) end)
+    opsh.yield()
+    t:cancel()
+    assert.are.equal("cancelled", t:status())
+    do local _ = pg.connect(params()) end
+    collectgarbage()
+    collectgarbage()
+    local admin <close> = pg.connect(params())
+    local n
+    for _ = 1, 100 do
+      n = admin:query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'")[1].n
+      if n == 1 then break end
+      opsh.sleep(0.02)
+    end
+    assert.are.equal(1, n)
+  end)
+
   it("runs queries on 50 connections at once", function()
     local ids = {}
     for i = 1, 50 do ids[i] = i end
