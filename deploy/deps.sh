@@ -3,8 +3,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 missing=()
-while read -r pkg; do
+while read -r pkg extra; do
   [[ -z "$pkg" || "$pkg" == \#* ]] && continue
+  if [[ ${extra:-} == command=* ]] && command -v "${extra#command=}" >/dev/null; then continue; fi
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done < "$here/packages.txt"
 if ((${#missing[@]})); then
@@ -14,9 +15,5 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Services the packages start on install are not ours: tests start their own on free ports.
-for svc in postgresql redis-server nginx; do
-  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then :; fi
-done
 echo "deps: all Debian packages present"
 if [[ -x "$here/npm-deps.sh" ]]; then "$here/npm-deps.sh"; fi

@@ -112,5 +112,9 @@ int main(int argc, char **argv) {
   fclose(out);
   if (rename(tmp, argv[1]) != 0) { perror(argv[1]); return 1; }
   lua_close(L);
+  free(names);
+  free(paths);
+  free(sizes);
+  free(srcsizes);
   return 0;
 }

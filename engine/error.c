@@ -55,28 +55,28 @@ void opsh_error_meta(lua_State *L) {
   lua_pop(L, 1);
 }
 
-void opsh_error_push(lua_State *L, const char *kind, const char *fmt, ...) {
-  va_list ap;
+/* [-0, +1, m] */
+static void error_vpush(lua_State *L, const char *kind, const char *fmt, va_list ap) {
   lua_createtable(L, 0, 4);
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "kind");
-  va_start(ap, fmt);
   lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
   lua_setfield(L, -2, "message");
   luaL_setmetatable(L, OPSH_ERROR_META);
 }
 
+void opsh_error_push(lua_State *L, const char *kind, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  error_vpush(L, kind, fmt, ap);
+  va_end(ap);
+}
+
 int opsh_error(lua_State *L, const char *kind, const char *fmt, ...) {
   va_list ap;
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, kind);
-  lua_setfield(L, -2, "kind");
   va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
+  error_vpush(L, kind, fmt, ap);
   va_end(ap);
-  lua_setfield(L, -2, "message");
-  luaL_setmetatable(L, OPSH_ERROR_META);
   return lua_error(L);
 }
 

@@ -193,6 +193,10 @@ lua_State *opsh_runtime_new(void) {
   lua_rawseti(L, -2, 5);
   lua_pop(L, 2);
   if (luaL_dostring(L, path_setup) != LUA_OK) lua_pop(L, 1);
+  /* the core module defines the task metatable every spawn needs */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "opsh._core");
+  lua_call(L, 1, 0);
   lua_getglobal(L, "os");
   lua_pushcfunction(L, rt_exit);
   lua_setfield(L, -2, "exit");

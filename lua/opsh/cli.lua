@@ -122,6 +122,7 @@ end
 
 local function apply_globals(opts)
   if opts.env then require("opsh.env").select(opts.env) end
+  require("opsh.progress").configure({quiet = opts.quiet})
   local log = require("opsh.log")
   log.configure({format = opts.log_format, verbose = opts.verbose, quiet = opts.quiet,
     color = not opts.no_color and os.getenv("NO_COLOR") == nil and runtime.isatty(2)})
@@ -134,7 +135,7 @@ function M.context(opts, name, decl)
     name = name, dry_run = opts.dry_run or false, yes = opts.yes or false,
     verbose = opts.verbose or false, quiet = opts.quiet or false,
     output = opts.output or "table", log = require("opsh.log"), problems = {},
-    flags = {},
+    flags = {}, progress = require("opsh.progress").start,
   }
   for _, f in ipairs(decl and decl.flags or {}) do ctx.flags[f] = true end
   setmetatable(ctx, {__index = function(t, k)

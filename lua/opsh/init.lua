@@ -157,7 +157,8 @@ function M.env()
 end
 
 local lazy = {out = true, log = true, json = true, yaml = true, http = true, server = true,
-  crypto = true, proc = true, time = true, fs = true, pg = true, redis = true, twin = true}
+  crypto = true, proc = true, time = true, fs = true, pg = true, redis = true, twin = true,
+  progress = true, net = true}
 
 return setmetatable(M, {__index = function(t, k)
   if lazy[k] then

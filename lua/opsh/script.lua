@@ -172,7 +172,8 @@ function M.parse_args(decl, raw, script_name)
     local typed = converters[spec.type](value)
     if typed == nil then
       usage(string.format("%s: --%s expects %s, got '%s'%s", script_name, name,
-        spec.type == "duration" and "a duration like 30s, 5m, 24h" or ("a " .. spec.type),
+        spec.type == "duration" and "a duration like 30s, 5m, 24h"
+          or (spec.type == "integer" and "an integer" or "a " .. spec.type),
         tostring(value), hint))
     end
     if spec.choices then
@@ -198,19 +199,21 @@ function M.parse_args(decl, raw, script_name)
   return args
 end
 
+-- Edit distance counting a swap of two neighbours as one edit (optimal string alignment).
 local function distance(a, b)
-  local la, lb = #a, #b
-  local prev = {}
-  for j = 0, lb do prev[j] = j end
-  for i = 1, la do
-    local cur = {[0] = i}
-    for j = 1, lb do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+  local d = {}
+  for i = 0, #a do d[i] = {[0] = i} end
+  for j = 0, #b do d[0][j] = j end
+  for i = 1, #a do
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      d[i][j] = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        d[i][j] = math.min(d[i][j], d[i - 2][j - 2] + 1)
+      end
     end
-    prev = cur
   end
-  return prev[lb]
+  return d[#a][#b]
 end
 
 --- The candidate (keys of a set, or a list) nearest to `word`, if close enough to be a typo.
@@ -224,6 +227,7 @@ function M.nearest(word, candidates)
   if candidates[1] then for _, c in ipairs(candidates) do consider(c) end
   else for c in pairs(candidates) do consider(c) end end
   if best and best_d <= math.max(2, #word // 3) then return best end
+  return nil
 end
 
 return M

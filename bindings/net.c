@@ -1,0 +1,106 @@
+/*
+** net.c — opsh._net: the small TCP facts the twin and tests need: a free loopback port, and whether
+** something accepts connections on a port (a non-blocking connect on the loop).
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include "opsh.h"
+
+/* [-0, +0, v] parse host:port into addr, raising a usage error for anything but an IP literal */
+static void check_addr(lua_State *L, int hidx, int pidx, struct sockaddr_storage *addr) {
+  const char *host = luaL_checkstring(L, hidx);
+  lua_Integer port = luaL_checkinteger(L, pidx);
+  luaL_argcheck(L, port >= 0 && port <= 65535, pidx, "port out of range");
+  memset(addr, 0, sizeof *addr);
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)addr) != 0 &&
+      uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)addr) != 0)
+    opsh_error(L, "usage", "'%s' is not an IP address", host);
+}
+
+/* free_port([host]) -> a port nothing listens on now (the kernel's pick for bind(0)) */
+static int net_free_port(lua_State *L) {
+  struct sockaddr_storage addr;
+  lua_settop(L, 1);
+  if (lua_isnil(L, 1)) {
+    lua_pushliteral(L, "127.0.0.1");
+    lua_replace(L, 1);
+  }
+  lua_pushinteger(L, 0);
+  check_addr(L, 1, 2, &addr);
+  int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  socklen_t len = addr.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&addr, len) != 0 ||
+      getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+    if (fd >= 0) close(fd);
+    return opsh_error(L, "net", "cannot find a free port on %s: %s", lua_tostring(L, 1), strerror(errno));
+  }
+  close(fd);
+  int port = addr.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&addr)->sin_port)
+                                       : ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+  lua_pushinteger(L, port);
+  return 1;
+}
+
+typedef struct probe {
+  uv_tcp_t tcp;
+  uv_connect_t req;
+  opsh_task *task;      /* NULL once the task no longer waits */
+} probe;
+
+static void probe_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_connect(uv_connect_t *req, int status) {
+  probe *p = req->data;
+  if (p->task) {
+    lua_State *co = opsh_task_thread(p->task);
+    lua_pushboolean(co, status == 0);
+    lua_pushstring(co, status == 0 ? "open" : uv_strerror(status));
+    opsh_task_wake(p->task, 2);
+  }
+  if (!uv_is_closing((uv_handle_t *)&p->tcp)) uv_close((uv_handle_t *)&p->tcp, probe_closed);
+}
+
+static void probe_cancel(void *ud) {
+  probe *p = ud;
+  p->task = NULL;   /* the connect callback still runs, with UV_ECANCELED, before the close callback */
+  uv_close((uv_handle_t *)&p->tcp, probe_closed);
+}
+
+static int probe_k(lua_State *L, int status, lua_KContext ctx) { return 2; }
+
+/* port_open(host, port) -> true, "open" | false, reason (connection refused, ...) */
+static int net_port_open(lua_State *L) {
+  struct sockaddr_storage addr;
+  check_addr(L, 1, 2, &addr);
+  opsh_task *t = opsh_task_check(L, "net.port_open");
+  probe *p = calloc(1, sizeof *p);
+  if (!p) return luaL_error(L, "out of memory");
+  p->task = t;
+  p->req.data = p;
+  p->tcp.data = p;
+  uv_tcp_init(opsh_loop(L), &p->tcp);
+  int rc = uv_tcp_connect(&p->req, &p->tcp, (struct sockaddr *)&addr, on_connect);
+  if (rc != 0) {
+    uv_close((uv_handle_t *)&p->tcp, probe_closed);
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, uv_strerror(rc));
+    return 2;
+  }
+  return opsh_yield(L, probe_cancel, p, 0, probe_k);
+}
+
+static const luaL_Reg net_funcs[] = {
+  {"free_port", net_free_port},
+  {"port_open", net_port_open},
+  {NULL, NULL}
+};
+
+int luaopen_opsh_net(lua_State *L) {
+  luaL_newlib(L, net_funcs);
+  return 1;
+}

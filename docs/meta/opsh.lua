@@ -1,0 +1,76 @@
+---@meta
+-- Editor stubs for the `opsh` module (lua/opsh/init.lua + bindings/core.c).
+
+---@class opsh.task
+local task = {}
+---Wait for the task; returns its function's results or raises its error.
+---@param timeout? number seconds; raises {kind="timeout"} when exceeded
+---@return any ...
+function task:wait(timeout) end
+---Cancel the task (runs its <close> variables, closes what it holds). Returns true if it was running.
+---@return boolean
+function task:cancel() end
+---@return "ready"|"running"|"suspended"|"done"|"failed"|"cancelled"
+function task:status() end
+---@return integer
+function task:id() end
+---For a finished task: true, results... or false, err, traceback.
+function task:result() end
+
+---@class opsh.error
+---@field kind string
+---@field message string
+---@field status? integer
+---@field code? string
+---@field request_id? string
+
+---@class opsh.mutex
+local mutex = {}
+function mutex:lock() end
+function mutex:unlock() end
+---@param fn fun(...): ...
+function mutex:with(fn, ...) end
+
+---@class opsh
+local opsh = {}
+---@type string
+opsh.version = ""
+---Run fn(...) as a new task.
+---@return opsh.task
+function opsh.spawn(fn, ...) end
+---Suspend the current task for `seconds`.
+---@param seconds number
+function opsh.sleep(seconds) end
+---Let the other ready tasks run first.
+function opsh.yield() end
+---@return opsh.task|nil
+function opsh.current() end
+---Run fn in a task; raise {kind="timeout"} and cancel it if it takes longer than `seconds`.
+function opsh.timeout(seconds, fn, ...) end
+---fn(item, index) for every item, at most `limit` at once; results in input order.
+---The first error cancels the rest and is raised with `item` = its index.
+---@param items any[]
+---@param fn fun(item: any, index: integer): any
+---@param opts? {limit?: integer}
+---@return any[]
+function opsh.parallel(items, fn, opts) end
+---@return opsh.mutex
+function opsh.mutex() end
+---@return boolean ok, any ...
+function opsh.try(fn, ...) end
+---@return opsh.error
+function opsh.error(kind, message, fields) end
+---Raise a structured error.
+function opsh.raise(kind, message, fields) end
+---@return boolean
+function opsh.is_error(v, kind) end
+---Wrap a secret: prints, logs, encodes as <redacted>.
+---@return userdata
+function opsh.secret(value) end
+---@return boolean
+function opsh.is_secret(v) end
+---The selected environment.
+---@return table
+function opsh.env() end
+
+return opsh
