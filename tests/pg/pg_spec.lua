@@ -366,6 +366,10 @@ describe("opsh.pg", function()
     local pid = pool:with(function(conn) return conn:info().backend_pid end)
     local admin <close> = pg.connect(params())
     assert.is_true(admin:query("SELECT pg_terminate_backend($1) AS t", pid)[1].t)
+    for _ = 1, 200 do   -- the backend exits soon after the signal
+      if #admin:query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid) == 0 then break end
+      opsh.sleep(0.02)
+    end
     local pid2, one = pool:with(function(conn)
       return conn:info().backend_pid, conn:query("SELECT 1 AS one")[1].one
     end)

@@ -5,6 +5,7 @@
 -- system user, which owns the directory; otherwise as the invoking user.
 -- Start-up runs external commands synchronously: it happens before the caller's own I/O.
 local core = require("opsh._core")
+local net = require("opsh.net")
 
 local M = {}
 
@@ -89,27 +90,6 @@ local function random_hex(n)
   return (bytes:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
--- ports something listens on, from /proc/net/tcp{,6}
-local function listening_ports()
-  local used = {}
-  for _, file in ipairs({"/proc/net/tcp", "/proc/net/tcp6"}) do
-    local text = read_file(file) or ""
-    for port, state in text:gmatch("%s*%d+: [%x]+:(%x+) [%x]+:%x+ (%x%x)") do
-      if state == "0A" then used[tonumber(port, 16)] = true end
-    end
-  end
-  return used
-end
-
-local function free_port()
-  local used = listening_ports()
-  for _ = 1, 100 do
-    local p = math.random(20000, 59999)
-    if not used[p] then return p end
-  end
-  raise("no free loopback port found")
-end
-
 local function conf_lines(settings)
   local out = {"", "# written by opsh.twin.postgres"}
   for _, kv in ipairs(settings) do
@@ -147,7 +127,7 @@ local function start_server(dir, data, port)
   local tries = port and 1 or 5
   local last
   for _ = 1, tries do
-    local p = port or free_port()
+    local p = port or net.free_port("127.0.0.1")
     local ok, out = pg_ctl_start(dir, data, p)
     if ok then
       -- so that a plain `pg_ctl start` (a restart by the twin) comes back on the same port
