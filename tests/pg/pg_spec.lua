@@ -110,6 +110,7 @@ describe("opsh.pg", function()
     assert.are.equal(3, r.affected)
     r = c:query("UPDATE items SET name = upper(name) WHERE id >= $1", 2)
     assert.are.equal(2, r.affected)
+    assert.are.equal("s3cr3t", c:query("SELECT $1::text AS s", opsh.secret("s3cr3t"))[1].s)
     local blob = "a\0b\255\0"
     assert.are.equal(blob, c:query("SELECT $1::bytea AS b", blob)[1].b)
     r = c:exec("DELETE FROM items; INSERT INTO items (id, name) VALUES (10, 'x')")
