@@ -355,6 +355,34 @@ describe("opsh.pg", function()
     assert.matches("unknown connection option 'bogus'", tostring(err))
   end)
 
+  it("gives up connecting after connect_timeout when the server never answers", function()
+    -- a listener that lets the TCP connection in (backlog) and never says a word; it exits
+    -- on its own after 20 s if the kill below is never reached
+    local pyfile = tmp .. "/silent.out"
+    local started = io.popen("python3 -c \"import os, socket, time\n"
+      .. "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+      .. "print(s.getsockname()[1], os.getpid(), flush=True)\n"
+      .. "time.sleep(20)\" > " .. pyfile .. " 2>&1 & echo $!")
+    local pid = started:read("l")
+    started:close()
+    local port
+    for _ = 1, 100 do
+      local f = io.open(pyfile)
+      local text = f and f:read("a") or ""
+      if f then f:close() end
+      port = tonumber(text:match("^(%d+)"))
+      if port then break end
+      opsh.sleep(0.02)
+    end
+    local ok, err = pcall(pg.connect, {host = "127.0.0.1", port = port, user = "x", connect_timeout = 0.2})
+    os.execute("kill " .. pid)
+    assert.is_false(ok)
+    assert.are.equal("pg_connect", err.kind)
+    assert.is_true(err.timeout)
+    assert.are.equal(port, err.port)
+    assert.matches("timed out after 0.2 s", err.message)
+  end)
+
   it("tries the next host when one refuses, watching the new socket", function()
     local c <close> = pg.connect(params({host = "127.0.0.1,127.0.0.1", port = "1," .. server.port,
       sslmode = "disable"}))
