@@ -294,7 +294,7 @@ function M.pool(opts)
   return setmetatable({
     conninfo = conninfo, params = params, connect_timeout = ctimeout,
     size = size, acquire_timeout = timeout,
-    idle = {}, open = 0, busy = 0, waiters = {}, closed = false,
+    idle = {}, open = 0, busy = 0, waiters = {}, handed = {}, closed = false,
   }, Pool)
 end
 
@@ -302,7 +302,12 @@ end
 local function hand_over(pool, conn)
   while #pool.waiters > 0 do
     local w = table.remove(pool.waiters, 1)
-    if core.wake(w, conn or false) then return true end
+    if core.wake(w, conn or false) then
+      -- until w runs, the connection is only in its wake-up values: if w is cancelled
+      -- before that, its acquire() gives the connection back from there
+      if conn then pool.handed[w] = conn end
+      return true
+    end
   end
   return false
 end
@@ -362,8 +367,15 @@ function Pool:acquire()
       for i, w in ipairs(self.waiters) do
         if w == me then table.remove(self.waiters, i) break end
       end
+      local lost = self.handed[me]
+      if lost then
+        self.handed[me] = nil
+        self.busy = self.busy + 1
+        self:release(lost)
+      end
     end)
     local got = core.suspend()
+    self.handed[me] = nil
     if got and got ~= "timeout" then
       if got:_ready() then
         self.busy = self.busy + 1
