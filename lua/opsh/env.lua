@@ -125,8 +125,8 @@ function M.load(name)
     if core.is_error(envt) then error(envt, 0) end
     fail("config", origin .. ": " .. tostring(envt))
   end
+  if type(envt) == "table" and envt.name == nil then envt.name = name end
   envt = M.validate(envt, origin)
-  envt.name = envt.name or name
   return envt, origin
 end
 

@@ -92,6 +92,19 @@ stdout_has "^  wipe +A destructive procedure: asks before it runs  \(local\)$"
 expect 0 0 "" -- "$OPSH" version
 stdout_has "^lua +Lua 5\.4"
 
+# environments and structured output
+expect 0 0 "" -- "$OPSH" --env production env show
+stdout_has "^  cluster: aks-legal-production$"
+stdout_has "^name: production$"
+expect 0 0 "" -- env OPSH_ENV=staging "$OPSH" -o json env show
+stdout_has '^  "namespace": "staging",$'
+expect 0 0 "" -- "$OPSH" -o json list
+stdout_has '"name": "hello"'
+expect 0 0 "" -- "$OPSH" -o tsv version
+stdout_has "^opsh	0\."
+expect 0 0 "" -- "$OPSH" env list
+stdout_has "^secondary +Legal platform secondary region"
+
 # Ctrl-C: the running procedure is cancelled, its cleanups run, exit 130
 "$OPSH" -e 'local _ <close> = setmetatable({}, {__close = function() io.stderr:write("cleaned up\n") end})
             require("opsh").sleep(30)' >"$WORK/out" 2>"$WORK/err" &

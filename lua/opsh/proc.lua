@@ -1,0 +1,285 @@
+-- opsh.proc: child processes. run() waits for a command and checks its exit status; spawn()
+-- returns a handle for servers and pipelines; shell() is the explicit opt-in to /bin/sh -c.
+-- The C part (opsh._proc) spawns on libuv; this layer holds the defaults and the policy.
+local C = require("opsh._proc")
+local core = require("opsh._core")
+
+local M = {}
+
+M.DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+M.DEFAULT_KILL_GRACE = 5
+local STDERR_TAIL_LINES = 10
+
+local function usage(fname, msg)
+  error(core.error("usage", string.format("bad argument #1 to '%s' (%s)", fname, msg)), 3)
+end
+
+local common_opts = {argv = true, env = true, env_add = true, cwd = true, stdin = true, stdin_file = true,
+  stdin_inherit = true, stdout = true, stderr = true, stdout_file = true, stderr_file = true,
+  max_output = true, timeout = true, kill_grace = true}
+local run_opts = setmetatable({check = true, truncate = true}, {__index = common_opts})
+local spawn_opts = setmetatable({stdin_pipe = true, detach = true}, {__index = common_opts})
+
+local out_modes = {capture = true, inherit = true, null = true, pipe = true}
+
+-- The options for opsh._proc.spawn, and the line handlers (run) by stream.
+local function build(opts, fname, allowed, is_spawn)
+  if type(opts) ~= "table" then usage(fname, "options table expected, got " .. type(opts)) end
+  for k in pairs(opts) do
+    if not allowed[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
+  end
+  local argv = opts.argv
+  if type(argv) ~= "table" or #argv == 0 then
+    usage(fname, "argv must be a non-empty list: the program, then its arguments (no shell)")
+  end
+  local spec = {argv = {}, cwd = opts.cwd, stdin_file = opts.stdin_file, stdout_file = opts.stdout_file,
+    stderr_file = opts.stderr_file, timeout = opts.timeout, detach = opts.detach}
+  for i = 1, #argv do
+    local a = argv[i]
+    if type(a) == "number" then a = tostring(a) end
+    spec.argv[i] = a   -- the C part rejects secrets and other types, naming the index
+  end
+  for _, f in ipairs({"env", "env_add"}) do
+    local e = opts[f]
+    if e ~= nil then
+      if type(e) ~= "table" then usage(fname, f .. " must be a table of NAME = value") end
+      local copy = {}
+      for k, v in pairs(e) do copy[k] = type(v) == "number" and tostring(v) or v end
+      spec[f] = copy
+    end
+  end
+  local nin = (opts.stdin ~= nil and 1 or 0) + (opts.stdin_file ~= nil and 1 or 0)
+    + (opts.stdin_inherit and 1 or 0) + (opts.stdin_pipe and 1 or 0)
+  if nin > 1 then usage(fname, "give only one of stdin, stdin_file, stdin_inherit, stdin_pipe") end
+  if opts.stdin ~= nil then
+    if type(opts.stdin) ~= "string" then usage(fname, "stdin must be a string (the data to send)") end
+    spec.input = opts.stdin
+  end
+  spec.stdin = opts.stdin_pipe and "pipe" or opts.stdin_inherit and "inherit" or "null"
+
+  local handlers = {}
+  local dflt = opts.detach and "null" or "capture"
+  for _, s in ipairs({"stdout", "stderr"}) do
+    local m = opts[s]
+    if opts[s .. "_file"] ~= nil then
+      if m ~= nil then usage(fname, string.format("give %s or %s_file, not both", s, s)) end
+      m = "null"
+    elseif m == nil then
+      m = dflt
+    elseif type(m) == "function" and not is_spawn then
+      handlers[s] = m
+      m = "pipe"
+    elseif not (out_modes[m] and (is_spawn or m ~= "pipe")) and not (s == "stderr" and m == "stdout") then
+      usage(fname, string.format("%s must be %s, not %s", s,
+        is_spawn and "'capture', 'pipe', 'inherit' or 'null'" or "'capture', 'inherit', 'null' or a function(line)",
+        type(m) == "string" and ("'" .. m .. "'") or type(m)))
+    end
+    if opts.detach and (m == "capture" or m == "pipe") then
+      usage(fname, "a detached process outlives opsh: send its " .. s .. " to a " .. s .. "_file or 'null'")
+    end
+    spec[s] = m
+  end
+  spec.max_output = opts.max_output or M.DEFAULT_MAX_OUTPUT
+  spec.kill_grace = opts.kill_grace or M.DEFAULT_KILL_GRACE
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
+    usage(fname, "timeout must be a positive number of seconds")
+  end
+  if opts.detach and (opts.stdin ~= nil or opts.stdin_pipe) then
+    usage(fname, "a detached process cannot take stdin data or a stdin pipe")
+  end
+  return spec, handlers
+end
+
+local function signame(sig)
+  local n = sig and C.signame(sig)
+  return n and ("SIG" .. n) or ("signal " .. tostring(sig))
+end
+
+-- Keeps the last lines of a stream for error messages.
+local function tail_lines(text, n)
+  local lines = {}
+  for line in text:gmatch("[^\n]+") do
+    lines[#lines + 1] = line
+    if #lines > n then table.remove(lines, 1) end
+  end
+  return lines
+end
+
+local function last_line(lines)
+  for i = #lines, 1, -1 do
+    local l = lines[i]:gsub("%s+$", "")
+    if l ~= "" then return #l > 200 and (l:sub(1, 200) .. "...") or l end
+  end
+end
+
+-- Splits chunks into lines (without "\n" or "\r\n"); the last partial line comes at the end.
+local function line_splitter(emit)
+  local parts = {}   -- the partial line so far, in pieces (a long line costs no quadratic copying)
+  local self = {}
+  function self.feed(chunk)
+    if not string.find(chunk, "\n", 1, true) then
+      parts[#parts + 1] = chunk
+      return
+    end
+    local s = #parts > 0 and (table.concat(parts) .. chunk) or chunk
+    parts = {}
+    local pos = 1
+    while true do
+      local nl = string.find(s, "\n", pos, true)
+      if not nl then break end
+      local stop = nl - 1
+      if string.byte(s, stop) == 13 then stop = stop - 1 end
+      emit(string.sub(s, pos, stop))
+      pos = nl + 1
+    end
+    if pos <= #s then parts[1] = string.sub(s, pos) end
+  end
+  function self.finish()
+    if #parts > 0 then
+      local l = table.concat(parts)
+      parts = {}
+      emit(l)
+    end
+  end
+  return self
+end
+
+-- The error for an outcome that check rejects, or nil.
+local function outcome_error(r, argv0, opts, tail)
+  local fields = {argv0 = argv0, exit_code = r.code, signal = r.signal, stderr = tail, elapsed = r.elapsed,
+    pid = r.pid}
+  local hint = tail and last_line(tail)
+  hint = hint and (": " .. hint) or ""
+  if r.timed_out then
+    fields.timeout = opts.timeout
+    return core.error("timeout", string.format("'%s' timed out after %g s and was stopped with %s%s", argv0,
+      opts.timeout, signame(r.signal or 15), hint), fields)
+  end
+  if r.overflowed then
+    local which = r.stdout_truncated and "stdout" or "stderr"
+    fields.max_output = opts.max_output or M.DEFAULT_MAX_OUTPUT
+    return core.error("proc", string.format("'%s' wrote more than %d bytes to %s (max_output) and was stopped",
+      argv0, fields.max_output, which), fields)
+  end
+  if r.signal then
+    return core.error("proc", string.format("'%s' was killed by %s%s", argv0, signame(r.signal), hint), fields)
+  end
+  if r.code ~= 0 then
+    return core.error("proc", string.format("'%s' exited with code %d%s", argv0, r.code, hint), fields)
+  end
+end
+
+local function finish(r, argv0, opts, stderr_tail)
+  local tail = stderr_tail or (r.stderr and tail_lines(r.stderr, STDERR_TAIL_LINES))
+  if tail and #tail == 0 then tail = nil end
+  r.truncated = (r.stdout_truncated or r.stderr_truncated) and true or false
+  if opts.check ~= false then
+    local err = outcome_error(r, argv0, opts, tail)
+    if err then error(err, 0) end
+  end
+  return r
+end
+
+--- run{argv=, ...} -> {code, signal, stdout, stderr, elapsed, timed_out, truncated, pid}
+function M.run(opts)
+  local spec, handlers = build(opts, "proc.run", run_opts, false)
+  spec.overflow_kill = not opts.truncate
+  local argv0 = spec.argv[1]
+  local p <close> = C.spawn(spec)
+  local stderr_tail
+  if handlers.stdout or handlers.stderr then
+    local splitters = {}
+    if handlers.stderr then
+      stderr_tail = {}
+      local fn = handlers.stderr
+      splitters.stderr = line_splitter(function(line)
+        stderr_tail[#stderr_tail + 1] = line
+        if #stderr_tail > STDERR_TAIL_LINES then table.remove(stderr_tail, 1) end
+        fn(line)
+      end)
+    end
+    if handlers.stdout then splitters.stdout = line_splitter(handlers.stdout) end
+    while true do
+      local name, chunk = p:read()
+      if not name then break end
+      splitters[name].feed(chunk)
+    end
+    for _, s in pairs(splitters) do s.finish() end
+  end
+  return finish(p:_wait(), argv0, opts, stderr_tail)
+end
+
+--- shell(command, opts) -> run{argv={"/bin/sh", "-c", command}, ...}: only when a shell is wanted.
+function M.shell(command, opts)
+  if type(command) ~= "string" then
+    error(core.error("usage", "bad argument #1 to 'proc.shell' (command string expected, got "
+      .. (core.is_secret(command) and "an opsh.secret: secrets never go in a command line" or type(command)) .. ")"), 2)
+  end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if o.argv ~= nil then error(core.error("usage", "bad argument #2 to 'proc.shell' (argv is set from the command)"), 2) end
+  o.argv = {"/bin/sh", "-c", command}
+  return M.run(o)
+end
+
+local spawned = setmetatable({}, {__mode = "k"})   -- handle -> its timeout and max_output, for errors
+
+--- spawn{argv=, ...} -> process handle (see docs/proc.md)
+function M.spawn(opts)
+  local spec = build(opts, "proc.spawn", spawn_opts, true)
+  local p = C.spawn(spec)
+  spawned[p] = {timeout = spec.timeout, max_output = spec.max_output}
+  return p
+end
+
+local methods = C.process_methods
+
+--- process:wait([{check=true}]) -> outcome {code, signal, stdout, stderr, elapsed, timed_out, truncated}
+function methods:wait(opts)
+  local r = self:_wait()
+  r.truncated = (r.stdout_truncated or r.stderr_truncated) and true or false
+  if opts and opts.check then
+    local err = outcome_error(r, self:_argv0(), spawned[self] or {}, r.stderr and tail_lines(r.stderr, STDERR_TAIL_LINES))
+    if err then error(err, 0) end
+  end
+  return r
+end
+
+--- process:lines([stream]) -> iterator over the lines of stdout (or "stderr"), for a "pipe" stream
+function methods:lines(stream)
+  stream = stream or "stdout"
+  if not self:_pipe(stream) then
+    error(core.error("usage", string.format("%s is not a pipe (spawn with %s='pipe' to read its lines)",
+      stream, stream)), 2)
+  end
+  local queue, head = {}, 1
+  local done = false
+  local splitter = line_splitter(function(line) queue[#queue + 1] = line end)
+  return function()
+    while true do
+      if head <= #queue then
+        local l = queue[head]
+        queue[head] = nil
+        head = head + 1
+        return l
+      end
+      if done then return nil end
+      queue, head = {}, 1
+      local name, chunk = self:read(stream)
+      if name then
+        splitter.feed(chunk)
+      else
+        done = true
+        splitter.finish()
+      end
+    end
+  end
+end
+
+--- process:stop([grace]) -> outcome: TERM, KILL after the grace (default kill_grace), then wait
+function methods:stop(grace)
+  self:_terminate(grace)
+  return self:wait()
+end
+
+return M
