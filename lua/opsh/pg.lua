@@ -3,9 +3,7 @@
 -- The transport is the C module opsh._pg; see docs/pg.md.
 local C = require("opsh._pg")
 local core = require("opsh._core")
--- opsh.json lands from another branch; until then Debian's lua-cjson stands in for it
-local json_ok, json = pcall(require, "opsh.json")
-if not json_ok then json = require("cjson") end
+local json = require("opsh.json")
 
 local M = {}
 

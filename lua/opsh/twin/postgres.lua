@@ -3,9 +3,10 @@
 -- TLS and WAL archiving on request) and starts the server with pg_ctl; start_replica{} makes a
 -- streaming replica with pg_basebackup -R. As root (CI), the server runs as the `postgres`
 -- system user, which owns the directory; otherwise as the invoking user.
--- Start-up runs external commands synchronously: it happens before the caller's own I/O.
 local core = require("opsh._core")
+local fs = require("opsh.fs")
 local net = require("opsh.net")
+local proc = require("opsh.proc")
 
 local M = {}
 
@@ -13,73 +14,57 @@ local function raise(message, fields)
   error(core.error("twin", message, fields), 2)
 end
 
-local function q(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+-- argv -> ok, output (stdout and stderr)
+local function run(argv, cwd)
+  local r = proc.run({argv = argv, cwd = cwd, stderr = "stdout", check = false, timeout = 120})
+  return r.code == 0, r.stdout or ""
 end
 
--- command -> ok, output (stdout and stderr)
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1", "r")
-  local out = p:read("a")
-  local ok = p:close()
-  return ok, out
-end
-
-local function must(cmd, what)
-  local ok, out = run(cmd)
+local function must(argv, what)
+  local ok, out = run(argv)
   if not ok then raise(what .. " failed: " .. out:gsub("%s+$", ""), {output = out}) end
   return out
 end
 
 local is_root
 local function root()
-  if is_root == nil then is_root = (run("id -u")) and must("id -u", "id"):match("^0%s*$") ~= nil end
+  if is_root == nil then is_root = must({"id", "-u"}, "id"):match("^0%s*$") ~= nil end
   return is_root
 end
 
 local bin
 local function bindir()
   if not bin then
-    local ok, out = run("pg_config --bindir")
+    local ok, out = run({"pg_config", "--bindir"})
     bin = ok and out:match("^%s*(.-)%s*$") or "/usr/lib/postgresql/15/bin"
   end
   return bin
 end
 
--- a PostgreSQL command line, as the postgres user when root, from inside dir
-local function pg_cmd(dir, line)
-  local prefix = root() and "runuser -u postgres -- " or ""
-  return "cd " .. q(dir) .. " && " .. prefix .. line
+-- run a PostgreSQL program (as the postgres user when root) from inside dir
+local function pg_run(dir, program, ...)
+  local argv = {bindir() .. "/" .. program, ...}
+  if root() then argv = {"runuser", "-u", "postgres", "--", table.unpack(argv)} end
+  return run(argv, dir)
 end
 
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
-  local pwd = os.getenv("PWD") or must("pwd", "pwd"):gsub("%s+$", "")
-  return pwd .. "/" .. path
-end
-
-local function write_file(path, text, mode)
-  local f, err = io.open(path, "wb")
-  if not f then raise("cannot write " .. path .. ": " .. err) end
-  f:write(text)
-  f:close()
-  if mode then must("chmod " .. mode .. " " .. q(path), "chmod") end
+  return (os.getenv("PWD") or must({"pwd"}, "pwd"):gsub("%s+$", "")) .. "/" .. path
 end
 
 local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+  if not fs.exists(path) then return nil end
+  return fs.read(path)
 end
 
 local function give(path)
-  if root() then must("chown -R postgres:postgres " .. q(path), "chown") end
+  if root() then must({"chown", "-R", "postgres:postgres", path}, "chown") end
 end
 
 local function make_dir(path)
-  must("mkdir -p " .. q(path) .. " && chmod 755 " .. q(path), "mkdir")
+  fs.mkdir(path, {parents = true})
+  fs.chmod(path, tonumber("755", 8))
   give(path)
 end
 
@@ -101,9 +86,7 @@ local function conf_lines(settings)
 end
 
 local function append_conf(data, settings)
-  local f = assert(io.open(data .. "/postgresql.conf", "ab"))
-  f:write(conf_lines(settings))
-  f:close()
+  fs.append(data .. "/postgresql.conf", conf_lines(settings))
 end
 
 local function socket_dir(dir, port)
@@ -116,10 +99,8 @@ end
 local function pg_ctl_start(dir, data, port)
   local sock = socket_dir(dir, port)
   if sock then make_dir(sock) end
-  local opts = string.format("-c port=%d -c unix_socket_directories=%s", port, sock or "''")
-  local ok, out = run(pg_cmd(dir, string.format("%s/pg_ctl -D %s -l %s -w -t 60 -o %s start",
-    bindir(), q(data), q(dir .. "/postgres.log"), q(opts))))
-  return ok, out
+  return pg_run(dir, "pg_ctl", "-D", data, "-l", dir .. "/postgres.log", "-w", "-t", "60",
+    "-o", string.format("-c port=%d -c unix_socket_directories=%s", port, sock or "''"), "start")
 end
 
 -- start with a free port, trying others if the one picked was taken in the meantime
@@ -147,7 +128,7 @@ local function make_handle(fields)
   function h.stop()
     if stopped then return end
     stopped = true
-    local ok, out = run(pg_cmd(h.dir, string.format("%s/pg_ctl -D %s -m fast -w -t 60 stop", bindir(), q(h.data))))
+    local ok, out = pg_run(h.dir, "pg_ctl", "-D", h.data, "-m", "fast", "-w", "-t", "60", "stop")
     if not ok and read_file(h.data .. "/postmaster.pid") then
       raise("pg_ctl stop failed: " .. out:gsub("%s+$", ""))
     end
@@ -189,12 +170,11 @@ function M.start(opts)
   if read_file(data .. "/PG_VERSION") then raise("a data directory already exists in " .. dir) end
   make_dir(dir)
   local pwfile = dir .. "/.initdb-password"
-  write_file(pwfile, password .. "\n", "600")
+  fs.write(pwfile, password .. "\n", {mode = tonumber("600", 8)})
   give(pwfile)
-  local ok, out = run(pg_cmd(dir, string.format(
-    "%s/initdb -D %s -U %s --pwfile=%s --auth=scram-sha-256 -E UTF8 --locale=C.UTF-8 --no-sync",
-    bindir(), q(data), q(user), q(pwfile))))
-  os.remove(pwfile)
+  local ok, out = pg_run(dir, "initdb", "-D", data, "-U", user, "--pwfile=" .. pwfile, "--auth=scram-sha-256",
+    "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+  fs.remove(pwfile)
   if not ok then raise("initdb failed: " .. out:gsub("%s+$", ""), {output = out}) end
 
   local settings = {
@@ -217,20 +197,20 @@ function M.start(opts)
     if type(opts.tls.cert) ~= "string" or type(opts.tls.key) ~= "string" then
       error("bad argument #1 to 'start' (tls needs cert and key)", 2)
     end
-    must(string.format("cp %s %s/server.crt && cp %s %s/server.key && chmod 600 %s/server.key",
-      q(opts.tls.cert), q(data), q(opts.tls.key), q(data), q(data)), "copying the TLS files")
+    fs.write(data .. "/server.crt", fs.read(opts.tls.cert))
+    fs.write(data .. "/server.key", fs.read(opts.tls.key), {mode = tonumber("600", 8)})
     settings[#settings + 1] = {"ssl", "on"}
     settings[#settings + 1] = {"ssl_cert_file", "server.crt"}
     settings[#settings + 1] = {"ssl_key_file", "server.key"}
     if opts.tls.ca then
-      must(string.format("cp %s %s/root.crt", q(opts.tls.ca), q(data)), "copying the CA")
+      fs.write(data .. "/root.crt", fs.read(opts.tls.ca))
       settings[#settings + 1] = {"ssl_ca_file", "root.crt"}
     end
     tls = {cert = opts.tls.cert, key = opts.tls.key, ca = opts.tls.ca}
   end
   for _, kv in ipairs(opts.settings or {}) do settings[#settings + 1] = kv end
   append_conf(data, settings)
-  write_file(data .. "/pg_hba.conf", table.concat({
+  fs.write(data .. "/pg_hba.conf", table.concat({
     "# written by opsh.twin.postgres: passwords (scram) over loopback only",
     "local all all scram-sha-256",
     "host all all 127.0.0.1/32 scram-sha-256",
@@ -272,12 +252,14 @@ function M.start_replica(opts)
   make_dir(dir)
   -- the password reaches pg_basebackup and the walreceiver through a passfile, never argv
   local passfile = dir .. "/.pgpass"
-  write_file(passfile, string.format("%s:%d:*:%s:%s\n", p.host, p.port, p.user, core.reveal(p.password)), "600")
+  fs.write(passfile, string.format("%s:%d:*:%s:%s\n", p.host, p.port, p.user, core.reveal(p.password)),
+    {mode = tonumber("600", 8)})
   give(passfile)
   local conninfo = string.format("host=%s port=%d user=%s passfile=%s application_name=%s",
     p.host, p.port, p.user, passfile, opts.name or "opsh_replica")
-  must(pg_cmd(dir, string.format("%s/pg_basebackup -d %s -D %s -R -X stream -c fast --no-sync",
-    bindir(), q(conninfo), q(data))), "pg_basebackup")
+  local ok, out = pg_run(dir, "pg_basebackup", "-d", conninfo, "-D", data, "-R", "-X", "stream", "-c", "fast",
+    "--no-sync")
+  if not ok then raise("pg_basebackup failed: " .. out:gsub("%s+$", ""), {output = out}) end
   local settings = {}
   local archive_dir
   if p.archive_dir then
