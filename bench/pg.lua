@@ -1,7 +1,8 @@
 -- bench/pg.lua: opsh.pg against pgbench on the same throwaway server, in the same run.
 --   ./build/opsh bench/pg.lua [round_trips=10000] [clients=50] [per_client=1000]
--- 1. `SELECT 1` round trips on one connection: conn:query (extended protocol, what scripts use)
---    and conn:exec (simple protocol) vs `pgbench -M simple -c 1 -t N -f select1.sql`.
+-- 1. `SELECT 1` round trips on one connection: conn:exec (simple protocol) and conn:query
+--    (extended protocol, what scripts use) vs `pgbench -M simple -c 1 -t N -f select1.sql`
+--    (and -M extended, the same protocol as conn:query, for reference).
 -- 2. 50 connections each running 1k queries at once vs `pgbench -M simple -c 50 -j 2 -t 1000`.
 -- Not run by the tests. Figures vary with the machine's load: compare the ratios.
 local opsh = require("opsh")
@@ -25,7 +26,7 @@ local tmp = sh("mktemp -d /tmp/opsh-pg-bench-XXXXXX"):gsub("%s+$", "")
 sh("chmod 755 " .. tmp)
 local server = launcher.start({dir = tmp .. "/server"})
 
-local function pgbench(clients, transactions)
+local function pgbench(clients, transactions, protocol)
   local script = tmp .. "/select1.sql"
   local f = assert(io.open(script, "w"))
   f:write("SELECT 1;\n")
@@ -36,8 +37,8 @@ local function pgbench(clients, transactions)
   f:close()
   sh("chmod 600 " .. passfile)
   local bin = sh("pg_config --bindir"):gsub("%s+$", "")
-  local out = sh(string.format("PGPASSFILE=%s PGSSLMODE=disable %s/pgbench -n -M simple -f %s -c %d -j %d -t %d "
-    .. "-h 127.0.0.1 -p %d -U %s %s", passfile, bin, script, clients, math.min(clients, 2), transactions,
+  local out = sh(string.format("PGPASSFILE=%s PGSSLMODE=disable %s/pgbench -n -M %s -f %s -c %d -j %d -t %d "
+    .. "-h 127.0.0.1 -p %d -U %s %s", passfile, bin, protocol or "simple", script, clients, math.min(clients, 2), transactions,
     server.port, server.user, server.dbname))
   return tonumber(out:match("tps = ([%d%.]+) %(without initial connection time%)")), out
 end
@@ -60,17 +61,20 @@ local ok, err = pcall(function()
   local params = server.connect_params({sslmode = "disable"})
   local c <close> = pg.connect(params)
   for _ = 1, 200 do c:query("SELECT 1") end   -- warm up
-  local q, e, b = {}, {}, {}
+  local q, e, b, bx = {}, {}, {}, {}
   for r = 1, ROUNDS do
     q[r] = rate(N, function() for _ = 1, N do c:query("SELECT 1") end end)
     e[r] = rate(N, function() for _ = 1, N do c:exec("SELECT 1") end end)
     b[r] = pgbench(1, N)
+    bx[r] = pgbench(1, N, "extended")
   end
-  local q_rate, e_rate, bench_rate = median(q), median(e), median(b)
+  local q_rate, e_rate, bench_rate, bench_x = median(q), median(e), median(b), median(bx)
   print(string.format("SELECT 1 x %d, one connection (median of %d rounds):", N, ROUNDS))
   print(string.format("  opsh conn:query   %9.0f q/s   ratio %.2f", q_rate, q_rate / bench_rate))
   print(string.format("  opsh conn:exec    %9.0f q/s   ratio %.2f", e_rate, e_rate / bench_rate))
   print(string.format("  pgbench -M simple %9.0f q/s", bench_rate))
+  print(string.format("  pgbench -M extended %7.0f q/s   (the protocol conn:query uses: query/this %.2f)",
+    bench_x, q_rate / bench_x))
 
   local ids = {}
   for i = 1, CLIENTS do ids[i] = i end
