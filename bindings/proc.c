@@ -514,6 +514,22 @@ static int proc_signame(lua_State *L) {
   return 1;
 }
 
+/* signal_pid(pid, [signal]) -> true | false, reason: for processes opsh did not spawn in this run
+** (the twin's daemons, found by pid in its state); signal 0 asks whether the pid exists */
+static int proc_signal_pid(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, pid > 0, 1, "not a process id");
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM
+          : (lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0) ? 0 : check_signal(L, 2);
+  if (kill((pid_t)pid, sig) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_pushstring(L, strerror(errno));
+  return 2;
+}
+
 static const luaL_Reg process_methods[] = {
   {"pid", proc_pid},
   {"kill", proc_kill},
@@ -536,6 +552,7 @@ static const luaL_Reg process_meta[] = {
 static const luaL_Reg proc_funcs[] = {
   {"spawn", proc_spawn},
   {"signame", proc_signame},
+  {"signal_pid", proc_signal_pid},
   {NULL, NULL}
 };
 

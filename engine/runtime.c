@@ -116,6 +116,15 @@ static int rt_embedded_path(lua_State *L) {
   return 1;
 }
 
+/* opsh.runtime.exe() -> the absolute path of the running opsh binary */
+static int rt_exe(lua_State *L) {
+  char path[4096];
+  size_t len = sizeof path;
+  if (uv_exepath(path, &len) != 0) return 0;
+  lua_pushlstring(L, path, len);
+  return 1;
+}
+
 static int rt_roots(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, "opsh.roots");
   return 1;
@@ -141,6 +150,7 @@ static const luaL_Reg runtime_funcs[] = {
   {"embedded_path", rt_embedded_path},
   {"embedded_source", rt_embedded_source},
   {"roots", rt_roots},
+  {"exe", rt_exe},
   {"isatty", rt_isatty},
   {NULL, NULL}
 };
@@ -179,6 +189,8 @@ lua_State *opsh_runtime_new(void) {
   }
   lua_pushcfunction(L, luaopen_opsh_runtime);
   lua_setfield(L, -2, "opsh.runtime");
+  lua_pushcfunction(L, luaopen_opsh_repl);
+  lua_setfield(L, -2, "opsh._repl");
   lua_pop(L, 1);
   /* searchers: preload, opsh roots + embedded, then the system Lua and C paths */
   lua_getglobal(L, "package");

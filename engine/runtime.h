@@ -33,6 +33,11 @@ typedef struct opsh_runtime {
   opsh_task *running;
   opsh_task *foreground;    /* what Ctrl-C cancels */
   volatile sig_atomic_t interrupts;
+  /* The REPL while its prompt waits: Ctrl-C goes to prompt_interrupt (not counted towards the
+  ** second-Ctrl-C exit), and before_turn runs before ready tasks do (it erases the prompt line). */
+  void (*prompt_interrupt)(void);
+  void (*before_turn)(void);
+  volatile sig_atomic_t prompt_interrupted;
   long next_id;
   unsigned turn;
   long live_tasks;
@@ -57,5 +62,7 @@ opsh_task *opsh_task_touserdata(lua_State *L, int idx);
 opsh_task *opsh_task_checkud(lua_State *L, int idx);
 int opsh_task_finished(opsh_task *t);
 const char *opsh_task_status_name(int status);
+/* the REPL's line editor (repl.c), preloaded as opsh._repl */
+int luaopen_opsh_repl(lua_State *L);
 
 #endif

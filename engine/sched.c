@@ -172,6 +172,7 @@ static void on_idle(uv_idle_t *h) {
   lua_State *L = R->L;
   /* run only what was ready when this turn began, so I/O gets polled between turns */
   unsigned turn = ++R->turn;
+  if (R->before_turn && R->ready_head) R->before_turn();
   while (R->ready_head && R->ready_head->turn != turn) {
     opsh_task *t = R->ready_head;
     ready_remove(t);
@@ -312,6 +313,11 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 
 static void on_sigint(int sig) {
   opsh_runtime *R = opsh_rt;
+  if (R->prompt_interrupt && !R->running) {
+    R->prompt_interrupted = 1;
+    uv_async_send(&R->interrupt);
+    return;
+  }
   R->interrupts++;
   if (R->interrupts >= 2) {
     static const char msg[] = "\nopsh: interrupted twice, exiting\n";
@@ -325,6 +331,10 @@ static void on_sigint(int sig) {
 
 static void on_interrupt(uv_async_t *h) {
   opsh_runtime *R = opsh_rt;
+  if (R->prompt_interrupted) {
+    R->prompt_interrupted = 0;
+    if (R->prompt_interrupt) R->prompt_interrupt();
+  }
   if (R->foreground && R->foreground->status != OPSH_TASK_RUNNING)
     opsh_task_cancel(R->L, R->foreground, "interrupted");
 }

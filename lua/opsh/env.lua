@@ -71,25 +71,11 @@ function M.validate(envt, where)
   return envt
 end
 
-local function file_exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() return true end
-end
-
 --- Names of every environment: {name = origin}
 function M.list()
   local names = {}
   for _, n in ipairs(runtime.embedded("env:")) do names[n] = "bundled" end
-  for _, root in ipairs(runtime.roots()) do
-    local p = io.popen('ls -1 "' .. root:gsub('"', '\\"') .. '/environments" 2>/dev/null')
-    if p then
-      for f in p:lines() do
-        local n = f:match("^(.-)%.lua$")
-        if n and (names[n] == nil or names[n] == "bundled") then names[n] = root .. "/environments/" .. f end
-      end
-      p:close()
-    end
-  end
+  for n, path in pairs(require("opsh.script").in_roots("environments")) do names[n] = path end
   return names
 end
 
@@ -98,16 +84,11 @@ function M.load(name)
   if type(name) ~= "string" or not name:match("^[%w_.-]+$") then
     fail("usage", string.format("invalid environment name '%s'", tostring(name)))
   end
-  local chunk, err, origin
-  for _, root in ipairs(runtime.roots()) do
-    local path = root .. "/environments/" .. name .. ".lua"
-    if file_exists(path) then
-      chunk, err = loadfile(path, "t")
-      origin = path
-      break
-    end
-  end
-  if not origin then
+  local chunk, err
+  local origin = require("opsh.script").in_roots("environments")[name]
+  if origin then
+    chunk, err = loadfile(origin, "t")
+  else
     chunk, err = runtime.load_embedded("env:" .. name)
     origin = "bundled environment '" .. name .. "'"
   end

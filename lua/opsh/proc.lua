@@ -282,4 +282,25 @@ function methods:stop(grace)
   return self:wait()
 end
 
+--- signal_pid(pid, [signal = "TERM"]) -> true | false, reason. For processes found by pid (a daemon
+-- another opsh run started); signal 0 only asks whether the pid exists. Prefer handles where you have one.
+M.signal_pid = C.signal_pid
+
+--- alive(pid) -> true while a process with that pid exists (zombies included)
+function M.alive(pid)
+  local ok, reason = C.signal_pid(pid, 0)
+  return ok or reason == "Operation not permitted"
+end
+
+--- cmdline(pid) -> the argv list of a running process (Linux /proc), or nil when it is gone
+function M.cmdline(pid)
+  local f = io.open("/proc/" .. math.tointeger(pid) .. "/cmdline", "rb")
+  if not f then return nil end
+  local raw = f:read("a")
+  f:close()
+  local argv = {}
+  for arg in raw:gmatch("([^%z]*)%z") do argv[#argv + 1] = arg end
+  return argv
+end
+
 return M

@@ -35,22 +35,26 @@ function M.locate(name)
   end
 end
 
---- Every script name: {name = origin}
+--- Lua files in `subdir` of every root: {name = path}; the first root that has a name wins.
+function M.in_roots(subdir)
+  local fs = require("opsh.fs")
+  local found = {}
+  for _, root in ipairs(runtime.roots()) do
+    for _, path in ipairs(fs.glob(root .. "/" .. subdir .. "/*.lua")) do
+      local n = path:match("([^/]+)%.lua$")
+      if found[n] == nil then found[n] = path end
+    end
+  end
+  return found
+end
+
+--- Every script name: {name = origin} ("bundled" or the local path that wins over it)
 function M.all()
   local names = {}
   for _, n in ipairs(runtime.embedded("script:")) do
     if not n:find("/") then names[n] = "bundled" end
   end
-  for _, root in ipairs(runtime.roots()) do
-    local p = io.popen('ls -1 "' .. root:gsub('"', '\\"') .. '/scripts" 2>/dev/null')
-    if p then
-      for f in p:lines() do
-        local n = f:match("^(.-)%.lua$")
-        if n and (names[n] == nil or names[n] == "bundled") then names[n] = root .. "/scripts/" .. f end
-      end
-      p:close()
-    end
-  end
+  for n, path in pairs(M.in_roots("scripts")) do names[n] = path end
   return names
 end
 

@@ -260,7 +260,9 @@ describe("opsh.fs", function()
     end
     opsh.sleep(0.05)
     for _, t in ipairs(tasks) do t:cancel() end
-    opsh.sleep(0.1)   -- requests already on the thread pool finish and clean up
+    -- requests already on the thread pool finish and clean up: wait for that, however loaded the machine
+    local deadline = require("opsh.time").monotonic() + 10
+    while open_fds() ~= fds and require("opsh.time").monotonic() < deadline do opsh.sleep(0.05) end
     assert.are.equal(fds, open_fds())
     for _, name in ipairs((fs.list(dir))) do
       assert.is_nil(name:find("%.tmp%-"), "temporary file left: " .. name)
