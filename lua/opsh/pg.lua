@@ -179,52 +179,58 @@ local function io_error(op, path, err)
   raise("io", string.format("%s %s: %s", op, path, err), {path = path})
 end
 
---- conn:copy_out(sql, {file = path} | {on_data = fn}) -> result (command, affected, bytes)
-function methods:copy_out(sql, opts)
-  if type(sql) ~= "string" then error("bad argument #1 to 'copy_out' (string expected)", 2) end
-  if type(opts) ~= "table" or (opts.file == nil) == (opts.on_data == nil) then
-    error("bad argument #2 to 'copy_out' (table with file or on_data expected)", 2)
-  end
+-- Runs fn(file) inside a COPY of direction `want` ("out" | "in"), with `path` (if any) opened with
+-- `how`. A COPY left unfinished (an error, a cancelled task) is cancelled on the server.
+local function with_copy(self, sql, want, path, how, fn)
   local f
-  if opts.file then
+  if path then
     local err
-    f, err = io.open(opts.file, "wb")
-    if not f then io_error("cannot open", opts.file, err) end
+    f, err = io.open(path, how)
+    if not f then io_error("cannot open", path, err) end
   end
   local done = false
   local _ <close> = closer(function()
     if f then f:close() end
     if not done then self:_abort(false) end
   end)
-  local mode = self:_copy(sql)
-  if mode ~= "out" then
-    pcall(self._copy_end, self, "copy_out expects COPY ... TO STDOUT")
-    done = true
-    raise("usage", "copy_out expects COPY ... TO STDOUT")
+  if self:_copy(sql) ~= want then
+    raise("usage", want == "out" and "copy_out expects COPY ... TO STDOUT" or "copy_in expects COPY ... FROM STDIN")
   end
-  local bytes = 0
-  while true do
-    local data, res = self:_copy_read()
-    if data then
-      bytes = bytes + #data
-      if f then
-        local ok, err = f:write(data)
-        if not ok then io_error("cannot write", opts.file, err) end
-      else
-        opts.on_data(data)
+  local res = fn(f)
+  done = true
+  if f then
+    local ok, err = f:close()
+    f = nil
+    if not ok then io_error("cannot write", path, err) end
+  end
+  return res
+end
+
+--- conn:copy_out(sql, {file = path} | {on_data = fn}) -> result (command, affected, bytes)
+function methods:copy_out(sql, opts)
+  if type(sql) ~= "string" then error("bad argument #1 to 'copy_out' (string expected)", 2) end
+  if type(opts) ~= "table" or (opts.file == nil) == (opts.on_data == nil) then
+    error("bad argument #2 to 'copy_out' (table with file or on_data expected)", 2)
+  end
+  return with_copy(self, sql, "out", opts.file, "wb", function(f)
+    local bytes = 0
+    while true do
+      local data, res = self:_copy_read()
+      if data then
+        bytes = bytes + #data
+        if f then
+          local ok, err = f:write(data)
+          if not ok then io_error("cannot write", opts.file, err) end
+        else
+          opts.on_data(data)
+        end
+      end
+      if res then
+        res.bytes = bytes
+        return res
       end
     end
-    if res then
-      done = true
-      if f then
-        local ok, err = f:close()
-        f = nil
-        if not ok then io_error("cannot write", opts.file, err) end
-      end
-      res.bytes = bytes
-      return res
-    end
-  end
+  end)
 end
 
 local CHUNK = 64 * 1024
@@ -235,41 +241,23 @@ function methods:copy_in(sql, opts)
   if type(opts) ~= "table" or (opts.file == nil) == (opts.source == nil) then
     error("bad argument #2 to 'copy_in' (table with file or source expected)", 2)
   end
-  local f, read
-  if opts.file then
-    local err
-    f, err = io.open(opts.file, "rb")
-    if not f then io_error("cannot open", opts.file, err) end
-    read = function() return f:read(CHUNK) end
-  else
-    read = opts.source
-  end
-  local done = false
-  local _ <close> = closer(function()
-    if f then f:close() end
-    if not done then self:_abort(false) end
-  end)
-  local mode = self:_copy(sql)
-  if mode ~= "in" then
-    raise("usage", "copy_in expects COPY ... FROM STDIN")
-  end
-  local ok, err = pcall(function()
-    while true do
-      local chunk = read()
-      if chunk == nil then break end
-      if type(chunk) ~= "string" then raise("usage", "copy_in source must return strings or nil") end
-      if #chunk > 0 then self:_copy_write(chunk) end
+  return with_copy(self, sql, "in", opts.file, "rb", function(f)
+    local read = f and function() return f:read(CHUNK) end or opts.source
+    local ok, err = pcall(function()
+      while true do
+        local chunk = read()
+        if chunk == nil then break end
+        if type(chunk) ~= "string" then raise("usage", "copy_in source must return strings or nil") end
+        if #chunk > 0 then self:_copy_write(chunk) end
+      end
+    end)
+    if not ok then
+      -- the server must see the COPY fail: a half-written table is never committed
+      pcall(self._copy_end, self, "aborted by the client")
+      error(err, 0)
     end
+    return self:_copy_end()
   end)
-  if not ok then
-    -- the server must see the COPY fail: a half-written table is never committed
-    pcall(self._copy_end, self, "aborted by the client")
-    done = true
-    error(err, 0)
-  end
-  local res = self:_copy_end()
-  done = true
-  return res
 end
 
 -- ---- pool ----

@@ -256,6 +256,12 @@ describe("opsh.pg", function()
     assert.is_false(ok)
     assert.matches("sink full", tostring(err))
     assert.are.equal(20000, c:query("SELECT count(*)::int AS n FROM numbers_restored")[1].n)
+    -- the wrong direction is refused and the COPY ended on the server
+    ok, err = pcall(c.copy_out, c, "COPY numbers_restored FROM STDIN", {on_data = print})
+    assert.are.equal("usage", err.kind)
+    ok, err = pcall(c.copy_in, c, "COPY numbers TO STDOUT", {source = function() end})
+    assert.are.equal("usage", err.kind)
+    assert.are.equal(20000, c:query("SELECT count(*)::int AS n FROM numbers_restored")[1].n)
     -- COPY through query() is refused instead of leaving the connection in COPY mode
     ok, err = pcall(c.query, c, "COPY numbers TO STDOUT")
     assert.are.equal("usage", err.kind)
