@@ -397,8 +397,6 @@ static void connect_step(pgconn *c) {
         connect_failed(c, PQerrorMessage(c->pg));
         return;
       }
-      const char *ds = PQparameterStatus(c->pg, "DateStyle");
-      c->timestamps_iso = ds && strncmp(ds, "ISO", 3) == 0;
       if (c->fd != PQsocket(c->pg) && arm(c, UV_READABLE) != 0) {
         connect_failed(c, "cannot watch the connection's socket");
         return;

@@ -109,11 +109,7 @@ static int wait_flushed(lua_State *L, pgconn *c) {
   return opsh_yield(L, pg_op_cancel, c, 0, flush_k);
 }
 
-/* the final status of a COPY FROM STDIN: the stack is conn, ... */
-static int finish_k(lua_State *L, int status, lua_KContext ctx) {
-  return pg_send_k(L, status, ctx);
-}
-
+/* the final status of a COPY FROM STDIN, as a query result or the server's error */
 static int collect_final(lua_State *L, pgconn *c) {
   c->state = PG_BUSY;
   pgop *op = pg_newop(L, c, OP_RESULT);
@@ -122,10 +118,10 @@ static int collect_final(lua_State *L, pgconn *c) {
   pg_flush(c);
   if (c->state == PG_BUSY && !c->flushing) pg_result_step(c);
   lua_KContext ctx = (lua_KContext)lua_gettop(L) << 2;   /* MODE_QUERY */
-  if (op->done) return finish_k(L, LUA_OK, ctx);
+  if (op->done) return pg_send_k(L, LUA_OK, ctx);
   op->task = me;
   pg_update_poll(c);
-  return opsh_yield(L, pg_op_cancel, c, ctx, finish_k);
+  return opsh_yield(L, pg_op_cancel, c, ctx, pg_send_k);
 }
 
 static int conn_copy_write(lua_State *L);

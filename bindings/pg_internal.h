@@ -36,7 +36,6 @@ typedef struct pgop {
   int done;            /* the callback finished this operation */
   int closed;          /* the connection was closed while the task waited */
   int timed_out;
-  int want_copy;       /* the statement is expected to start a COPY */
   PGresult *result;    /* the result to hand back: the first error, else the last result */
   char *err;           /* a connection-level error message (malloc'ed, secrets scrubbed) */
   PGnotify *notify;
@@ -65,7 +64,6 @@ typedef struct pgconn {
   double timeout;      /* connect timeout, seconds */
   char *notices[16];   /* notices received during the current operation */
   int nnotices;
-  int timestamps_iso;  /* DateStyle is ISO: timestamps can be rewritten as RFC 3339 */
 } pgconn;
 
 typedef struct pgud { pgconn *c; } pgud;

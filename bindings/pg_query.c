@@ -176,9 +176,9 @@ void pg_push_result(lua_State *L, pgconn *c, PGresult *r) {
   int nullidx = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, "opsh.pg.decode");
   int decidx = lua_gettop(L);
-  int iso = c->timestamps_iso;
+  /* timestamps are rewritten only from ISO output (a script may SET DateStyle) */
   const char *ds = PQparameterStatus(c->pg, "DateStyle");
-  if (ds) iso = strncmp(ds, "ISO", 3) == 0;
+  int iso = ds && strncmp(ds, "ISO", 3) == 0;
   /* column metadata, and the names on the stack for the rows */
   lua_createtable(L, ncols, 0);
   for (int j = 0; j < ncols; j++) {
@@ -364,8 +364,7 @@ static int send_start(lua_State *L, int mode) {
     return lua_error(L);
   }
   c->state = PG_BUSY;
-  pgop *op = pg_newop(L, c, OP_RESULT);
-  op->want_copy = mode == MODE_COPY;
+  pg_newop(L, c, OP_RESULT);
   pg_flush(c);
   return opsh_yield(L, pg_op_cancel, c, (lua_KContext)lua_gettop(L) << 2 | mode, pg_send_k);
 }
