@@ -55,7 +55,7 @@ local function median(t)
 end
 
 -- the machine is shared: alternate the contenders over ROUNDS and compare medians
-local ROUNDS = 3
+local ROUNDS = tonumber(os.getenv("ROUNDS")) or 5
 
 local ok, err = pcall(function()
   local params = server.connect_params({sslmode = "disable"})
