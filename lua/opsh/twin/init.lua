@@ -26,10 +26,34 @@ M.order = {"ca", "postgres", "redis", "azurite", "registry", "replica", "api"}
 
 local function fail(message, fields) error(core.error("twin", message, fields), 0) end
 
+--- wait_ready(p, port, log, [timeout = 30]): until the spawned process `p` accepts connections on port;
+-- if it exits first, raise with the end of its log instead of waiting out the timeout.
+function M.wait_ready(p, port, logfile, timeout)
+  local net = require("opsh.net")
+  local deadline = core.hrtime() + (timeout or 30)
+  while core.hrtime() < deadline do
+    if net.port_open("127.0.0.1", port) then return true end
+    if not p:running() then
+      local text = fs.exists(logfile) and fs.read(logfile) or ""
+      local tail = {}
+      for line in text:gmatch("[^\n]+") do tail[#tail + 1] = line end
+      fail(string.format("%s exited before it listened on %d: %s", p:_argv0() or "the process", port,
+        table.concat(tail, " | ", math.max(1, #tail - 2))), {log = logfile})
+    end
+    core.sleep(0.05)
+  end
+  fail(string.format("nothing listened on 127.0.0.1:%d within %g s (see %s)", port, timeout or 30, logfile))
+end
+
 --- The object components and API twins get: dir, state, ca paths, and state access.
 function M.handle(dir, st)
   return {
     dir = dir, state = st, ca = st.components.ca,
+    -- a component calls track() as soon as it has a pid, so a failed or cancelled start is cleaned up
+    track = function(name, pid, program)
+      st.components[name] = {pid = pid, program = program, starting = true}
+      state.save(dir, st)
+    end,
     read_state = function() return state.load(dir) end,
     update_state = function(fn) return state.update(dir, fn) end,
   }
@@ -76,21 +100,39 @@ function M.stop_process(name, rec)
   return "stopped"
 end
 
+-- the pid a daemon wrote in its pid file, for a component whose start did not get to record it
+local function pid_from_file(dir, name)
+  local c = M.components[name]
+  local path = c.pidfile and c.pidfile(dir)
+  if not path or not fs.exists(path) then return nil end
+  local pid = tonumber(fs.read(path):match("^%s*(%d+)"))
+  return pid and {pid = pid, program = c.program, stop_signal = c.stop_signal}
+end
+
+-- Stop every component (each on its own: one failure does not keep the others running), then remove
+-- their data. Raises afterwards with what could not be done.
 local function stop_all(dir, st)
+  local problems = {}
   for i = #M.order, 1, -1 do
     local name = M.order[i]
     local rec = st.components[name]
+    if not (rec and rec.pid) then rec = pid_from_file(dir, name) or rec end
     if rec then
-      M.stop_process(name, rec)
-      if rec.port then
-        pcall(require("opsh.net").wait_closed, "127.0.0.1", rec.port, {timeout = 10})
-      end
+      local ok, err = pcall(function()
+        M.stop_process(name, rec)
+        if rec.port then require("opsh.net").wait_closed("127.0.0.1", rec.port, {timeout = 10}) end
+      end)
+      if not ok then problems[#problems + 1] = name .. ": " .. tostring(err) end
     end
   end
   for _, name in ipairs(M.order) do
-    if name ~= "ca" and fs.exists(dir .. "/" .. name) then fs.rmtree(dir .. "/" .. name) end
+    if name ~= "ca" and fs.exists(dir .. "/" .. name) then
+      local ok, err = pcall(fs.rmtree, dir .. "/" .. name)
+      if not ok then problems[#problems + 1] = tostring(err) end
+    end
   end
   state.remove(dir)
+  if #problems > 0 then fail("stopping the twin left problems: " .. table.concat(problems, "; ")) end
 end
 
 --- status(dir) -> records {component, pid, state, detail}, and whether all are healthy.
@@ -141,17 +183,32 @@ function M.up(opts)
       if phase[1] == "seed" then
         seed_all(tw)
       else
-        require("opsh").parallel(phase, function(name)
-          local rec = M.components[name].start(tw)
-          st.components[name] = rec
-          if name == "ca" then tw.ca = rec end
-          state.save(dir, st)
-        end)
+        -- every start in the phase runs to its end, failed or not, before the next step: cancelling a
+        -- launcher half-way (initdb under runuser...) would leave work going on behind the cleanup
+        local tasks = {}
+        for i, name in ipairs(phase) do
+          tasks[i] = core.spawn(function()
+            local rec = M.components[name].start(tw)
+            st.components[name] = rec
+            if name == "ca" then tw.ca = rec end
+            state.save(dir, st)
+          end)
+        end
+        local first
+        for i, t in ipairs(tasks) do
+          local ok, err = pcall(t.wait, t)
+          if not ok and not first then
+            first = core.is_error(err) and err or core.error("twin", tostring(err))
+            first.message = phase[i] .. ": " .. first.message
+          end
+        end
+        if first then error(first, 0) end
       end
     end
   end)
   if not ok then
-    pcall(stop_all, dir, st)
+    local cleaned, cleanup_err = pcall(stop_all, dir, st)
+    if not cleaned then log.error(tostring(cleanup_err)) end
     if core.is_error(err) then error(err, 0) end
     fail("the twin did not start: " .. tostring(err))
   end

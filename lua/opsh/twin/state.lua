@@ -1,4 +1,4 @@
--- opsh.twin.state: the twin's one source of truth, DIR/state.json (mode 0600 in a 0700 directory).
+-- opsh.twin.state: the twin's one source of truth, DIR/state.json (mode 0600).
 -- Which components run (pids, ports), their credentials, and the platform facts the API twins
 -- mutate (which database is primary, the Redis key...). Every part reads it through here; writers
 -- take DIR/lock so two opsh processes never interleave read-modify-write.
@@ -74,7 +74,8 @@ end
 --- lock(dir) -> a guard to close (`local _ <close> = state.lock(dir)`): one twin command at a time per dir.
 -- A lock left by a process that died is taken over.
 function M.lock(dir)
-  fs.mkdir(dir, {parents = true, mode = tonumber("700", 8)})
+  -- 0711: the postgres system user (when root runs the twin) must reach its own directory inside
+  fs.mkdir(dir, {parents = true, mode = tonumber("711", 8)})
   local lockdir, owner = dir .. "/lock", dir .. "/lock/owner"
   local deadline = require("opsh.time").monotonic() + 30
   while not pcall(fs.mkdir, lockdir, {mode = tonumber("700", 8)}) do

@@ -33,7 +33,8 @@ function M.start(tw)
   local p = proc.spawn({argv = argv, detach = true, stdout_file = dir .. "/api.log", stderr = "stdout",
     env_add = {OPSH_TWIN_DIR = tw.dir}})
   local pid = p:pid()
-  net.wait_port("127.0.0.1", port, {timeout = 30})
+  tw.track(M.name, pid, M.program)
+  require("opsh.twin").wait_ready(p, port, dir .. "/api.log")
   local names = {}
   for _, mod in ipairs(M.plugins()) do names[#names + 1] = mod.name end
   return {pid = pid, program = M.program, host = "127.0.0.1", port = port, dir = dir, log = dir .. "/api.log",

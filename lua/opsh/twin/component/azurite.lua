@@ -35,7 +35,8 @@ function M.start(tw)
       "--cert", tw.ca.cert, "--key", tw.ca.key},
     detach = true, stdout_file = dir .. "/azurite.log", stderr = "stdout"})
   local pid = p:pid()
-  net.wait_port("127.0.0.1", port, {timeout = 30})
+  tw.track(M.name, pid, M.program)
+  require("opsh.twin").wait_ready(p, port, dir .. "/azurite.log")
   return {pid = pid, program = M.program, host = "127.0.0.1", port = port, dir = dir,
     log = dir .. "/azurite.log", account = M.account,
     endpoint = string.format("https://127.0.0.1:%d/%s", port, M.account)}

@@ -19,7 +19,7 @@ function M.start(tw)
   end
   local server = crypto.x509.create_cert({ca_cert = fs.read(ca_pem), ca_key = fs.read(ca_key),
     cn = "localhost", sans = {"localhost", "127.0.0.1"}, days = 825, server = true})
-  fs.write(dir .. "/server.key", server.key_pem, {mode = tonumber("644", 8)})
+  fs.write(dir .. "/server.key", server.key_pem, {mode = PRIVATE})
   fs.write(dir .. "/server.pem", server.cert_pem)
   return {ca = ca_pem, ca_key = ca_key, cert = dir .. "/server.pem", key = dir .. "/server.key"}
 end

@@ -24,7 +24,9 @@ local function check(tw, rec)
   return true, string.format("127.0.0.1:%d %s", rec.port, res and "read-only replica" or "read-write")
 end
 
-local primary = {name = "postgres", program = "postgres"}
+local primary = {name = "postgres", program = "postgres", stop_signal = "INT"}
+
+function primary.pidfile(dir) return dir .. "/postgres/data/postmaster.pid" end
 
 function primary.start(tw)
   local h = launcher.start({dir = tw.dir .. "/postgres", user = seed.admin_user, dbname = seed.database,
@@ -48,7 +50,9 @@ function primary.environment(tw, rec, env)
   env.twin.postgres_password = core.secret(rec.password)
 end
 
-local replica = {name = "replica", program = "postgres"}
+local replica = {name = "replica", program = "postgres", stop_signal = "INT"}
+
+function replica.pidfile(dir) return dir .. "/replica/data/postmaster.pid" end
 
 function replica.start(tw)
   local p = tw.state.components.postgres

@@ -6,6 +6,8 @@ local launcher = require("opsh.twin.redis")
 
 local M = {name = "redis", program = "redis-server"}
 
+function M.pidfile(dir) return dir .. "/redis/redis.pid" end
+
 function M.start(tw)
   local h = launcher.start({dir = tw.dir .. "/redis", tls = {cert = tw.ca.cert, key = tw.ca.key, ca = tw.ca.ca},
     tls_only = true, password = crypto.random_password(32, {url = true})})

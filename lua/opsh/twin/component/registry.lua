@@ -32,7 +32,8 @@ function M.start(tw)
   local p = proc.spawn({argv = {"docker-registry", "serve", dir .. "/config.yml"}, detach = true,
     stdout_file = dir .. "/registry.log", stderr = "stdout"})
   local pid = p:pid()
-  net.wait_port("127.0.0.1", port, {timeout = 30})
+  tw.track(M.name, pid, M.program)
+  require("opsh.twin").wait_ready(p, port, dir .. "/registry.log")
   return {pid = pid, program = M.program, host = "127.0.0.1", port = port, dir = dir,
     log = dir .. "/registry.log", login_server = "127.0.0.1:" .. port}
 end
