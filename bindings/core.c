@@ -110,6 +110,15 @@ static int task_result(lua_State *L) {
   return opsh_task_push_outcome(L, 1);
 }
 
+/* task:traceback() -> where a suspended or ready task is, as debug.traceback shows it; nil once finished */
+static int task_traceback(lua_State *L) {
+  opsh_task *t = opsh_task_checkud(L, 1);
+  lua_State *co = opsh_task_thread(t);
+  if (!co || opsh_task_finished(t)) return 0;
+  luaL_traceback(L, co, lua_pushfstring(L, "task %d (%s)", (int)t->id, opsh_task_status_name(t->status)), 0);
+  return 1;
+}
+
 static int task_tostring(lua_State *L) {
   opsh_task *t = opsh_task_checkud(L, 1);
   lua_pushfstring(L, "task %d (%s)", (int)t->id, opsh_task_status_name(t->status));
@@ -132,6 +141,7 @@ static const luaL_Reg task_methods[] = {
   {"status", task_status},
   {"id", task_id},
   {"result", task_result},
+  {"traceback", task_traceback},
   {NULL, NULL}
 };
 
@@ -186,6 +196,17 @@ static int core_yield(lua_State *L) {
 static int core_foreground(lua_State *L) {
   opsh_set_foreground(lua_isnoneornil(L, 1) ? NULL : opsh_task_checkud(L, 1));
   return 0;
+}
+
+/* tasks() -> every task that has not finished, newest first */
+static int core_tasks(lua_State *L) {
+  lua_newtable(L);
+  int n = 0;
+  for (opsh_task *t = opsh_rt->live; t; t = t->live_next) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->anchor);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
 }
 
 static int core_stats(lua_State *L) {
@@ -261,6 +282,7 @@ static const luaL_Reg core_funcs[] = {
   {"yield", core_yield},
   {"foreground", core_foreground},
   {"stats", core_stats},
+  {"tasks", core_tasks},
   {"hrtime", core_hrtime},
   {"error", core_error},
   {"is_error", core_is_error},

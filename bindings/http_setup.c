@@ -233,6 +233,11 @@ static void set_tls(lua_State *L, int spec, int anchors, http_xfer *x) {
     /* only the given CA is trusted, as kubeconfig's certificate-authority-data means */
     curl_easy_setopt(x->easy, CURLOPT_CAINFO, NULL);
     curl_easy_setopt(x->easy, CURLOPT_CAPATH, NULL);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* libcurl >= 7.87 keeps a CA file's store for 24 h by path: a CA file rewritten in place (the
+    ** twin's reset makes a new CA at the same path) would go on being trusted, the new one not */
+    curl_easy_setopt(x->easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
+#endif
   }
   lua_pop(L, 1);
   set_pem(L, spec, anchors, x, "ca", CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO);

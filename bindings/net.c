@@ -46,51 +46,74 @@ static int net_free_port(lua_State *L) {
   return 1;
 }
 
+/* A probe owns two handles (the socket and its deadline); it is freed when both have closed. */
 typedef struct probe {
   uv_tcp_t tcp;
+  uv_timer_t timer;
   uv_connect_t req;
   opsh_task *task;      /* NULL once the task no longer waits */
+  int open_handles;
 } probe;
 
-static void probe_closed(uv_handle_t *h) { free(h->data); }
+static void probe_closed(uv_handle_t *h) {
+  probe *p = h->data;
+  if (--p->open_handles == 0) free(p);
+}
 
-static void on_connect(uv_connect_t *req, int status) {
-  probe *p = req->data;
+/* [-0, +0, -] wake the task (once) with ok, reason, and close both handles */
+static void probe_finish(probe *p, int ok, const char *reason) {
   if (p->task) {
     lua_State *co = opsh_task_thread(p->task);
-    lua_pushboolean(co, status == 0);
-    lua_pushstring(co, status == 0 ? "open" : uv_strerror(status));
+    lua_pushboolean(co, ok);
+    lua_pushstring(co, reason);
     opsh_task_wake(p->task, 2);
+    p->task = NULL;
   }
   if (!uv_is_closing((uv_handle_t *)&p->tcp)) uv_close((uv_handle_t *)&p->tcp, probe_closed);
+  if (!uv_is_closing((uv_handle_t *)&p->timer)) uv_close((uv_handle_t *)&p->timer, probe_closed);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  probe_finish(req->data, status == 0, status == 0 ? "open" : uv_strerror(status));
+}
+
+/* a listener that takes no connections (a full backlog) never answers: the probe gives up */
+static void on_probe_timeout(uv_timer_t *h) {
+  probe_finish(h->data, 0, "timed out");
 }
 
 static void probe_cancel(void *ud) {
   probe *p = ud;
-  p->task = NULL;   /* the connect callback still runs, with UV_ECANCELED, before the close callback */
-  uv_close((uv_handle_t *)&p->tcp, probe_closed);
+  p->task = NULL;   /* the connect callback still runs, with UV_ECANCELED, before the close callbacks */
+  probe_finish(p, 0, NULL);
 }
 
 static int probe_k(lua_State *L, int status, lua_KContext ctx) { return 2; }
 
-/* port_open(host, port) -> true, "open" | false, reason (connection refused, ...) */
+/* port_open(host, port [, timeout = 2]) -> true, "open" | false, reason (connection refused, timed out...) */
 static int net_port_open(lua_State *L) {
   struct sockaddr_storage addr;
   check_addr(L, 1, 2, &addr);
+  lua_Number timeout = luaL_optnumber(L, 3, 2.0);
+  luaL_argcheck(L, timeout > 0, 3, "must be positive");
   opsh_task *t = opsh_task_check(L, "net.port_open");
   probe *p = calloc(1, sizeof *p);
   if (!p) return luaL_error(L, "out of memory");
-  p->task = t;
   p->req.data = p;
   p->tcp.data = p;
+  p->timer.data = p;
+  p->open_handles = 2;
   uv_tcp_init(opsh_loop(L), &p->tcp);
+  uv_timer_init(opsh_loop(L), &p->timer);
   int rc = uv_tcp_connect(&p->req, &p->tcp, (struct sockaddr *)&addr, on_connect);
   if (rc != 0) {
-    uv_close((uv_handle_t *)&p->tcp, probe_closed);
+    probe_finish(p, 0, NULL);
     lua_pushboolean(L, 0);
     lua_pushstring(L, uv_strerror(rc));
     return 2;
   }
+  p->task = t;
+  uv_timer_start(&p->timer, on_probe_timeout, (uint64_t)(timeout * 1000.0 + 0.5), 0);
   return opsh_yield(L, probe_cancel, p, 0, probe_k);
 }
 

@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
     code = 130;
   } else {
     /* the CLI reports every expected failure itself: this is a bug in opsh */
-    fprintf(stderr, "opsh: internal error: %s\n", lua_tostring(L, -1));
+    fprintf(stderr, "opsh: internal error: %s\n", luaL_tolstring(L, -2, NULL));
     code = 1;
   }
   fflush(stdout);

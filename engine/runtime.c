@@ -231,6 +231,7 @@ int opsh_runtime_run(lua_State *L, int nargs) {
 }
 
 void opsh_runtime_close(lua_State *L) {
+  opsh_cancel_all(L);   /* their cancel callbacks stop pending I/O while the tasks still exist */
   lua_close(L);
   opsh_sched_close(L);
 }

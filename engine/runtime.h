@@ -22,6 +22,7 @@ struct opsh_task {
   void *cancel_ud;
   uv_timer_t *timer;        /* sleep and wait deadlines; malloc'ed, freed in its close callback */
   struct opsh_task *prev, *next;  /* ready queue */
+  struct opsh_task *live_prev, *live_next;  /* every task not yet finished */
 };
 
 typedef struct opsh_runtime {
@@ -30,6 +31,7 @@ typedef struct opsh_runtime {
   uv_idle_t idle;           /* active while the ready queue is not empty */
   uv_async_t interrupt;     /* SIGINT, from the signal handler to the loop */
   opsh_task *ready_head, *ready_tail;
+  opsh_task *live;          /* tasks not yet finished, newest first */
   opsh_task *running;
   opsh_task *foreground;    /* what Ctrl-C cancels */
   volatile sig_atomic_t interrupts;
@@ -58,6 +60,8 @@ int opsh_task_push_outcome(lua_State *L, int taskidx);
 /* run the loop until task at idx finishes */
 void opsh_sched_run_until(lua_State *L, int taskidx);
 void opsh_set_foreground(opsh_task *t);
+/* cancel every task that has not finished (at shutdown: their pending I/O stops before the state closes) */
+void opsh_cancel_all(lua_State *L);
 opsh_task *opsh_task_touserdata(lua_State *L, int idx);
 opsh_task *opsh_task_checkud(lua_State *L, int idx);
 int opsh_task_finished(opsh_task *t);

@@ -104,6 +104,9 @@ static void task_finish(lua_State *L, opsh_task *t, int status) {
   wake_waiters(L, idx);
   luaL_unref(L, LUA_REGISTRYINDEX, t->anchor);
   t->anchor = LUA_NOREF;
+  if (t->live_prev) t->live_prev->live_next = t->live_next; else opsh_rt->live = t->live_next;
+  if (t->live_next) t->live_next->live_prev = t->live_prev;
+  t->live_prev = t->live_next = NULL;
   opsh_rt->live_tasks--;
   lua_pop(L, 1);
 }
@@ -244,6 +247,9 @@ opsh_task *opsh_task_spawn(lua_State *L, int nargs) {
   t->nargs = nargs;
   t->status = OPSH_TASK_READY;
   R->live_tasks++;
+  t->live_next = R->live;
+  if (R->live) R->live->live_prev = t;
+  R->live = t;
   ready_push(t);
   return t;
 }
@@ -286,6 +292,20 @@ int opsh_task_push_outcome(lua_State *L, int idx) {
 }
 
 void opsh_set_foreground(opsh_task *t) { opsh_rt->foreground = t; }
+
+void opsh_cancel_all(lua_State *L) {
+  opsh_runtime *R = opsh_rt;
+  opsh_task *t = R->live;
+  while (t) {
+    opsh_task *next = t->live_next;
+    if (t->status != OPSH_TASK_RUNNING) {
+      opsh_task_cancel(L, t, "cancelled");
+      next = R->live;   /* cancelling may finish or spawn others: start over */
+      if (next == t) break;
+    }
+    t = next;
+  }
+}
 
 void opsh_sched_run_until(lua_State *L, int idx) {
   opsh_runtime *R = opsh_rt;

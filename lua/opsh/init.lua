@@ -10,6 +10,7 @@ M.spawn = core.spawn
 M.sleep = core.sleep
 M.yield = core.yield
 M.current = core.current
+M.tasks = core.tasks
 M.secret = core.secret
 M.is_secret = core.is_secret
 M.is_error = core.is_error

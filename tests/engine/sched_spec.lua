@@ -117,3 +117,19 @@ describe("opsh scheduler", function()
     assert.is_true(s == opsh.secret("hunter2"))
   end)
 end)
+
+describe("opsh.tasks", function()
+  it("lists the live tasks and shows where a suspended one waits", function()
+    local t = opsh.spawn(function() opsh.sleep(5) end)
+    opsh.yield()
+    local found = false
+    for _, task in ipairs(opsh.tasks()) do if task == t then found = true end end
+    assert.is_true(found)
+    local tb = t:traceback()
+    assert.matches("task %d+ %(suspended%)", tb)
+    assert.matches("sleep'", tb)
+    t:cancel()
+    assert.is_nil(t:traceback())
+    for _, task in ipairs(opsh.tasks()) do assert.are_not.equal(t, task) end
+  end)
+end)

@@ -126,9 +126,14 @@ local function stop_all(dir, st)
     end
   end
   for _, name in ipairs(M.order) do
-    if name ~= "ca" and fs.exists(dir .. "/" .. name) then
-      local ok, err = pcall(fs.rmtree, dir .. "/" .. name)
-      if not ok then problems[#problems + 1] = tostring(err) end
+    local c = M.components[name]
+    local dirs = c.data_dirs and c.data_dirs(dir) or {}
+    if name ~= "ca" then dirs[#dirs + 1] = dir .. "/" .. name end
+    for _, d in ipairs(dirs) do
+      if fs.exists(d) then
+        local ok, err = pcall(fs.rmtree, d)
+        if not ok then problems[#problems + 1] = tostring(err) end
+      end
     end
   end
   state.remove(dir)

@@ -7,6 +7,23 @@ local crypto = require("opsh.crypto")
 local launcher = require("opsh.twin.postgres")
 local seed = require("opsh.twin.seed")
 
+-- Where the servers' directories go. As root the servers run as the `postgres` system user, which
+-- cannot enter a private tree such as /root/.local/state: their directories then live under
+-- /var/tmp/opsh-twin-<hash of the twin dir> instead (recorded in the state, removed by `down`).
+local function base(dir)
+  local f = io.open("/proc/self/status")
+  local uid = f and f:read("a"):match("\nUid:%s+(%d+)")
+  if f then f:close() end
+  if uid ~= "0" then return dir end
+  return "/var/tmp/opsh-twin-" .. crypto.sha256_hex(dir):sub(1, 16)
+end
+
+local function prepare(dir)
+  local b = base(dir)
+  if b ~= dir then require("opsh.fs").mkdir(b, {parents = true, mode = tonumber("711", 8)}) end
+  return b
+end
+
 local function record(h, role)
   return {pid = h.pid, program = "postgres", stop_signal = "INT", host = h.host, port = h.port, user = h.user,
     password = core.reveal(h.password), dbname = h.dbname, dir = h.dir, data = h.data, log = h.log,
@@ -26,10 +43,11 @@ end
 
 local primary = {name = "postgres", program = "postgres", stop_signal = "INT"}
 
-function primary.pidfile(dir) return dir .. "/postgres/data/postmaster.pid" end
+function primary.pidfile(dir) return base(dir) .. "/postgres/data/postmaster.pid" end
+function primary.data_dirs(dir) return {base(dir) .. "/postgres"} end
 
 function primary.start(tw)
-  local h = launcher.start({dir = tw.dir .. "/postgres", user = seed.admin_user, dbname = seed.database,
+  local h = launcher.start({dir = prepare(tw.dir) .. "/postgres", user = seed.admin_user, dbname = seed.database,
     password = crypto.random_password(24, {url = true}), wal_archive = true, seed_sql = seed.sql,
     tls = {cert = tw.ca.cert, key = tw.ca.key, ca = tw.ca.ca}})
   return record(h, "primary")
@@ -52,11 +70,12 @@ end
 
 local replica = {name = "replica", program = "postgres", stop_signal = "INT"}
 
-function replica.pidfile(dir) return dir .. "/replica/data/postmaster.pid" end
+function replica.pidfile(dir) return base(dir) .. "/replica/data/postmaster.pid" end
+function replica.data_dirs(dir) return {base(dir) .. "/replica"} end
 
 function replica.start(tw)
   local p = tw.state.components.postgres
-  local h = launcher.start_replica({dir = tw.dir .. "/replica", name = "psql_legal_twin_replica",
+  local h = launcher.start_replica({dir = prepare(tw.dir) .. "/replica", name = "psql_legal_twin_replica",
     primary = {host = p.host, port = p.port, user = p.user, password = core.secret(p.password),
       dbname = p.dbname, archive_dir = p.archive_dir, tls = {cert = tw.ca.cert, key = tw.ca.key, ca = tw.ca.ca}}})
   return record(h, "replica")
