@@ -197,9 +197,8 @@ function M.write_atomic(path, data, opts)
   f:close()
   C.rename(tmp, path)
   committed = true
-  local d = C.open(dir, "r")
+  local d <close> = C.open(dir, "r")   -- closed even if the task is cancelled during the sync
   pcall(d.sync, d)   -- some file systems refuse fsync on a directory
-  d:close()
 end
 
 --- write(path, data [, {mode=, atomic=false}]): create or truncate, then write
