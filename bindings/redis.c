@@ -12,7 +12,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <netinet/in.h>
 #include <hiredis/adapters/libuv.h>
 #include "redis_int.h"
 #if RTLS_NATIVE
@@ -646,22 +645,6 @@ int rconn_connect_k(lua_State *L, int status, lua_KContext ctx) {
   return 1;
 }
 
-/* free_port() -> a TCP port on 127.0.0.1 that was free a moment ago (for launchers) */
-static int redis_free_port(lua_State *L) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  int ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-           getsockname(fd, (struct sockaddr *)&sa, &len) == 0;
-  if (fd >= 0) close(fd);
-  if (!ok) return opsh_error(L, "io", "no free port on 127.0.0.1");
-  lua_pushinteger(L, ntohs(sa.sin_port));
-  return 1;
-}
-
 static int redis_set_null(lua_State *L) {
   luaL_checkany(L, 1);
   rconn_set_null(L, 1);
@@ -685,7 +668,6 @@ static const luaL_Reg conn_meta[] = {
 static const luaL_Reg redis_funcs[] = {
   {"connect", redis_connect},
   {"batch", rconn_batch_new},
-  {"free_port", redis_free_port},
   {"set_null", redis_set_null},
   {NULL, NULL}
 };

@@ -164,8 +164,9 @@ local function write_file(fname, path, data, opts, how)
   check_data(fname, 2, data)
   local mode = parse_mode(fname, 3, opts and opts.mode)
   local f <close> = C.open(path, how, mode or 438)
+  -- exactly this mode, whatever the umask or an older file had, before any byte is written
+  if mode then f:chmod(mode) end
   f:write(data)
-  if mode then f:chmod(mode) end   -- exactly this mode, whatever the umask or an older file had
   f:close()
 end
 

@@ -349,7 +349,7 @@ describe("opsh.redis", function()
 
   describe("connections", function()
     it("raises {kind='connect'} when nothing listens", function()
-      local port = require("opsh._redis").free_port()
+      local port = require("opsh.net").free_port()
       local ok, err = opsh.try(redis.connect, {port = port})
       assert.is_false(ok)
       assert.are.equal("connect", err.kind)

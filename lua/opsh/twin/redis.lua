@@ -2,31 +2,33 @@
 -- start{dir=, port=, tls={cert=, key=, ca=}, tls_only=, password=} -> handle with host, port,
 -- tls_port, password, pid, dir, stop(), restart(), options(). The password goes into the
 -- config file (mode 0600 in a 0700 directory), never on redis-server's command line. The
--- server daemonizes with a pidfile; stop() ends exactly that pid.
-local C = require("opsh._redis")
+-- server daemonizes with a pidfile; stop() ends exactly that pid. Every wait suspends only the
+-- calling task: no shell, no blocking call.
 local core = require("opsh._core")
+local fs = require("opsh.fs")
+local net = require("opsh.net")
+local proc = require("opsh.proc")
 
 local M = {}
 
 local H = {}
 H.__index = H
 
-local function q(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function sleep(s)
-  if not pcall(core.sleep, s) then os.execute("sleep " .. s) end
-end
+local PRIVATE_DIR, PRIVATE_FILE = tonumber("700", 8), tonumber("600", 8)
+local POLL = 0.02
 
 local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
+  return fs.exists(path) and fs.read(path) or nil
 end
 
-local function alive(pid)
-  return pid and os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+-- waits while pid exists, up to timeout seconds; true once it is gone
+local function wait_gone(pid, timeout)
+  local deadline = core.hrtime() + timeout
+  while proc.alive(pid) do
+    if core.hrtime() >= deadline then return false end
+    core.sleep(POLL)
+  end
+  return true
 end
 
 -- a value for redis.conf: double-quoted, every byte but [%w./_-] as \xHH
@@ -55,41 +57,41 @@ local function write_config(h)
   end
   if h.password then lines[#lines + 1] = "requirepass " .. conf_value(core.reveal(h.password)) end
   local path = h.dir .. "/redis.conf"
-  os.remove(path)
-  local f = assert(io.open(path, "wb"))
-  os.execute("chmod 600 " .. q(path))
-  f:write(table.concat(lines, "\n"), "\n")
-  f:close()
+  fs.write(path, table.concat(lines, "\n") .. "\n", {mode = PRIVATE_FILE})
   return path
 end
 
--- launch and wait until it accepts connections; nil, why on failure
+-- launch and wait until it accepts connections; nil, why, port_in_use on failure
 function H:_launch()
   local conf = write_config(self)
-  local log = io.open(self.logfile, "rb")
-  local offset = log and log:seek("end") or 0
-  if log then log:close() end
-  os.remove(self.pidfile)
-  local errfile = self.dir .. "/start.err"
-  if os.execute("redis-server " .. q(conf) .. " >/dev/null 2>" .. q(errfile)) ~= true then
-    return nil, "redis-server did not start: " .. (read(errfile) or ""):gsub("%s+$", "")
+  local st = fs.stat(self.logfile)
+  local offset = st and st.size or 0
+  if fs.exists(self.pidfile) then fs.remove(self.pidfile) end
+  -- with daemonize, redis-server forks and its first process exits once the daemon is on its way
+  local r = proc.run({argv = {"redis-server", conf}, stdout = "capture", stderr = "stdout", check = false,
+    timeout = 30})
+  if r.code ~= 0 then
+    return nil, "redis-server did not start: " .. (r.stdout or ""):gsub("%s+$", "")
   end
+  local listen = self.port or self.tls_port
   local deadline = core.hrtime() + 15
   while core.hrtime() < deadline do
     local text = (read(self.logfile) or ""):sub(offset + 1)
     local pid = tonumber(read(self.pidfile) or "")
     if pid then self.pid = pid end
-    if text:find("Ready to accept connections", 1, true) and pid then return true end
+    if text:find("Ready to accept connections", 1, true) and pid and net.port_open(self.host, listen) then
+      return true
+    end
     local failure = text:match("#%s*(Failed[^\n]*)") or text:match("#%s*([^\n]*aborting[^\n]*)")
-    if not failure and pid and not alive(pid) then
+    if not failure and pid and not proc.alive(pid) then
       failure = "it exited: " .. (text:match("([^\n]+)\n*$") or "no log")
     end
     if failure then
-      if alive(self.pid) then os.execute("kill " .. self.pid) end
+      if self.pid and proc.alive(self.pid) then proc.signal_pid(self.pid, "TERM") end
       self.pid = nil
       return nil, failure, text:find("in use", 1, true) ~= nil
     end
-    sleep(0.02)
+    core.sleep(POLL)
   end
   return nil, "redis-server was not ready within 15 s (see " .. self.logfile .. ")"
 end
@@ -102,13 +104,14 @@ function M.start(opts)
     error("bad argument #1 to 'start' (tls needs cert and key files)", 2)
   end
   if opts.tls_only and not opts.tls then error("bad argument #1 to 'start' (tls_only needs tls)", 2) end
-  os.execute("mkdir -p " .. q(opts.dir) .. " && chmod 700 " .. q(opts.dir))
-  local h = setmetatable({host = "127.0.0.1", dir = opts.dir, password = opts.password,
-    tls = opts.tls, pidfile = opts.dir .. "/redis.pid", logfile = opts.dir .. "/redis.log"}, H)
+  if not fs.mkdir(opts.dir, {parents = true, mode = PRIVATE_DIR}) then fs.chmod(opts.dir, PRIVATE_DIR) end
+  local h = setmetatable({host = "127.0.0.1", dir = opts.dir,
+    password = opts.password and core.secret(opts.password), tls = opts.tls,
+    pidfile = opts.dir .. "/redis.pid", logfile = opts.dir .. "/redis.log"}, H)
   local why
   for _ = 1, 5 do
-    h.port = not opts.tls_only and (opts.port or C.free_port()) or nil
-    h.tls_port = opts.tls and (opts.tls_port or C.free_port()) or nil
+    h.port = not opts.tls_only and (opts.port or net.free_port()) or nil
+    h.tls_port = opts.tls and (opts.tls_port or net.free_port()) or nil
     local ok, in_use
     ok, why, in_use = h:_launch()
     if ok then return h end
@@ -122,12 +125,14 @@ function H:stop()
   local pid = self.pid
   if not pid then return end
   self.pid = nil
-  os.execute("kill " .. pid .. " 2>/dev/null")
-  local deadline = core.hrtime() + 10
-  while alive(pid) and core.hrtime() < deadline do sleep(0.02) end
-  if alive(pid) then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
-  while alive(pid) do sleep(0.02) end
-  os.remove(self.pidfile)
+  proc.signal_pid(pid, "TERM")
+  if not wait_gone(pid, 10) then
+    proc.signal_pid(pid, "KILL")
+    if not wait_gone(pid, 10) then
+      error(core.error("twin", string.format("redis-server (pid %d) survived SIGKILL", pid), {pid = pid}), 0)
+    end
+  end
+  if fs.exists(self.pidfile) then fs.remove(self.pidfile) end
 end
 
 --- handle:restart(): stop, then start again on the same ports.
