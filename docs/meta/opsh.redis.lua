@@ -16,7 +16,7 @@ redis.READONLY = {}
 ---@field host? string default 127.0.0.1
 ---@field port? integer default 6379 (6380 with tls)
 ---@field username? string ACL user
----@field password? string|opsh.secret
+---@field password? opsh.secret
 ---@field db? integer selected on every (re)connect
 ---@field tls? boolean
 ---@field ca? string PEM text or a PEM file (default: system store)
@@ -102,7 +102,7 @@ local twin_redis = {}
 ---@field host string
 ---@field port? integer
 ---@field tls_port? integer
----@field password? string|opsh.secret
+---@field password? opsh.secret
 ---@field pid integer
 ---@field dir string
 local handle = {}
