@@ -4,6 +4,7 @@
 -- through stat/exists is nil/false, not an error.
 local C = require("opsh._fs")
 local core = require("opsh._core")
+local lines = require("opsh.lines")
 
 local M = {}
 
@@ -104,37 +105,7 @@ end
 
 --- file:lines() -> iterator over the lines (without "\n"), reading 64 KiB at a time
 function file_methods:lines()
-  local buf, queue, head, eof = {}, {}, 1, false
-  return function()
-    while true do
-      if head <= #queue then
-        local l = queue[head]
-        queue[head] = nil
-        head = head + 1
-        return l
-      end
-      if eof then return nil end
-      queue, head = {}, 1
-      local chunk = self:read(65536)
-      if not chunk then
-        eof = true
-        if #buf > 0 then queue[1] = table.concat(buf); buf = {} end
-      elseif not chunk:find("\n", 1, true) then
-        buf[#buf + 1] = chunk
-      else
-        local s = #buf > 0 and (table.concat(buf) .. chunk) or chunk
-        buf = {}
-        local pos = 1
-        while true do
-          local nl = s:find("\n", pos, true)
-          if not nl then break end
-          queue[#queue + 1] = s:sub(pos, nl - 1)
-          pos = nl + 1
-        end
-        if pos <= #s then buf[1] = s:sub(pos) end
-      end
-    end
-  end
+  return lines.iterator(function() return self:read(65536) end, true)
 end
 
 --- open(path [, how="r" [, {mode=}]]) -> file: "r", "w" (truncate), "a" (append), "r+", "w+", "a+",

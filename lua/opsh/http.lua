@@ -4,6 +4,7 @@
 -- one deadline, streaming callbacks, structured errors whose URLs carry no secrets.
 local core = require("opsh._core")
 local C = require("opsh._http")
+local lines = require("opsh.lines")
 
 local M = {}
 
@@ -204,14 +205,7 @@ end
 
 -- ---- retries ----
 
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
-  local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  return era * 146097 + doe - 719468
-end
+local days_from_civil = require("opsh.time").days_from_civil
 
 local MONTHS = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, Aug = 8, Sep = 9,
   Oct = 10, Nov = 11, Dec = 12}
@@ -271,34 +265,6 @@ local function stream_attempt(req, spec)
   local res, err = x:finish()
   if res then res.body = table.concat(parts) end
   return res, err, false
-end
-
-local function line_splitter(on_line)
-  local pending = ""
-  local function deliver(chunk)
-    local data = pending .. chunk
-    local start = 1
-    while true do
-      local nl = data:find("\n", start, true)
-      if not nl then break end
-      local stop = nl - 1
-      if stop >= start and data:byte(stop) == 13 then stop = stop - 1 end
-      if on_line(data:sub(start, stop)) == false then
-        pending = ""
-        return false
-      end
-      start = nl + 1
-    end
-    pending = data:sub(start)
-  end
-  local function flush()
-    if pending ~= "" then
-      local last = pending
-      pending = ""
-      on_line(last)
-    end
-  end
-  return deliver, flush
 end
 
 -- ---- the request ----
@@ -415,7 +381,7 @@ local function prepare(opts, fname)
     missing_ok = opts.missing_ok == true, max_body = max_body or math.huge,
   }
   if opts.on_line then
-    req.deliver, req.flush = line_splitter(opts.on_line)
+    req.deliver, req.flush = lines.splitter(opts.on_line)
   else
     req.deliver = opts.on_data
   end

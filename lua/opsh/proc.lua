@@ -3,6 +3,7 @@
 -- The C part (opsh._proc) spawns on libuv; this layer holds the defaults and the policy.
 local C = require("opsh._proc")
 local core = require("opsh._core")
+local lines = require("opsh.lines")
 
 local M = {}
 
@@ -112,38 +113,6 @@ local function last_line(lines)
   end
 end
 
--- Splits chunks into lines (without "\n" or "\r\n"); the last partial line comes at the end.
-local function line_splitter(emit)
-  local parts = {}   -- the partial line so far, in pieces (a long line costs no quadratic copying)
-  local self = {}
-  function self.feed(chunk)
-    if not string.find(chunk, "\n", 1, true) then
-      parts[#parts + 1] = chunk
-      return
-    end
-    local s = #parts > 0 and (table.concat(parts) .. chunk) or chunk
-    parts = {}
-    local pos = 1
-    while true do
-      local nl = string.find(s, "\n", pos, true)
-      if not nl then break end
-      local stop = nl - 1
-      if string.byte(s, stop) == 13 then stop = stop - 1 end
-      emit(string.sub(s, pos, stop))
-      pos = nl + 1
-    end
-    if pos <= #s then parts[1] = string.sub(s, pos) end
-  end
-  function self.finish()
-    if #parts > 0 then
-      local l = table.concat(parts)
-      parts = {}
-      emit(l)
-    end
-  end
-  return self
-end
-
 -- The error for an outcome that check rejects, or nil.
 local function outcome_error(r, argv0, opts, tail)
   local fields = {argv0 = argv0, exit_code = r.code, signal = r.signal, stderr = tail, elapsed = r.elapsed,
@@ -188,23 +157,23 @@ function M.run(opts)
   local p <close> = C.spawn(spec)
   local stderr_tail
   if handlers.stdout or handlers.stderr then
-    local splitters = {}
+    local feed, finish = {}, {}
     if handlers.stderr then
       stderr_tail = {}
       local fn = handlers.stderr
-      splitters.stderr = line_splitter(function(line)
+      feed.stderr, finish.stderr = lines.splitter(function(line)
         stderr_tail[#stderr_tail + 1] = line
         if #stderr_tail > STDERR_TAIL_LINES then table.remove(stderr_tail, 1) end
         fn(line)
       end)
     end
-    if handlers.stdout then splitters.stdout = line_splitter(handlers.stdout) end
+    if handlers.stdout then feed.stdout, finish.stdout = lines.splitter(handlers.stdout) end
     while true do
       local name, chunk = p:read()
       if not name then break end
-      splitters[name].feed(chunk)
+      feed[name](chunk)
     end
-    for _, s in pairs(splitters) do s.finish() end
+    for _, f in pairs(finish) do f() end
   end
   return finish(p:_wait(), argv0, opts, stderr_tail)
 end
@@ -252,28 +221,10 @@ function methods:lines(stream)
     error(core.error("usage", string.format("%s is not a pipe (spawn with %s='pipe' to read its lines)",
       stream, stream)), 2)
   end
-  local queue, head = {}, 1
-  local done = false
-  local splitter = line_splitter(function(line) queue[#queue + 1] = line end)
-  return function()
-    while true do
-      if head <= #queue then
-        local l = queue[head]
-        queue[head] = nil
-        head = head + 1
-        return l
-      end
-      if done then return nil end
-      queue, head = {}, 1
-      local name, chunk = self:read(stream)
-      if name then
-        splitter.feed(chunk)
-      else
-        done = true
-        splitter.finish()
-      end
-    end
-  end
+  return lines.iterator(function()
+    local name, chunk = self:read(stream)
+    return name and chunk
+  end)
 end
 
 --- process:stop([grace]) -> outcome: TERM, KILL after the grace (default kill_grace), then wait
