@@ -27,8 +27,8 @@ static void xfer_close(http_xfer *x) {
   http_xfer_release(x);
   x->waiter = NULL;
   x->state = XF_CLOSED;
-  http_buf_free(&x->body);
-  http_buf_free(&x->head);
+  byte_buf_free(&x->body);
+  byte_buf_free(&x->head);
 }
 
 static http_xfer *xfer_check(lua_State *L, int idx) {

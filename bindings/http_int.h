@@ -8,20 +8,13 @@
 
 #include <curl/curl.h>
 #include "opsh.h"
+#include "buf.h"
 
 #define HTTP_XFER_META "opsh.http.transfer"
 
 /* a streamed body is paused once this much is waiting to be read by the task */
 #define HTTP_STREAM_HIGH_WATER (1024 * 1024)
 
-typedef struct http_buf {
-  char *data;
-  size_t len, cap;
-} http_buf;
-
-/* 0 when out of memory */
-int http_buf_append(http_buf *b, const char *p, size_t n);
-void http_buf_free(http_buf *b);
 
 enum http_state { XF_NEW, XF_RUNNING, XF_DONE, XF_CLOSED };
 enum http_wait { WAIT_NONE, WAIT_HEAD, WAIT_DATA, WAIT_DONE };
@@ -43,8 +36,8 @@ typedef struct http_xfer {
   long status;                /* status of the current response, 0 before one */
   long version;               /* CURL_HTTP_VERSION_* of the finished transfer */
   curl_off_t max_body;        /* 0: no limit */
-  http_buf body;              /* the buffered body, or the chunks not yet read (stream) */
-  http_buf head;              /* header lines of the current response */
+  byte_buf body;              /* the buffered body, or the chunks not yet read (stream) */
+  byte_buf head;              /* header lines of the current response */
   int upload_fd;              /* body_file, -1 if none */
   opsh_task *waiter;          /* the task suspended on this transfer */
   int waiting_for;            /* enum http_wait */

@@ -11,26 +11,6 @@
 #include <errno.h>
 #include "http_int.h"
 
-int http_buf_append(http_buf *b, const char *p, size_t n) {
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n) cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) return 0;
-    b->data = d;
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  return 1;
-}
-
-void http_buf_free(http_buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
-}
-
 /* ---- curl callbacks ---- */
 
 size_t http_on_write(char *p, size_t size, size_t n, void *ud) {
@@ -41,7 +21,7 @@ size_t http_on_write(char *p, size_t size, size_t n, void *ud) {
       x->paused = 1;   /* curl keeps this chunk and offers it again after curl_easy_pause */
       return CURL_WRITEFUNC_PAUSE;
     }
-    if (!http_buf_append(&x->body, p, len)) {
+    if (byte_buf_add(&x->body, p, len) != 0) {
       x->nomem = 1;
       return 0;
     }
@@ -53,7 +33,7 @@ size_t http_on_write(char *p, size_t size, size_t n, void *ud) {
     x->too_large = 1;
     return 0;   /* CURLE_WRITE_ERROR ends the transfer */
   }
-  if (!http_buf_append(&x->body, p, len)) {
+  if (byte_buf_add(&x->body, p, len) != 0) {
     x->nomem = 1;
     return 0;
   }
@@ -83,7 +63,7 @@ size_t http_on_header(char *p, size_t size, size_t n, void *ud) {
   } else if (len > 9 && strncasecmp(p, "location:", 9) == 0) {
     x->has_location = 1;
   }
-  if (!http_buf_append(&x->head, p, len)) {
+  if (byte_buf_add(&x->head, p, len) != 0) {
     x->nomem = 1;
     return 0;
   }
@@ -190,7 +170,7 @@ void http_push_response(lua_State *L, http_xfer *x) {
     lua_pushstring(L, v);
     lua_setfield(L, -2, "version");
   }
-  http_buf_free(&x->body);
+  byte_buf_free(&x->body);
 }
 
 int http_xfer_failed(http_xfer *x) {

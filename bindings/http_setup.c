@@ -67,8 +67,8 @@ static char *build_url(lua_State *L, int spec, size_t *out_len) {
   size_t ulen;
   const char *url = luaL_checklstring(L, -1, &ulen);
   lua_pop(L, 1);
-  http_buf b = {0};
-  int ok = http_buf_append(&b, url, ulen);
+  byte_buf b = {0};
+  int ok = byte_buf_add(&b, url, ulen) == 0;
   if (field(L, spec, "query") == LUA_TTABLE) {
     int q = lua_gettop(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, q);
@@ -83,15 +83,15 @@ static char *build_url(lua_State *L, int spec, size_t *out_len) {
                         ? opsh_secret_check(L, -1, &vlen) : NULL;
       if (!k || !v) {
         OPENSSL_cleanse(b.data, b.len);
-        http_buf_free(&b);
+        byte_buf_free(&b);
         luaL_error(L, "http: query entries must be strings");
       }
       char *ek = curl_easy_escape(NULL, k, (int)klen);
       char *ev = curl_easy_escape(NULL, v, (int)vlen);
       if (!ek || !ev) ok = 0;
-      if (ok && sep) ok = http_buf_append(&b, &sep, 1);
-      if (ok) ok = http_buf_append(&b, ek, strlen(ek)) && http_buf_append(&b, "=", 1) &&
-                   http_buf_append(&b, ev, strlen(ev));
+      if (ok && sep) ok = byte_buf_add(&b, &sep, 1) == 0;
+      if (ok) ok = byte_buf_add(&b, ek, strlen(ek)) == 0 && byte_buf_add(&b, "=", 1) == 0 &&
+                   byte_buf_add(&b, ev, strlen(ev)) == 0;
       sep = '&';
       if (ev) OPENSSL_cleanse(ev, strlen(ev));
       curl_free(ek);
@@ -100,10 +100,10 @@ static char *build_url(lua_State *L, int spec, size_t *out_len) {
     }
   }
   lua_pop(L, 1);
-  if (ok) ok = http_buf_append(&b, "", 1);
+  if (ok) ok = byte_buf_add(&b, "", 1) == 0;
   if (!ok) {
     if (b.data) OPENSSL_cleanse(b.data, b.len);
-    http_buf_free(&b);
+    byte_buf_free(&b);
     luaL_error(L, "out of memory");
   }
   *out_len = b.len - 1;

@@ -1,11 +1,12 @@
 /*
-** json.h — internal to the opsh._json module (json.c, json_encode.c): the registry names of
-** the null sentinel and the array markers, and the parts' shared entry points.
+** json.h — internal to the opsh._json module (json.c, json_encode.c, json_walk.c) and opsh._yaml's
+** emitter: the registry names of the null sentinel and the array markers, and the shared entry points.
 */
 #ifndef opsh_json_h
 #define opsh_json_h
 
 #include "opsh.h"
+#include "buf.h"
 
 #define JSON_ARRAY_META "opsh.json.array"       /* metatable of arrays (decoded or json.array) */
 #define JSON_EMPTY_META "opsh.json.empty_array" /* metatable of the frozen json.empty_array */
@@ -88,5 +89,28 @@ JSON_HIDDEN const char *json_key_text(lua_State *L, int idx, char *num, size_t *
 JSON_HIDDEN size_t json_keys_sorted(lua_State *L, json_keys *ks, int idx, const char *kind, const json_seg *at);
 /* [-0, +1, -] the original key */
 JSON_HIDDEN void json_key_push(lua_State *L, const json_key *k);
+
+/* called with a member's value on top of the stack; self->key and self->keylen name the member */
+typedef void (*json_member_fn)(lua_State *L, void *ud, const char *key, size_t len, size_t i, json_seg *self);
+/* [-0, +0, v] fn for each member of the non-empty object at idx: bytewise by key when ks is
+** given (its entries are pushed while the object is written, so objects nest), else in
+** lua_next order */
+JSON_HIDDEN void json_each_member(lua_State *L, int idx, json_keys *ks, const char *kind, json_seg *self,
+                                  json_member_fn fn, void *ud);
+
+/* [-0, +1, m] a zeroed userdata of size bytes with metatable `meta` (made on first use) whose __gc
+** is gc: an encoder's state, freed by gc if encoding raises */
+JSON_HIDDEN void *json_state_new(lua_State *L, size_t size, const char *meta, lua_CFunction gc);
+/* [-0, +3, -] the array metatable, the empty-array metatable and json.null: an encoder's
+** ARRAY_MT, EMPTY_MT and NULL_VALUE slots */
+JSON_HIDDEN void json_push_markers(lua_State *L);
+/* what a (light) userdata stands for in output */
+enum { JSON_OTHER, JSON_NULL, JSON_SECRET };
+/* [-0, +0, -] JSON_NULL for json.null (the value at null_idx) or a NULL lightuserdata (cjson.null),
+** JSON_SECRET for an opsh.secret, else JSON_OTHER */
+JSON_HIDDEN int json_special(lua_State *L, int idx, int null_idx);
+/* [-0, +0, v] raise "cannot encode a value of type <type of idx>" */
+__attribute__((noreturn)) JSON_HIDDEN void json_fail_type(lua_State *L, const char *kind, const json_seg *at,
+                                                         int idx);
 
 #endif

@@ -6,7 +6,6 @@
 ** Errors name the path of the offending value.
 */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "json.h"
@@ -21,49 +20,41 @@
 #define NULL_VALUE 8
 
 typedef struct enc {
-  char *buf;
-  size_t len, cap;
+  byte_buf out;
   json_keys keys;         /* sort_keys */
   int pretty, sort, indent;
 } enc;
 
 static int enc_gc(lua_State *L) {
   enc *e = luaL_checkudata(L, 1, ENCODER_META);
-  free(e->buf);
+  byte_buf_free(&e->out);
   free(e->keys.v);
-  e->buf = NULL;
   e->keys.v = NULL;
-  e->len = e->cap = e->keys.n = e->keys.cap = 0;
+  e->keys.n = e->keys.cap = 0;
   return 0;
 }
 
 static void reserve(lua_State *L, enc *e, size_t n) {
-  if (e->cap - e->len >= n) return;
-  size_t cap = e->cap ? e->cap : 256;
-  while (cap - e->len < n) cap *= 2;
-  char *nb = realloc(e->buf, cap);
-  if (!nb) luaL_error(L, "json.encode: out of memory");
-  e->buf = nb;
-  e->cap = cap;
+  if (byte_buf_reserve(&e->out, n) != 0) luaL_error(L, "json.encode: out of memory");
 }
 
 static void put(lua_State *L, enc *e, const char *s, size_t n) {
   reserve(L, e, n);
-  memcpy(e->buf + e->len, s, n);
-  e->len += n;
+  memcpy(e->out.data + e->out.len, s, n);
+  e->out.len += n;
 }
 
 static void putc_(lua_State *L, enc *e, char c) {
   reserve(L, e, 1);
-  e->buf[e->len++] = c;
+  e->out.data[e->out.len++] = c;
 }
 
 static void newline(lua_State *L, enc *e, int depth) {
   size_t n = 1 + (size_t)e->indent * (size_t)depth;
   reserve(L, e, n);
-  e->buf[e->len] = '\n';
-  memset(e->buf + e->len + 1, ' ', n - 1);
-  e->len += n;
+  e->out.data[e->out.len] = '\n';
+  memset(e->out.data + e->out.len + 1, ' ', n - 1);
+  e->out.len += n;
 }
 
 #define KIND "json"
@@ -91,7 +82,7 @@ static void put_string(lua_State *L, enc *e, const char *str, size_t len, const 
   static const char hex[] = "0123456789abcdef";
   const unsigned char *s = (const unsigned char *)str, *end = s + len;
   reserve(L, e, len + 2);
-  e->buf[e->len++] = '"';
+  e->out.data[e->out.len++] = '"';
   while (s < end) {
     const unsigned char *run = s;
     while (s < end && esc_class[*s] == 0) s++;
@@ -142,34 +133,15 @@ static void put_array(lua_State *L, enc *e, int idx, lua_Integer n, json_seg *se
   putc_(L, e, ']');
 }
 
-static void put_member(lua_State *L, enc *e, const char *key, size_t len, int first, json_seg *self) {
-  if (!first) putc_(L, e, ',');
+/* json_member_fn: "key": value */
+static void put_member(lua_State *L, void *ud, const char *key, size_t len, size_t i, json_seg *self) {
+  enc *e = ud;
+  if (i > 0) putc_(L, e, ',');
   if (e->pretty) newline(L, e, self->depth);
-  self->key = key;
-  self->keylen = len;
   put_string(L, e, key, len, self);
   if (e->pretty) put(L, e, ": ", 2);
   else putc_(L, e, ':');
-}
-
-/* [-0, +0, v] */
-static void put_object_sorted(lua_State *L, enc *e, int idx, json_seg *self) {
-  size_t base = json_keys_sorted(L, &e->keys, idx, KIND, self->parent);
-  size_t n = e->keys.n - base;
-  putc_(L, e, '{');
-  for (size_t i = 0; i < n; i++) {
-    json_key *k = &e->keys.v[base + i];   /* e->keys.v moves when a nested object grows it */
-    json_key_push(L, k);
-    lua_rawget(L, idx);
-    char num[40];
-    const char *key = k->s ? k->s : memcpy(num, k->num, k->len + 1);
-    put_member(L, e, key, k->len, i == 0, self);
-    enc_value(L, e, lua_gettop(L), self);
-    lua_pop(L, 1);
-  }
-  e->keys.n = base;
-  if (e->pretty) newline(L, e, self->depth - 1);
-  putc_(L, e, '}');
+  enc_value(L, e, lua_gettop(L), self);
 }
 
 /* [-0, +0, v] */
@@ -177,19 +149,8 @@ static void put_object(lua_State *L, enc *e, int idx, json_seg *self) {
   lua_pushnil(L);
   if (!lua_next(L, idx)) { put(L, e, "{}", 2); return; }
   lua_pop(L, 2);
-  if (e->sort) { put_object_sorted(L, e, idx, self); return; }
   putc_(L, e, '{');
-  int first = 1;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    char num[40];
-    size_t len;
-    const char *key = json_key_text(L, -2, num, &len, KIND, self->parent);
-    put_member(L, e, key, len, first, self);
-    first = 0;
-    enc_value(L, e, lua_gettop(L), self);
-    lua_pop(L, 1);
-  }
+  json_each_member(L, idx, e->sort ? &e->keys : NULL, KIND, self, put_member, e);
   if (e->pretty) newline(L, e, self->depth - 1);
   putc_(L, e, '}');
 }
@@ -225,16 +186,14 @@ static void enc_value(lua_State *L, enc *e, int idx, const json_seg *at) {
       put_table(L, e, idx, at);
       return;
     case LUA_TUSERDATA:
-      if (lua_rawequal(L, idx, NULL_VALUE)) { put(L, e, "null", 4); return; }
-      if (opsh_is_secret(L, idx)) { put(L, e, "\"<redacted>\"", 12); return; }
-      break;
     case LUA_TLIGHTUSERDATA:
-      if (lua_touserdata(L, idx) == NULL) { put(L, e, "null", 4); return; }   /* cjson.null */
+      switch (json_special(L, idx, NULL_VALUE)) {
+        case JSON_NULL: put(L, e, "null", 4); return;
+        case JSON_SECRET: put(L, e, "\"<redacted>\"", 12); return;
+      }
       break;
   }
-  char what[80];
-  snprintf(what, sizeof what, "cannot encode a value of type %s", luaL_typename(L, idx));
-  json_fail(L, KIND, at, what);
+  json_fail_type(L, KIND, at, idx);
 }
 
 /* encode(value, pretty, sort_keys, indent) -> string */
@@ -244,21 +203,13 @@ int json_l_encode(lua_State *L) {
   lua_Integer indent = luaL_optinteger(L, 4, 2);
   luaL_argcheck(L, indent >= 0 && indent <= 16, 4, "indent must be between 0 and 16");
   lua_settop(L, 4);
-  enc *e = lua_newuserdatauv(L, sizeof *e, 0);   /* STATE: frees the buffers if encoding raises */
-  memset(e, 0, sizeof *e);
-  if (luaL_newmetatable(L, ENCODER_META)) {
-    lua_pushcfunction(L, enc_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  enc *e = json_state_new(L, sizeof *e, ENCODER_META, enc_gc);   /* STATE */
   e->pretty = pretty;
   e->sort = sort;
   e->indent = (int)indent;
-  luaL_getmetatable(L, JSON_ARRAY_META);
-  luaL_getmetatable(L, JSON_EMPTY_META);
-  lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
+  json_push_markers(L);
   enc_value(L, e, VALUE, NULL);
-  lua_pushlstring(L, e->buf, e->len);
+  lua_pushlstring(L, e->out.data, e->out.len);
   lua_pushcfunction(L, enc_gc);
   lua_pushvalue(L, STATE);
   lua_call(L, 1, 0);

@@ -186,3 +186,64 @@ void json_key_push(lua_State *L, const json_key *k) {
   else if (k->is_int) lua_pushinteger(L, k->i);
   else lua_pushnumber(L, k->f);
 }
+
+void json_each_member(lua_State *L, int idx, json_keys *ks, const char *kind, json_seg *self, json_member_fn fn,
+                      void *ud) {
+  if (ks) {
+    size_t base = json_keys_sorted(L, ks, idx, kind, self->parent);
+    size_t n = ks->n - base;
+    for (size_t i = 0; i < n; i++) {
+      json_key *k = &ks->v[base + i];   /* ks->v moves when a nested object grows it */
+      json_key_push(L, k);
+      lua_rawget(L, idx);
+      char num[40];
+      const char *key = k->s ? k->s : memcpy(num, k->num, k->len + 1);
+      self->key = key;
+      self->keylen = k->len;
+      fn(L, ud, key, k->len, i, self);
+      lua_pop(L, 1);
+    }
+    ks->n = base;
+    return;
+  }
+  size_t i = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    char num[40];
+    size_t len;
+    const char *key = json_key_text(L, -2, num, &len, kind, self->parent);
+    self->key = key;
+    self->keylen = len;
+    fn(L, ud, key, len, i++, self);
+    lua_pop(L, 1);
+  }
+}
+
+void *json_state_new(lua_State *L, size_t size, const char *meta, lua_CFunction gc) {
+  void *st = lua_newuserdatauv(L, size, 0);
+  memset(st, 0, size);
+  if (luaL_newmetatable(L, meta)) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return st;
+}
+
+void json_push_markers(lua_State *L) {
+  luaL_getmetatable(L, JSON_ARRAY_META);
+  luaL_getmetatable(L, JSON_EMPTY_META);
+  lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
+}
+
+int json_special(lua_State *L, int idx, int null_idx) {
+  if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) return lua_touserdata(L, idx) == NULL ? JSON_NULL : JSON_OTHER;
+  if (lua_rawequal(L, idx, null_idx)) return JSON_NULL;
+  return opsh_is_secret(L, idx) ? JSON_SECRET : JSON_OTHER;
+}
+
+void json_fail_type(lua_State *L, const char *kind, const json_seg *at, int idx) {
+  char what[80];
+  snprintf(what, sizeof what, "cannot encode a value of type %s", luaL_typename(L, idx));
+  json_fail(L, kind, at, what);
+}

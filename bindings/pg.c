@@ -76,10 +76,10 @@ static int op_gc(lua_State *L) {
   if (op->result) PQclear(op->result);
   if (op->notify) PQfreemem(op->notify);
   free(op->err);
-  free(op->buf);
+  byte_buf_free(&op->copy);
   op->result = NULL;
   op->notify = NULL;
-  op->err = op->buf = NULL;
+  op->err = NULL;
   return 0;
 }
 

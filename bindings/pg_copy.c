@@ -10,27 +10,13 @@
 
 #define COPY_BATCH (256 * 1024)
 
-static int op_append(pgop *op, const char *data, size_t n) {
-  if (op->len + n > op->cap) {
-    size_t cap = op->cap ? op->cap : 16384;
-    while (cap < op->len + n) cap *= 2;
-    char *b = realloc(op->buf, cap);
-    if (!b) return -1;
-    op->buf = b;
-    op->cap = cap;
-  }
-  memcpy(op->buf + op->len, data, n);
-  op->len += n;
-  return 0;
-}
-
 void pg_copy_step(pgconn *c) {
   pgop *op = c->op;
-  while (op->len < COPY_BATCH) {
+  while (op->copy.len < COPY_BATCH) {
     char *buf;
     int n = PQgetCopyData(c->pg, &buf, 1);
     if (n > 0) {
-      int bad = op_append(op, buf, (size_t)n);
+      int bad = byte_buf_add(&op->copy, buf, (size_t)n);
       PQfreemem(buf);
       if (bad) {
         pg_start_drain(c, 1);
@@ -48,7 +34,7 @@ void pg_copy_step(pgconn *c) {
     pg_result_step(c);
     return;
   }
-  if (op->len > 0) pg_op_finish(c);
+  if (op->copy.len > 0) pg_op_finish(c);
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -65,7 +51,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
       return lua_error(L);
     }
   }
-  if (op->len > 0) lua_pushlstring(L, op->buf, op->len);
+  if (op->copy.len > 0) lua_pushlstring(L, op->copy.data, op->copy.len);
   else lua_pushnil(L);
   if (op->copy_end && op->result) pg_push_result(L, u->c, op->result);
   else lua_pushnil(L);

@@ -13,6 +13,7 @@
 
 #include <libpq-fe.h>
 #include "opsh.h"
+#include "buf.h"
 
 #define PG_CONN_META "opsh.pg.conn"
 #define PG_OP_META "opsh.pg.op"
@@ -39,8 +40,7 @@ typedef struct pgop {
   PGresult *result;    /* the result to hand back: the first error, else the last result */
   char *err;           /* a connection-level error message (malloc'ed, secrets scrubbed) */
   PGnotify *notify;
-  char *buf;           /* COPY TO STDOUT data read for this call */
-  size_t len, cap;
+  byte_buf copy;       /* COPY TO STDOUT data read for this call */
   int copy_end;        /* COPY TO STDOUT ended; result holds its final status */
 } pgop;
 

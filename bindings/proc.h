@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 #include "opsh.h"
+#include "buf.h"
 
 #define PROC_META "opsh.proc.process"
 
@@ -16,8 +17,6 @@ enum { PROC_STDOUT, PROC_STDERR };
 enum proc_out_mode { OUT_IGNORE, OUT_CAPTURE, OUT_PIPE };
 
 typedef struct proc proc;
-
-typedef struct proc_buf { char *data; size_t len, cap; } proc_buf;
 
 typedef struct proc_stream {
   proc *p;
@@ -28,7 +27,7 @@ typedef struct proc_stream {
   int stopped;        /* reading paused: the unread data reached the high-water mark */
   int truncated;      /* capture: bytes beyond max_output were dropped */
   size_t total;       /* bytes the child wrote */
-  proc_buf b;         /* capture: the output; pipe: what the reader has not taken yet */
+  byte_buf b;         /* capture: the output; pipe: what the reader has not taken yet */
 } proc_stream;
 
 struct proc {

@@ -189,17 +189,6 @@ void opsh_proc_release(lua_State *L, proc *p) {
 
 /* ---- output ---- */
 
-static int buf_reserve(proc_buf *b, size_t extra) {
-  if (b->cap - b->len >= extra) return 0;
-  size_t cap = b->cap ? b->cap : READ_CHUNK;
-  while (cap - b->len < extra) cap *= 2;
-  char *d = realloc(b->data, cap);
-  if (!d) return -1;
-  b->data = d;
-  b->cap = cap;
-  return 0;
-}
-
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out) {
   proc_stream *s = stream_of(h);
   size_t want = READ_CHUNK;
@@ -211,7 +200,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out) {
     }
     if (want > room) want = room;
   }
-  if (buf_reserve(&s->b, want) != 0) {
+  if (byte_buf_reserve(&s->b, want) != 0) {
     *out = uv_buf_init(NULL, 0);   /* libuv reports UV_ENOBUFS */
     return;
   }

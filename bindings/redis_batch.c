@@ -8,32 +8,21 @@
 #include <string.h>
 #include <ctype.h>
 #include <hiredis/sds.h>
+#include "buf.h"
 #include "redis_int.h"
 
 #define BATCH_META "opsh.redis.batch"
 #define FLUSH_AT (64 * 1024)
 
 typedef struct batch {
-  char *buf;
-  size_t len, cap;
-  size_t *ends;             /* ends[i]: where command i ends in buf */
+  byte_buf out;             /* the commands in the wire format */
+  size_t *ends;             /* ends[i]: where command i ends in out */
   int n, ncap;
 } batch;
 
-static int reserve(batch *b, size_t more) {
-  if (b->len + more <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 4096;
-  while (cap < b->len + more) cap *= 2;
-  char *p = realloc(b->buf, cap);
-  if (!p) return -1;
-  b->buf = p;
-  b->cap = cap;
-  return 0;
-}
-
 static void put(batch *b, const char *s, size_t len) {
-  memcpy(b->buf + b->len, s, len);
-  b->len += len;
+  memcpy(b->out.data + b->out.len, s, len);   /* after byte_buf_reserve */
+  b->out.len += len;
 }
 
 /* "<prefix><n>\r\n" */
@@ -66,7 +55,7 @@ static void add_command(lua_State *L, batch *b, const char *name, size_t namelen
     b->ends = ends;
     b->ncap = ncap;
   }
-  if (reserve(b, need) != 0) luaL_error(L, "out of memory");
+  if (byte_buf_reserve(&b->out, need) != 0) luaL_error(L, "out of memory");
   put_count(b, '*', (size_t)argc);
   put_count(b, '$', namelen);
   put(b, name, namelen);
@@ -78,7 +67,7 @@ static void add_command(lua_State *L, batch *b, const char *name, size_t namelen
     put(b, s, len);
     put(b, "\r\n", 2);
   }
-  b->ends[b->n++] = b->len;
+  b->ends[b->n++] = b->out.len;
 }
 
 static void check_name(lua_State *L, const char *name, size_t len) {
@@ -130,7 +119,7 @@ static int batch_count(lua_State *L) {
 
 static int batch_gc(lua_State *L) {
   batch *b = luaL_checkudata(L, 1, BATCH_META);
-  free(b->buf);
+  byte_buf_free(&b->out);
   free(b->ends);
   memset(b, 0, sizeof *b);
   return 0;
@@ -209,7 +198,7 @@ static int conn_pipeline(lua_State *L) {
   r->waiting = 1;
   size_t start = 0;
   for (int i = 0; i < b->n && !r->lost; i++) {
-    if (redisAsyncFormattedCommand(c->ac, on_pipe_reply, r, b->buf + start, b->ends[i] - start) != REDIS_OK)
+    if (redisAsyncFormattedCommand(c->ac, on_pipe_reply, r, b->out.data + start, b->ends[i] - start) != REDIS_OK)
       break;
     r->owed++;
     start = b->ends[i];

@@ -179,7 +179,7 @@ static void push_request(lua_State *L, srv_conn *c) {
   lua_setfield(L, -2, "tls");
   lua_pushlstring(L, c->body.data ? c->body.data : "", c->body.len);
   lua_setfield(L, -2, "body");
-  if (c->body.cap > 64 * 1024) srv_buf_free(&c->body);
+  if (c->body.cap > 64 * 1024) byte_buf_free(&c->body);
 
   lua_newtable(L);
   const char *p = c->headers.data, *end = p + c->headers.len;
@@ -343,7 +343,7 @@ static int reserved_header(const char *name) {
 
 /* [-0, +0, v] the status line and headers (table at idx: name -> string | list of strings);
 ** with b == NULL it only checks the headers, raising before anything is allocated */
-static void build_head(lua_State *L, srv_buf *b, int status, int hidx) {
+static void build_head(lua_State *L, byte_buf *b, int status, int hidx) {
   char line[128];
   if (b) {
     int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, srv_reason(status));
@@ -411,7 +411,7 @@ static int exchange_respond(lua_State *L) {
     return 1;
   }
   build_head(L, NULL, status, 3);
-  srv_buf b = {0};
+  byte_buf b = {0};
   build_head(L, &b, status, 3);
   int keep = c->keep_alive && !c->srv->closed;
   int bodyless = status == 204 || status == 304;
@@ -424,7 +424,7 @@ static int exchange_respond(lua_State *L) {
   srv_buf_add(&b, "\r\n", 2);
   if (!bodyless && !x->head) srv_buf_add(&b, body, blen);
   int r = b.data ? srv_conn_send(c, b.data, b.len, 0) : -1;
-  srv_buf_free(&b);
+  byte_buf_free(&b);
   if (r != 0) {
     srv_conn_close(c);
     x->done = 1;
@@ -444,7 +444,7 @@ static int exchange_stream(lua_State *L) {
   srv_conn *c = x->conn;
   if (!c) return opsh_error(L, "closed", "the client closed the connection");
   build_head(L, NULL, status, 3);
-  srv_buf b = {0};
+  byte_buf b = {0};
   build_head(L, &b, status, 3);
   x->chunked = c->http_minor >= 1;
   if (x->chunked) srv_buf_add(&b, "Transfer-Encoding: chunked\r\n", 28);
@@ -454,7 +454,7 @@ static int exchange_stream(lua_State *L) {
   }
   srv_buf_add(&b, "\r\n", 2);
   int r = b.data ? srv_conn_send(c, b.data, b.len, 0) : -1;
-  srv_buf_free(&b);
+  byte_buf_free(&b);
   x->streaming = 1;
   c->state = CONN_STREAMING;
   if (r != 0) {
@@ -485,13 +485,13 @@ static int exchange_write(lua_State *L) {
   srv_conn *c = x->conn;
   if (!c) return opsh_error(L, "closed", "the client closed the connection");
   if (n == 0 || x->head) return 0;
-  srv_buf b = {0};
+  byte_buf b = {0};
   char line[32];
   if (x->chunked) srv_buf_add(&b, line, (size_t)snprintf(line, sizeof line, "%zx\r\n", n));
   srv_buf_add(&b, data, n);
   if (x->chunked) srv_buf_add(&b, "\r\n", 2);
   int r = b.data ? srv_conn_send(c, b.data, b.len, 1) : -1;
-  srv_buf_free(&b);
+  byte_buf_free(&b);
   if (r != 0) {
     srv_conn_close(c);
     return opsh_error(L, "closed", "the client closed the connection");

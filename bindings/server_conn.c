@@ -15,25 +15,10 @@
 
 static char read_buf[64 * 1024];   /* one loop, one thread: each read is consumed at once */
 
-int srv_buf_add(srv_buf *b, const char *p, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *d = realloc(b->data, cap);
-    if (!d) return -1;
-    b->data = d;
-    b->cap = cap;
-  }
-  if (n) memcpy(b->data + b->len, p, n);
-  b->len += n;
+int srv_buf_add(byte_buf *b, const char *p, size_t n) {
+  if (byte_buf_reserve(b, n + 1) != 0 || byte_buf_add(b, p, n) != 0) return -1;
   b->data[b->len] = '\0';
   return 0;
-}
-
-void srv_buf_free(srv_buf *b) {
-  free(b->data);
-  b->data = NULL;
-  b->len = b->cap = 0;
 }
 
 void srv_server_unref(srv_server *s) {
@@ -88,10 +73,10 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--c->handles > 0) return;
   if (c->ssl) SSL_free(c->ssl);   /* frees both memory BIOs */
   srv_cert_free(c->cert);
-  srv_buf_free(&c->url);
-  srv_buf_free(&c->headers);
-  srv_buf_free(&c->body);
-  srv_buf_free(&c->in);
+  byte_buf_free(&c->url);
+  byte_buf_free(&c->headers);
+  byte_buf_free(&c->body);
+  byte_buf_free(&c->in);
   srv_server_unref(c->srv);
   free(c);
 }
@@ -385,10 +370,10 @@ void srv_conn_request_done(srv_conn *c, int keep_alive) {
   http_parser_pause(&c->parser, 0);
   arm_idle(c);
   if (c->in.len) {
-    srv_buf pending = c->in;
+    byte_buf pending = c->in;
     memset(&c->in, 0, sizeof c->in);
     srv_conn_feed(c, pending.data, pending.len);
-    srv_buf_free(&pending);
+    byte_buf_free(&pending);
   }
 }
 

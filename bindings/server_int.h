@@ -10,15 +10,11 @@
 #include <http_parser.h>
 #include <openssl/ssl.h>
 #include "opsh.h"
+#include "buf.h"
 
 typedef struct srv_server srv_server;
 typedef struct srv_conn srv_conn;
 typedef struct srv_exchange srv_exchange;
-
-typedef struct srv_buf {
-  char *data;
-  size_t len, cap;
-} srv_buf;
 
 typedef struct srv_cert {
   char *subject;            /* RFC 2253 one-line form */
@@ -65,7 +61,7 @@ struct srv_conn {
   srv_cert *cert;           /* verified client certificate, or NULL */
   char remote[64];
   /* the request being read */
-  srv_buf url, headers, body, in;   /* headers: "name\0value\0"...; in: bytes read ahead */
+  byte_buf url, headers, body, in;   /* headers: "name\0value\0"...; in: bytes read ahead */
   int last_was_value;
   int reject;               /* status to answer with when the parser stops on a callback */
   int keep_alive, http_minor, method, upgrade;
@@ -98,8 +94,8 @@ void srv_conn_request_done(srv_conn *c, int keep_alive);
 /* bytes of the plaintext HTTP stream arrived */
 void srv_conn_feed(srv_conn *c, const char *data, size_t len);
 const char *srv_reason(int status);
-int srv_buf_add(srv_buf *b, const char *p, size_t n);
-void srv_buf_free(srv_buf *b);
+/* append, keeping a NUL after the data (url and header fields are read as C strings); 0 or -1 */
+int srv_buf_add(byte_buf *b, const char *p, size_t n);
 
 /* ---- server_tls.c ---- */
 /* [-0, +0, -] an SSL_CTX from PEM text; NULL with a message in err on failure */

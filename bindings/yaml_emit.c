@@ -23,8 +23,7 @@
 typedef struct emitter {
   yaml_emitter_t em;
   int has_em;
-  char *buf;
-  size_t len, cap;
+  byte_buf out;
   json_keys keys;
   int sort;
 } emitter;
@@ -33,27 +32,16 @@ static int emitter_close(lua_State *L) {
   emitter *e = luaL_checkudata(L, 1, EMITTER_META);
   if (e->has_em) yaml_emitter_delete(&e->em);
   e->has_em = 0;
-  free(e->buf);
+  byte_buf_free(&e->out);
   free(e->keys.v);
-  e->buf = NULL;
   e->keys.v = NULL;
-  e->len = e->cap = e->keys.n = e->keys.cap = 0;
+  e->keys.n = e->keys.cap = 0;
   return 0;
 }
 
 static int write_out(void *data, unsigned char *bytes, size_t size) {
   emitter *e = data;
-  if (e->cap - e->len < size) {
-    size_t cap = e->cap ? e->cap : 1024;
-    while (cap - e->len < size) cap *= 2;
-    char *nb = realloc(e->buf, cap);
-    if (!nb) return 0;
-    e->buf = nb;
-    e->cap = cap;
-  }
-  memcpy(e->buf + e->len, bytes, size);
-  e->len += size;
-  return 1;
+  return byte_buf_add(&e->out, bytes, size) == 0;
 }
 
 /* [-0, +0, v] hand ev to the emitter (which owns it from then on) */
@@ -106,6 +94,13 @@ static void emit_plain(lua_State *L, emitter *e, const char *s, const json_seg *
 
 static void emit_value(lua_State *L, emitter *e, int idx, const json_seg *at);
 
+/* json_member_fn: the key, then the value */
+static void emit_member(lua_State *L, void *ud, const char *key, size_t len, size_t i, json_seg *self) {
+  emitter *e = ud;
+  emit_scalar(L, e, key, len, string_style(key, len, 1), self);
+  emit_value(L, e, lua_gettop(L), self);
+}
+
 /* [-0, +0, v] */
 static void emit_mapping(lua_State *L, emitter *e, int idx, json_seg *self) {
   yaml_event_t ev;
@@ -114,36 +109,7 @@ static void emit_mapping(lua_State *L, emitter *e, int idx, json_seg *self) {
   if (!empty) lua_pop(L, 2);
   yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, empty ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE);
   emit(L, e, &ev, self->parent);
-  if (e->sort && !empty) {
-    size_t base = json_keys_sorted(L, &e->keys, idx, KIND, self->parent);
-    size_t n = e->keys.n - base;
-    for (size_t i = 0; i < n; i++) {
-      json_key *k = &e->keys.v[base + i];   /* e->keys.v moves when a nested mapping grows it */
-      json_key_push(L, k);
-      lua_rawget(L, idx);
-      char num[40];
-      const char *key = k->s ? k->s : memcpy(num, k->num, k->len + 1);
-      size_t len = k->len;
-      self->key = key;
-      self->keylen = len;
-      emit_scalar(L, e, key, len, string_style(key, len, 1), self);
-      emit_value(L, e, lua_gettop(L), self);
-      lua_pop(L, 1);
-    }
-    e->keys.n = base;
-  } else if (!empty) {
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      char num[40];
-      size_t len;
-      const char *key = json_key_text(L, -2, num, &len, KIND, self->parent);
-      self->key = key;
-      self->keylen = len;
-      emit_scalar(L, e, key, len, string_style(key, len, 1), self);
-      emit_value(L, e, lua_gettop(L), self);
-      lua_pop(L, 1);
-    }
-  }
+  if (!empty) json_each_member(L, idx, e->sort ? &e->keys : NULL, KIND, self, emit_member, e);
   yaml_mapping_end_event_initialize(&ev);
   emit(L, e, &ev, self->parent);
 }
@@ -209,16 +175,14 @@ static void emit_value(lua_State *L, emitter *e, int idx, const json_seg *at) {
       emit_table(L, e, idx, at);
       return;
     case LUA_TUSERDATA:
-      if (lua_rawequal(L, idx, NULL_VALUE)) { emit_plain(L, e, "null", at); return; }
-      if (opsh_is_secret(L, idx)) { emit_plain(L, e, "<redacted>", at); return; }
-      break;
     case LUA_TLIGHTUSERDATA:
-      if (lua_touserdata(L, idx) == NULL) { emit_plain(L, e, "null", at); return; }
+      switch (json_special(L, idx, NULL_VALUE)) {
+        case JSON_NULL: emit_plain(L, e, "null", at); return;
+        case JSON_SECRET: emit_plain(L, e, "<redacted>", at); return;
+      }
       break;
   }
-  char what[80];
-  snprintf(what, sizeof what, "cannot encode a value of type %s", luaL_typename(L, idx));
-  json_fail(L, KIND, at, what);
+  json_fail_type(L, KIND, at, idx);
 }
 
 /* [-0, +0, v] one document holding the value at idx */
@@ -239,16 +203,8 @@ static int dump(lua_State *L, int all) {
   lua_Integer indent = luaL_optinteger(L, 3, 2);
   luaL_argcheck(L, indent >= 2 && indent <= 9, 3, "indent must be between 2 and 9");
   lua_settop(L, 3);
-  emitter *e = lua_newuserdatauv(L, sizeof *e, 0);   /* STATE: freed by __gc if encoding raises */
-  memset(e, 0, sizeof *e);
-  if (luaL_newmetatable(L, EMITTER_META)) {
-    lua_pushcfunction(L, emitter_close);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  luaL_getmetatable(L, JSON_ARRAY_META);
-  luaL_getmetatable(L, JSON_EMPTY_META);
-  lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);
+  emitter *e = json_state_new(L, sizeof *e, EMITTER_META, emitter_close);   /* STATE */
+  json_push_markers(L);
   e->sort = sort;
   if (!yaml_emitter_initialize(&e->em)) return luaL_error(L, "yaml.encode: out of memory");
   e->has_em = 1;
@@ -275,7 +231,7 @@ static int dump(lua_State *L, int all) {
   yaml_stream_end_event_initialize(&ev);
   emit(L, e, &ev, NULL);
   if (!yaml_emitter_flush(&e->em)) return luaL_error(L, "yaml.encode: out of memory");
-  lua_pushlstring(L, e->buf ? e->buf : "", e->len);
+  lua_pushlstring(L, e->out.data ? e->out.data : "", e->out.len);
   lua_pushcfunction(L, emitter_close);
   lua_pushvalue(L, STATE);
   lua_call(L, 1, 0);
