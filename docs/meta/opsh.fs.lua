@@ -38,8 +38,9 @@ function file:close() end
 ---@class opsh.fs
 local fs = {}
 ---@param path string
----@return string
-function fs.read(path) end
+---@param opts? {missing_ok?: boolean}
+---@return string|nil
+function fs.read(path, opts) end
 ---@param path string
 ---@param data string|opsh.secret
 ---@param opts? {mode?: opsh.fs.mode, atomic?: boolean}

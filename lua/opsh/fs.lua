@@ -117,10 +117,17 @@ function M.open(path, how, opts)
   return C.open(path, how or "r", mode)
 end
 
---- read(path) -> the whole content (use open(path):read(n) or :lines() for big files)
-function M.read(path)
+--- read(path [, {missing_ok=false}]) -> the whole content (use open(path):read(n) or :lines() for
+-- big files); nil when missing_ok and there is no such file.
+function M.read(path, opts)
   check_path("read", 1, path)
-  local f <close> = C.open(path, "r")
+  if opts ~= nil and type(opts) ~= "table" then usage("read", 2, "options table expected, got " .. type(opts)) end
+  local ok, f = pcall(C.open, path, "r")
+  if not ok then
+    if opts and opts.missing_ok and type(f) == "table" and f.code == "ENOENT" then return nil end
+    error(f, 0)
+  end
+  local _ <close> = f
   local parts = {}
   while true do
     local chunk = f:read(READ_CHUNK)

@@ -227,6 +227,19 @@ describe("opsh.fs", function()
     assert.are.equal("EEXIST", catch(fs.open, path, "wx").code)
   end)
 
+  it("reads a missing file as nil when asked, and still raises the other failures", function()
+    assert.is_nil(fs.read(dir .. "/missing", {missing_ok = true}))
+    fs.write(dir .. "/here", "x")
+    assert.are.equal("x", fs.read(dir .. "/here", {missing_ok = true}))
+    assert.are.equal("ENOENT", catch(fs.read, dir .. "/missing").code)
+    assert.are.equal("EISDIR", catch(fs.read, dir, {missing_ok = true}).code)
+    fs.write(dir .. "/locked", "x", {mode = "0000"})
+    if proc.run({argv = {"id", "-u"}}).stdout ~= "0\n" then   -- root reads it anyway
+      assert.are.equal("EACCES", catch(fs.read, dir .. "/locked", {missing_ok = true}).code)
+    end
+    assert.are.equal("usage", catch(fs.read, dir .. "/here", true).kind)
+  end)
+
   it("raises structured errors", function()
     local err = catch(fs.read, dir .. "/missing")
     assert.are.equal("fs", err.kind)

@@ -34,7 +34,7 @@ function M.wait_ready(p, port, logfile, timeout)
   while core.hrtime() < deadline do
     if net.port_open("127.0.0.1", port) then return true end
     if not p:running() then
-      local text = fs.exists(logfile) and fs.read(logfile) or ""
+      local text = fs.read(logfile, {missing_ok = true}) or ""
       local tail = {}
       for line in text:gmatch("[^\n]+") do tail[#tail + 1] = line end
       fail(string.format("%s exited before it listened on %d: %s", p:_argv0() or "the process", port,
@@ -104,8 +104,8 @@ end
 local function pid_from_file(dir, name)
   local c = M.components[name]
   local path = c.pidfile and c.pidfile(dir)
-  if not path or not fs.exists(path) then return nil end
-  local pid = tonumber(fs.read(path):match("^%s*(%d+)"))
+  local text = path and fs.read(path, {missing_ok = true})
+  local pid = text and tonumber(text:match("^%s*(%d+)"))
   return pid and {pid = pid, program = c.program, stop_signal = c.stop_signal}
 end
 

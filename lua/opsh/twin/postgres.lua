@@ -53,11 +53,6 @@ local function absolute(path)
   return (os.getenv("PWD") or must({"pwd"}, "pwd"):gsub("%s+$", "")) .. "/" .. path
 end
 
-local function read_file(path)
-  if not fs.exists(path) then return nil end
-  return fs.read(path)
-end
-
 local function give(path)
   if root() then must({"chown", "-R", "postgres:postgres", path}, "chown") end
 end
@@ -115,7 +110,7 @@ local function start_server(dir, data, port)
       append_conf(data, {{"port", p}, {"unix_socket_directories", socket_dir(dir, p) or ""}})
       return p
     end
-    last = out .. (read_file(dir .. "/postgres.log") or ""):sub(-2000)
+    last = out .. (fs.read(dir .. "/postgres.log", {missing_ok = true}) or ""):sub(-2000)
     if not last:find("already in use", 1, true) and not last:find("could not bind", 1, true) then break end
   end
   raise("PostgreSQL did not start in " .. dir .. ": " .. (last or ""):gsub("%s+$", ""), {log = dir .. "/postgres.log"})
@@ -129,7 +124,7 @@ local function make_handle(fields)
     if stopped then return end
     stopped = true
     local ok, out = pg_run(h.dir, "pg_ctl", "-D", h.data, "-m", "fast", "-w", "-t", "60", "stop")
-    if not ok and read_file(h.data .. "/postmaster.pid") then
+    if not ok and fs.exists(h.data .. "/postmaster.pid") then
       raise("pg_ctl stop failed: " .. out:gsub("%s+$", ""))
     end
   end
@@ -144,7 +139,7 @@ local function make_handle(fields)
 end
 
 local function read_pid(data)
-  local text = read_file(data .. "/postmaster.pid")
+  local text = fs.read(data .. "/postmaster.pid", {missing_ok = true})
   return text and tonumber(text:match("^(%d+)"))
 end
 
@@ -167,7 +162,7 @@ function M.start(opts)
   local user = opts.user or "opsh"
   local dbname = opts.dbname or "opsh"
   local password = opts.password and core.reveal(opts.password) or random_hex(18)
-  if read_file(data .. "/PG_VERSION") then raise("a data directory already exists in " .. dir) end
+  if fs.exists(data .. "/PG_VERSION") then raise("a data directory already exists in " .. dir) end
   make_dir(dir)
   local pwfile = dir .. "/.initdb-password"
   fs.write(pwfile, password .. "\n", {mode = tonumber("600", 8)})

@@ -17,10 +17,6 @@ H.__index = H
 local PRIVATE_DIR, PRIVATE_FILE = tonumber("700", 8), tonumber("600", 8)
 local POLL = 0.02
 
-local function read(path)
-  return fs.exists(path) and fs.read(path) or nil
-end
-
 -- waits while pid exists, up to timeout seconds; true once it is gone
 local function wait_gone(pid, timeout)
   local deadline = core.hrtime() + timeout
@@ -76,8 +72,8 @@ function H:_launch()
   local listen = self.port or self.tls_port
   local deadline = core.hrtime() + 15
   while core.hrtime() < deadline do
-    local text = (read(self.logfile) or ""):sub(offset + 1)
-    local pid = tonumber(read(self.pidfile) or "")
+    local text = (fs.read(self.logfile, {missing_ok = true}) or ""):sub(offset + 1)
+    local pid = tonumber(fs.read(self.pidfile, {missing_ok = true}) or "")
     if pid then self.pid = pid end
     if text:find("Ready to accept connections", 1, true) and pid and net.port_open(self.host, listen) then
       return true

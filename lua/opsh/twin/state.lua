@@ -34,8 +34,9 @@ local function path(dir) return dir .. "/state.json" end
 --- load(dir) -> state table, or nil when the twin was never started there (or was taken down).
 function M.load(dir)
   local p = path(dir)
-  if not fs.exists(p) then return nil end
-  local ok, st = pcall(json.decode, fs.read(p))
+  local text = fs.read(p, {missing_ok = true})
+  if not text then return nil end
+  local ok, st = pcall(json.decode, text)
   if not ok or type(st) ~= "table" then fail("the twin's state file is damaged: " .. p) end
   if st.version ~= M.VERSION then
     fail(string.format("%s was written by another opsh (state version %s); run `opsh twin down --dir %s`",
@@ -79,7 +80,7 @@ function M.lock(dir)
   local lockdir, owner = dir .. "/lock", dir .. "/lock/owner"
   local deadline = require("opsh.time").monotonic() + 30
   while not pcall(fs.mkdir, lockdir, {mode = tonumber("700", 8)}) do
-    local holder = fs.exists(owner) and tonumber(fs.read(owner))
+    local holder = tonumber(fs.read(owner, {missing_ok = true}) or "")
     if holder and not proc.alive(holder) then
       fs.rmtree(lockdir)
     elseif require("opsh.time").monotonic() > deadline then
