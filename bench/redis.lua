@@ -3,28 +3,22 @@
 local redis = require("opsh.redis")
 local twin_redis = require("opsh.twin.redis")
 local core = require("opsh._core")
+local crypto = require("opsh.crypto")
+local fs = require("opsh.fs")
+local proc = require("opsh.proc")
 
 local N = tonumber(arg and arg[1]) or 100000
 local RUNS = 5
 
-local function sh(cmd)
-  assert(os.execute(cmd .. " >/dev/null 2>&1"), "failed: " .. cmd)
-end
-
+-- a CA and a server certificate for 127.0.0.1, made with opsh.crypto as the twin's CA is
 local function certs(dir)
-  sh("mkdir -p " .. dir)
-  local f = assert(io.open(dir .. "/ca.cnf", "w"))
-  f:write("[req]\ndistinguished_name = dn\nx509_extensions = v3\nprompt = no\n[dn]\nCN = bench CA\n",
-    "[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n")
-  f:close()
-  f = assert(io.open(dir .. "/server.ext", "w"))
-  f:write("subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n")
-  f:close()
-  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-  sh(("cd %s && openssl req -x509 -config ca.cnf %s -keyout ca.key -out ca.pem -days 1"):format(dir, ec))
-  sh(("cd %s && openssl req -new %s -keyout server.key -out server.csr -subj /CN=127.0.0.1"):format(dir, ec))
-  sh(("cd %s && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 -out server.pem " ..
-    "-days 1 -extfile server.ext"):format(dir))
+  fs.mkdir(dir, {parents = true, mode = "0700"})
+  local ca = crypto.x509.create_ca({cn = "bench CA", days = 1})
+  local server = crypto.x509.create_cert({ca_cert = ca.cert_pem, ca_key = ca.key_pem, cn = "127.0.0.1",
+    sans = {"127.0.0.1"}, days = 1, server = true})
+  fs.write(dir .. "/ca.pem", ca.cert_pem)
+  fs.write(dir .. "/server.pem", server.cert_pem)
+  fs.write(dir .. "/server.key", server.key_pem, {mode = "0600"})
   return {cert = dir .. "/server.pem", key = dir .. "/server.key", ca = dir .. "/ca.pem"}
 end
 
@@ -40,23 +34,20 @@ local function opsh_set(r)
 end
 
 local function peer_set(port, tls)
-  local cmd = ("redis-benchmark -h 127.0.0.1 -p %d -P 16 -n %d -t set -q"):format(port, N)
-  if tls then cmd = cmd .. (" --tls --cacert %s"):format(tls.ca) end
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
+  local argv = {"redis-benchmark", "-h", "127.0.0.1", "-p", port, "-P", 16, "-n", N, "-t", "set", "-q"}
+  if tls then table.move({"--tls", "--cacert", tls.ca}, 1, 3, #argv + 1, argv) end
+  local out = proc.run({argv = argv, stderr = "stdout", check = false}).stdout
   local rps = tonumber(out:match("SET: ([%d%.]+) requests per second"))
   if not rps then error("redis-benchmark: " .. out) end
   return rps
 end
 
-local tmp = os.tmpname()
-os.remove(tmp)
+local tmp = fs.tmpdir("opsh-bench-redis-")
 local tls = certs(tmp .. "/ca")
 local server = twin_redis.start{dir = tmp .. "/redis", tls = tls}
 local ok, err = pcall(function()
   print(("%d pipelined SET, best of %d runs, one redis-server %s"):format(N, RUNS,
-    io.popen("redis-server --version"):read("l"):match("v=(%S+)")))
+    proc.run({argv = {"redis-server", "--version"}}).stdout:match("v=(%S+)")))
   local rows = {}
   for _, mode in ipairs({"plain", "tls"}) do
     local r = redis.connect(server:options{tls = mode == "tls"})
@@ -74,5 +65,5 @@ local ok, err = pcall(function()
   print(table.concat(rows, "\n"))
 end)
 server:stop()
-os.execute("rm -rf " .. tmp)
+fs.rmtree(tmp)
 if not ok then error(err, 0) end

@@ -1,61 +1,14 @@
 local json = require("opsh.json")
 local opsh = require("opsh")
+local fs = require("opsh.fs")
+local proc = require("opsh.proc")
 
--- deep equality that also tells integers from floats and arrays from objects
-local function strict_same(a, b, path)
-  path = path or "value"
-  if type(a) ~= type(b) then return false, path .. ": " .. type(a) .. " vs " .. type(b) end
-  if type(a) == "number" then
-    if math.type(a) ~= math.type(b) then return false, path .. ": " .. math.type(a) .. " vs " .. math.type(b) end
-    if a ~= b and not (a ~= a and b ~= b) then return false, path .. ": " .. a .. " vs " .. b end
-    return true
-  end
-  if type(a) ~= "table" then
-    if a ~= b then return false, path .. ": " .. tostring(a) .. " vs " .. tostring(b) end
-    return true
-  end
-  for k, v in pairs(a) do
-    local ok, why = strict_same(v, b[k], path .. "." .. tostring(k))
-    if not ok then return false, why end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false, path .. "." .. tostring(k) .. ": missing on the left" end
-  end
-  return true
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local assert_strict, raises = S.assert_strict, S.catch
 
-local function assert_strict(expected, actual)
-  local ok, why = strict_same(expected, actual)
-  assert(ok, why)
-end
-
-local function raises(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
-
-local function tmpname()
-  local p = os.tmpname()
-  return p
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
--- run a Python snippet with the file `path` as sys.argv[1]; returns its stdout
+-- run a Python snippet with `path` as sys.argv[1]; returns its stdout
 local function python(code, path)
-  local script = tmpname()
-  write(script, code)
-  local p = assert(io.popen(string.format("python3 %s %s", script, path)))
-  local out = p:read("a")
-  local ok = p:close()
-  os.remove(script)
-  assert(ok, "python3 failed")
-  return out
+  return proc.run({argv = {"python3", "-c", code, path}}).stdout
 end
 
 describe("opsh.json", function()
@@ -395,8 +348,8 @@ describe("opsh.json", function()
     end)
 
     it("agrees with Python's json module in both directions", function()
-      local path = tmpname()
-      write(path, json.encode(corpus, {pretty = true}))
+      local path = os.tmpname()
+      fs.write(path, json.encode(corpus, {pretty = true}))
       local out = python([[
 import json, sys
 v = json.load(open(sys.argv[1], encoding="utf-8"))
@@ -405,7 +358,7 @@ assert type(v["items"][0]["spec"]["whole"]) is float
 assert v["items"][0]["spec"]["deadline"] is None
 print(json.dumps(v, sort_keys=True, ensure_ascii=True))
 ]], path)
-      os.remove(path)
+      fs.remove(path)
       assert_strict(corpus, json.decode(out))
     end)
   end)

@@ -1,43 +1,19 @@
 local yaml = require("opsh.yaml")
 local json = require("opsh.json")
 local opsh = require("opsh")
+local fs = require("opsh.fs")
+local proc = require("opsh.proc")
 
--- deep equality that also tells integers from floats, arrays from objects, and NaN equals NaN
-local function strict_same(a, b, path)
-  path = path or "value"
-  if type(a) ~= type(b) then return false, path .. ": " .. type(a) .. " vs " .. type(b) end
-  if type(a) == "number" then
-    if math.type(a) ~= math.type(b) then return false, path .. ": " .. math.type(a) .. " vs " .. math.type(b) end
-    if a ~= b and not (a ~= a and b ~= b) then return false, path .. ": " .. a .. " vs " .. b end
-    if a == 0 and b == 0 and 1 / a ~= 1 / b then return false, path .. ": signed zero" end
-    return true
-  end
-  if type(a) ~= "table" then
-    if a ~= b then return false, path .. ": " .. string.format("%q vs %q", tostring(a), tostring(b)) end
-    return true
-  end
-  if json.is_array(a) ~= json.is_array(b) and (next(a) == nil or next(b) == nil) then
-    return false, path .. ": array vs object"
-  end
-  for k, v in pairs(a) do
-    local ok, why = strict_same(v, b[k], path .. "." .. tostring(k))
-    if not ok then return false, why end
-  end
-  for k in pairs(b) do
-    if a[k] == nil then return false, path .. "." .. tostring(k) .. ": missing on the left" end
-  end
-  return true
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local strict_same, assert_strict, raises = S.strict_same, S.assert_strict, S.catch
 
-local function assert_strict(expected, actual)
-  local ok, why = strict_same(expected, actual)
-  assert(ok, why)
-end
-
-local function raises(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
+-- yaml.decode(yaml.encode(v)) reads back and equals v; label names v in the failure
+local function assert_round_trip(v, label)
+  local text = yaml.encode(v)
+  local ok, back = pcall(yaml.decode, text)
+  assert(ok, string.format("%s did not read back: %s\n%s", label, tostring(back), text))
+  local same, why = strict_same(v, back)
+  assert(same, string.format("%s: %s\n%s", label, why, text))
 end
 
 local kubeconfig = [[
@@ -467,12 +443,7 @@ spec:
 
     it("decode(encode(v)) equals v for tricky strings, as values and as keys", function()
       for _, s in ipairs(tricky) do
-        local v = {value = s, list = {s}, [s ~= "" and s or "empty"] = "key"}
-        local text = yaml.encode(v)
-        local ok, back = pcall(yaml.decode, text)
-        assert(ok, string.format("%q did not read back: %s\n%s", s, tostring(back), text))
-        local same, why = strict_same(v, back)
-        assert(same, string.format("%q: %s\n%s", s, why, text))
+        assert_round_trip({value = s, list = {s}, [s ~= "" and s or "empty"] = "key"}, string.format("%q", s))
       end
     end)
 
@@ -508,12 +479,7 @@ spec:
         return t
       end
       for i = 1, 300 do
-        local v = {doc = random_value(0)}
-        local text = yaml.encode(v)
-        local ok, back = pcall(yaml.decode, text)
-        assert(ok, string.format("document %d did not read back: %s\n%s", i, tostring(back), text))
-        local same, why = strict_same(v, back)
-        assert(same, string.format("document %d: %s\n%s", i, why, text))
+        assert_round_trip({doc = random_value(0)}, "document " .. i)
       end
     end)
 
@@ -524,24 +490,19 @@ spec:
     end)
 
     it("writes YAML that PyYAML (YAML 1.1, like go-yaml v2) reads as the same values", function()
-      local probe = io.popen("python3 -c 'import yaml' 2>/dev/null; echo $?")
-      local has_pyyaml = probe:read("a"):match("^0")
-      probe:close()
-      if not has_pyyaml then
+      if proc.run({argv = {"python3", "-c", "import yaml"}, check = false}).code ~= 0 then
         pending("python3 has no PyYAML here")
         return
       end
       local v = {strings = {table.unpack(tricky, 1, 60)}, ints = {420, -7, math.maxinteger}, f = {0.1, 1.0, 1e300},
         b = {true, false}, n = json.null, empty = json.array(), obj = {}}
       local path = os.tmpname()
-      local f = assert(io.open(path, "wb"))
-      f:write(yaml.encode(v))
-      f:close()
-      local p = assert(io.popen("python3 -c 'import json, sys, yaml; " ..
-        "print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding=\"utf-8\"))))' " .. path))
-      local out = p:read("a")
-      assert(p:close(), "PyYAML could not read the output")
-      os.remove(path)
+      fs.write(path, yaml.encode(v))
+      local r = proc.run({argv = {"python3", "-c", "import json, sys, yaml; "
+        .. "print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))", path}, check = false})
+      fs.remove(path)
+      assert(r.code == 0, "PyYAML could not read the output: " .. r.stderr)
+      local out = r.stdout
       assert_strict(v, json.decode(out))
     end)
   end)

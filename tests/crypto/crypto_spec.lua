@@ -1,34 +1,25 @@
 local opsh = require("opsh")
 local core = require("opsh._core")
 local crypto = require("opsh.crypto")
+local fs = require("opsh.fs")
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/crypto"
 
 -- ---- helpers: files and the openssl / python3 command lines (the peers we check against) ----
 
-local function run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok, _, code = p:close()
-  return out, ok and 0 or code
-end
+local S = dofile(here .. "/../support/helpers.lua")
+local run = S.run
 
 local tmp
 local function path(name) return tmp .. "/" .. name end
 
 local function write(name, data)
-  if core.is_secret(data) then data = core.reveal(data) end
-  local f = assert(io.open(path(name), "wb"))
-  f:write(data)
-  f:close()
+  fs.write(path(name), data)
   return path(name)
 end
 
 local function read(name)
-  local f = assert(io.open(path(name), "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
+  return fs.read(path(name))
 end
 
 local function openssl(args)
@@ -49,12 +40,11 @@ local function hex(s) return crypto.hex_encode(s) end
 local function unhex(s) return crypto.hex_decode(s) end
 
 setup(function()
-  tmp = run("mktemp -d"):gsub("%s+$", "")
-  assert(tmp:match("^/"), "mktemp -d failed")
+  tmp = fs.tmpdir("opsh-crypto-spec-")
 end)
 
 teardown(function()
-  if tmp then run("rm -rf '" .. tmp .. "'") end
+  if tmp then fs.rmtree(tmp) end
 end)
 
 describe("opsh.crypto digests and MACs", function()

@@ -2,11 +2,8 @@ local opsh = require("opsh")
 local fs = require("opsh.fs")
 local proc = require("opsh.proc")
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local catch = S.catch
 
 -- descriptors of this process open on files under dir (other specs' sockets and pipes do not count)
 local function open_fds_in(dir)

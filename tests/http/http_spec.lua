@@ -9,12 +9,7 @@ local fs = require("opsh.fs")
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/http"
 local SERVER = here .. "/../support/http_server.py"
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local S = dofile(here .. "/../support/helpers.lua")
 
 local tmp = fs.tmpdir("opsh-http-spec")
 
@@ -27,20 +22,12 @@ local function start_server(args)
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local srv = {proc = proc.spawn{argv = argv, stdout_file = portfile .. ".log", stderr = "stdout"}}
   servers[#servers + 1] = srv
-  for _ = 1, 400 do
-    local f = io.open(portfile)
-    if f then
-      local line = f:read("l")
-      f:close()
-      local port = line and line:match("^listening (%d+)")
-      if port then
-        srv.port = tonumber(port)
-        return srv
-      end
-    end
-    opsh.sleep(0.025)
-  end
-  error("test server did not start: " .. read_file(portfile .. ".log"))
+  local text = S.poll(function() return fs.read(portfile, {missing_ok = true}) end,
+    function(t) return t and t:match("^listening %d+") end)
+  local port = text and text:match("^listening (%d+)")
+  if not port then error("test server did not start: " .. fs.read(portfile .. ".log")) end
+  srv.port = tonumber(port)
+  return srv
 end
 
 local function stop_server(srv)
@@ -59,38 +46,21 @@ local function echo(res)
   return res:json()
 end
 
-local function openssl(...)
-  proc.run{argv = {"openssl", ...}, cwd = tmp}
-end
-
--- a CA as strict clients want it: basicConstraints critical, keyCertSign
-local function new_ca(name)
-  openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", name .. ".key", "-out", name .. ".pem", "-days", "2", "-subj", "/CN=" .. name,
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-end
-
-local function new_cert(name, ca, cn, ext)
-  fs.write(string.format("%s/%s.ext", tmp, name), ext .. "\nbasicConstraints=CA:FALSE\n" ..
-    "keyUsage=critical,digitalSignature\nauthorityKeyIdentifier=keyid\n")
-  openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", name .. ".key", "-out", name .. ".csr", "-subj", "/CN=" .. cn)
-  openssl("x509", "-req", "-in", name .. ".csr", "-CA", ca .. ".pem", "-CAkey", ca .. ".key",
-    "-CAcreateserial", "-out", name .. ".pem", "-days", "2", "-extfile", name .. ".ext")
-end
-
 describe("opsh.http", function()
   local plain, base, tls, tls_base, mtls, mtls_base
   local ca_pem, other_ca_pem
 
+  -- what the test server says of the drip transfer `id`, once it is `want` (or the last answer)
+  local function drip_state(id, want)
+    return S.poll(function() return http.get(base .. "/state/" .. id).body end, function(st) return st == want end)
+  end
+
   lazy_setup(function()
-    new_ca("ca")
-    new_ca("other-ca")
-    new_cert("server", "ca", "localhost",
-      "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth")
-    new_cert("client", "ca", "opsh-client", "extendedKeyUsage=clientAuth")
-    ca_pem = read_file(tmp .. "/ca.pem")
-    other_ca_pem = read_file(tmp .. "/other-ca.pem")
+    local certs = S.server_certs(tmp)
+    S.cert(tmp, "client", {cert = certs.ca, key = certs.ca_key}, {subject = "/CN=opsh-client",
+      ext = "extendedKeyUsage=clientAuth"})
+    ca_pem = fs.read(certs.ca)
+    other_ca_pem = fs.read(certs.other_ca)
     plain = start_server()
     tls = start_server({"--cert", tmp .. "/server.pem", "--key", tmp .. "/server.key"})
     mtls = start_server({"--cert", tmp .. "/server.pem", "--key", tmp .. "/server.key",
@@ -349,8 +319,8 @@ describe("opsh.http", function()
     end)
 
     it("authenticates with a client certificate and key held in memory", function()
-      local res = http.get(mtls_base .. "/echo", {ca = ca_pem, cert = read_file(tmp .. "/client.pem"),
-        key = opsh.secret(read_file(tmp .. "/client.key"))})
+      local res = http.get(mtls_base .. "/echo", {ca = ca_pem, cert = fs.read(tmp .. "/client.pem"),
+        key = opsh.secret(fs.read(tmp .. "/client.key"))})
       assert.are.equal("opsh-client", echo(res).client_cn)
       local ok, err = opsh.try(http.get, mtls_base .. "/echo", {ca = ca_pem, retries = 0})
       assert.is_false(ok)
@@ -478,20 +448,11 @@ http {
 
     it("aborts the transfer when the task is cancelled", function()
       local t = opsh.spawn(http.get, base .. "/drip/c1")
-      for _ = 1, 200 do
-        if http.get(base .. "/state/c1").body == "sending" then break end
-        opsh.sleep(0.02)
-      end
+      drip_state("c1", "sending")
       assert.are.equal("suspended", t:status())
       assert.is_true(t:cancel())
       assert.are.equal(0, http.stats().running)
-      local state
-      for _ = 1, 200 do
-        state = http.get(base .. "/state/c1").body
-        if state == "closed" then break end
-        opsh.sleep(0.02)
-      end
-      assert.are.equal("closed", state)
+      assert.are.equal("closed", drip_state("c1", "closed"))
     end)
 
     it("aborts a stream when its task is cancelled inside the callback's wait", function()
@@ -500,27 +461,15 @@ http {
         chunks = chunks + 1
         opsh.sleep(0.01)
       end})
-      for _ = 1, 200 do
-        if chunks >= 3 then break end
-        opsh.sleep(0.02)
-      end
+      S.poll(function() return chunks end, function(n) return n >= 3 end)
       assert.is_true(t:cancel())
       assert.are.equal(0, http.stats().running)
-      local state
-      for _ = 1, 200 do
-        state = http.get(base .. "/state/c3").body
-        if state == "closed" then break end
-        opsh.sleep(0.02)
-      end
-      assert.are.equal("closed", state)
+      assert.are.equal("closed", drip_state("c3", "closed"))
     end)
 
     it("cancels a retry wait at once", function()
       local t = opsh.spawn(http.get, base .. "/flaky/cw?fail=5&status=503&retry_after=60", {max_retry_after = 100})
-      for _ = 1, 200 do
-        if http.get(base .. "/count/cw"):json().count >= 1 then break end
-        opsh.sleep(0.02)
-      end
+      S.poll(function() return http.get(base .. "/count/cw"):json().count end, function(n) return n >= 1 end)
       opsh.sleep(0.05)
       assert.are.equal("suspended", t:status())
       assert.is_true(t:cancel())
@@ -533,13 +482,7 @@ http {
       assert.is_false(ok)
       assert.are.equal("timeout", err.kind)
       assert.are.equal(0, http.stats().running)
-      local state
-      for _ = 1, 200 do
-        state = http.get(base .. "/state/c2").body
-        if state == "closed" then break end
-        opsh.sleep(0.02)
-      end
-      assert.are.equal("closed", state)
+      assert.are.equal("closed", drip_state("c2", "closed"))
     end)
   end)
 end)

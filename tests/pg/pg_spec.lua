@@ -3,41 +3,10 @@ local opsh = require("opsh")
 local core = require("opsh._core")
 local pg = require("opsh.pg")
 local launcher = require("opsh.twin.postgres")
+local fs = require("opsh.fs")
+local proc = require("opsh.proc")
 
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
-  assert(ok, cmd .. "\n" .. out)
-  return out
-end
-
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- a CA (critical basicConstraints), a second unrelated CA, and a server certificate for
--- 127.0.0.1 and localhost signed by the first
-local function make_certs(dir)
-  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-  for _, name in ipairs({"ca", "other-ca"}) do
-    sh(string.format("cd %s && openssl req -x509 %s -keyout %s.key -out %s.crt -days 2 -subj '/CN=opsh %s' "
-      .. "-addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'",
-      dir, ec, name, name, name))
-  end
-  local f = assert(io.open(dir .. "/server.ext", "w"))
-  f:write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n"
-    .. "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
-  f:close()
-  sh(string.format("cd %s && openssl req %s -keyout server.key -out server.csr -subj '/CN=localhost' && "
-    .. "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt "
-    .. "-days 2 -extfile server.ext", dir, ec))
-  return {cert = dir .. "/server.crt", key = dir .. "/server.key", ca = dir .. "/ca.crt",
-    other_ca = dir .. "/other-ca.crt"}
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
 
 describe("opsh.pg", function()
   local tmp, certs, server
@@ -47,9 +16,9 @@ describe("opsh.pg", function()
   end
 
   setup(function()
-    tmp = sh("mktemp -d /tmp/opsh-pg-spec-XXXXXX"):gsub("%s+$", "")
-    sh("chmod 755 " .. tmp)
-    certs = make_certs(tmp)
+    tmp = fs.tmpdir("opsh-pg-spec-")
+    fs.chmod(tmp, "0755")   -- the postgres user (when root) walks through it
+    certs = S.server_certs(tmp)
     server = launcher.start({
       dir = tmp .. "/primary", tls = {cert = certs.cert, key = certs.key, ca = certs.ca},
       wal_archive = true,
@@ -62,7 +31,7 @@ describe("opsh.pg", function()
 
   teardown(function()
     if server then server.stop() end
-    if tmp then sh("rm -rf " .. tmp) end
+    if tmp then fs.rmtree(tmp) end
   end)
 
   it("passes $n parameters and types the results by column type", function()
@@ -230,7 +199,7 @@ describe("opsh.pg", function()
     local file = tmp .. "/numbers.copy"
     local res = c:copy_out("COPY numbers TO STDOUT", {file = file})
     assert.are.equal(20000, res.affected)
-    local text = read_file(file)
+    local text = fs.read(file)
     local lines = select(2, text:gsub("\n", ""))
     assert.are.equal(20000, lines)
     assert.are.equal(#text, res.bytes)
@@ -276,7 +245,7 @@ describe("opsh.pg", function()
     assert.are.equal("timeout", err.kind)
     assert.are.equal(3, c:query("SELECT 3 AS n")[1].n)
     -- the server did cancel it (rather than the connection waiting 10 s for it)
-    assert.matches("canceling statement due to user request", read_file(server.log))
+    assert.matches("canceling statement due to user request", fs.read(server.log))
     -- a cancelled task inside a transaction leaves no transaction behind
     ok = opsh.try(opsh.timeout, 0.2, function()
       c:transaction(function(tx)
@@ -367,24 +336,13 @@ describe("opsh.pg", function()
   it("gives up connecting after connect_timeout when the server never answers", function()
     -- a listener that lets the TCP connection in (backlog) and never says a word; it exits
     -- on its own after 20 s if the kill below is never reached
-    local pyfile = tmp .. "/silent.out"
-    local started = io.popen("python3 -c \"import os, socket, time\n"
+    local silent = proc.spawn{argv = {"python3", "-c", "import socket, time\n"
       .. "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
-      .. "print(s.getsockname()[1], os.getpid(), flush=True)\n"
-      .. "time.sleep(20)\" > " .. pyfile .. " 2>&1 & echo $!")
-    local pid = started:read("l")
-    started:close()
-    local port
-    for _ = 1, 100 do
-      local f = io.open(pyfile)
-      local text = f and f:read("a") or ""
-      if f then f:close() end
-      port = tonumber(text:match("^(%d+)"))
-      if port then break end
-      opsh.sleep(0.02)
-    end
+      .. "print(s.getsockname()[1], flush=True)\n"
+      .. "time.sleep(20)"}, stdout = "pipe"}
+    local port = tonumber(silent:lines()())
     local ok, err = pcall(pg.connect, {host = "127.0.0.1", port = port, user = "x", connect_timeout = 0.2})
-    os.execute("kill " .. pid)
+    silent:stop()
     assert.is_false(ok)
     assert.are.equal("pg_connect", err.kind)
     assert.is_true(err.timeout)
@@ -404,10 +362,8 @@ describe("opsh.pg", function()
     local pid = pool:with(function(conn) return conn:info().backend_pid end)
     local admin <close> = pg.connect(params())
     assert.is_true(admin:query("SELECT pg_terminate_backend($1) AS t", pid)[1].t)
-    for _ = 1, 200 do   -- the backend exits soon after the signal
-      if #admin:query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid) == 0 then break end
-      opsh.sleep(0.02)
-    end
+    S.poll(function() return #admin:query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", pid) end,
+      function(n) return n == 0 end)   -- the backend exits soon after the signal
     local pid2, one = pool:with(function(conn)
       return conn:info().backend_pid, conn:query("SELECT 1 AS one")[1].one
     end)
@@ -425,12 +381,9 @@ describe("opsh.pg", function()
     collectgarbage()
     collectgarbage()
     local admin <close> = pg.connect(params())
-    local n
-    for _ = 1, 100 do
-      n = admin:query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'")[1].n
-      if n == 1 then break end
-      opsh.sleep(0.02)
-    end
+    local n = S.poll(function()
+      return admin:query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'")[1].n
+    end, function(v) return v == 1 end)
     assert.are.equal(1, n)
   end)
 
@@ -459,12 +412,8 @@ describe("opsh.pg", function()
       p:query("INSERT INTO items (id, name) VALUES ($1, $2)", 900, "replicated")
       local r <close> = pg.connect(replica.connect_params())
       assert.is_true(r:query("SELECT pg_is_in_recovery() AS r")[1].r)
-      local seen
-      for _ = 1, 200 do
-        seen = r:query("SELECT name FROM items WHERE id = 900")[1]
-        if seen then break end
-        opsh.sleep(0.05)
-      end
+      local seen = S.poll(function() return r:query("SELECT name FROM items WHERE id = 900")[1] end,
+        function(row) return row end)
       assert.are.equal("replicated", seen and seen.name)
       local ok2, e = pcall(r.query, r, "INSERT INTO items (id, name) VALUES (901, 'x')")
       assert.is_false(ok2)
@@ -473,7 +422,7 @@ describe("opsh.pg", function()
       assert.are.equal(1, streaming[1].n)
     end)
     replica.stop()
-    assert.is_nil(io.open(replica.data .. "/postmaster.pid"))
+    assert.is_false(fs.exists(replica.data .. "/postmaster.pid"))
     if not ok then error(err, 0) end
   end)
 end)

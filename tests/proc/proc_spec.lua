@@ -1,49 +1,20 @@
 local opsh = require("opsh")
 local proc = require("opsh.proc")
 local core = require("opsh._core")
+local fs = require("opsh.fs")
 
--- Is pid a live process (not gone, not a zombie)?
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local s = f:read("a")
-  f:close()
-  return s:match("%) (%a)") ~= "Z"
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local alive, catch = S.alive, S.catch
 
 -- Waits (up to ~5 s) until pid is gone; returns whether it went.
 local function gone(pid)
-  for _ = 1, 100 do
-    if not alive(pid) then return true end
-    opsh.sleep(0.05)
-  end
-  return false
-end
-
-local function tmpdir()
-  local path = os.tmpname()
-  os.remove(path)
-  proc.run{argv = {"mkdir", "-p", path}}
-  return path
-end
-
-local function read_file(path)
-  local f = assert(io.open(path))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
+  return not S.poll(function() return alive(pid) end, function(a) return not a end, 5)
 end
 
 describe("opsh.proc", function()
   local dir
-  setup(function() dir = tmpdir() end)
-  teardown(function() proc.run{argv = {"rm", "-rf", dir}} end)
+  setup(function() dir = fs.tmpdir("opsh-proc-spec-") end)
+  teardown(function() fs.rmtree(dir) end)
 
   describe("run", function()
     it("captures stdout and stderr and reports the exit", function()
@@ -69,9 +40,7 @@ describe("opsh.proc", function()
       local r = proc.run{argv = {"wc", "-c"}, stdin = big}
       assert.are.equal(#big, tonumber(r.stdout))
       local path = dir .. "/input.txt"
-      local f = assert(io.open(path, "w"))
-      f:write("from a file\n")
-      f:close()
+      fs.write(path, "from a file\n")
       assert.are.equal("from a file\n", proc.run{argv = {"cat"}, stdin_file = path}.stdout)
       assert.are.equal("", proc.run{argv = {"cat"}}.stdout, "stdin is /dev/null by default")
     end)
@@ -172,7 +141,7 @@ describe("opsh.proc", function()
       local err = catch(proc.run, {argv = {"sh", "-c", "echo $$ > " .. pidfile .. "; exec yes"},
         stdout = function() error(opsh.error("test", "enough")) end})
       assert.are.equal("test", err.kind)
-      assert.is_true(gone(tonumber(read_file(pidfile))))
+      assert.is_true(gone(tonumber(fs.read(pidfile))))
     end)
 
     it("merges stderr into stdout on request, and discards output with null", function()
@@ -188,7 +157,7 @@ describe("opsh.proc", function()
       local log = dir .. "/out.log"
       proc.run{argv = {"echo", "one"}, stdout_file = log}
       proc.run{argv = {"sh", "-c", "echo two >&2"}, stderr_file = log}
-      assert.are.equal("one\ntwo\n", read_file(log))
+      assert.are.equal("one\ntwo\n", fs.read(log))
     end)
 
     it("times out with TERM", function()
@@ -258,13 +227,8 @@ describe("opsh.proc", function()
       local t = opsh.spawn(function()
         proc.run{argv = {"sh", "-c", "echo $$ > " .. pidfile .. "; exec sleep 30"}}
       end)
-      local pid
-      for _ = 1, 100 do
-        local f = io.open(pidfile)
-        if f then pid = tonumber(f:read("a")); f:close() end
-        if pid then break end
-        opsh.sleep(0.02)
-      end
+      local pid = S.poll(function() return tonumber(fs.read(pidfile, {missing_ok = true}) or "") end,
+        function(p) return p end, 2)
       assert.is_number(pid)
       assert.is_true(alive(pid))
       t:cancel()
@@ -369,10 +333,10 @@ describe("opsh.proc", function()
       end
       opsh.sleep(0.2)
       assert.is_true(alive(pid))
-      local stat = read_file("/proc/" .. pid .. "/stat")
+      local stat = fs.read("/proc/" .. pid .. "/stat")
       local sid = tonumber(stat:match("%) %a %d+ %d+ (%d+)"))
       assert.are.equal(pid, sid)
-      assert.are.equal("started\n", read_file(log))
+      assert.are.equal("started\n", fs.read(log))
       proc.run{argv = {"kill", tostring(pid)}}
       assert.is_true(gone(pid))
       local err = catch(proc.spawn, {argv = {"true"}, detach = true, stdout = "capture"})

@@ -2,49 +2,19 @@
 local opsh = require("opsh")
 local redis = require("opsh.redis")
 local twin_redis = require("opsh.twin.redis")
+local fs = require("opsh.fs")
+local proc = require("opsh.proc")
 
 local PASSWORD = "spec-pw-7f3a9c"
 
-local function sh(cmd)
-  assert(os.execute(cmd .. " >/dev/null 2>&1"), "command failed: " .. cmd)
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
--- a CA (critical basicConstraints) and a server certificate for 127.0.0.1 and localhost
-local function make_ca(dir, name)
-  sh("mkdir -p " .. dir)
-  local f = assert(io.open(dir .. "/ca.cnf", "w"))
-  f:write("[req]\ndistinguished_name = dn\nx509_extensions = v3\nprompt = no\n[dn]\nCN = ", name,
-    "\n[v3]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n",
-    "subjectKeyIdentifier = hash\n")
-  f:close()
-  f = assert(io.open(dir .. "/server.ext", "w"))
-  f:write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\n",
-    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
-  f:close()
-  local ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-  sh(string.format("cd %s && openssl req -x509 -config ca.cnf %s -keyout ca.key -out ca.pem -days 2", dir, ec))
-  sh(string.format("cd %s && openssl req -new %s -keyout server.key -out server.csr -subj /CN=localhost", dir, ec))
-  sh(string.format("cd %s && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial 2 " ..
-    "-out server.pem -days 2 -extfile server.ext", dir))
-  return {cert = dir .. "/server.pem", key = dir .. "/server.key", ca = dir .. "/ca.pem"}
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
 
 describe("opsh.redis", function()
-  local tmp, server, certs, other, r
+  local tmp, server, certs, r
 
   setup(function()
-    tmp = os.tmpname()
-    os.remove(tmp)
-    sh("mkdir -p " .. tmp)
-    certs = make_ca(tmp .. "/ca", "opsh spec CA")
-    other = make_ca(tmp .. "/other", "another CA")
+    tmp = fs.tmpdir("opsh-redis-spec-")
+    certs = S.server_certs(tmp .. "/pki")
     server = twin_redis.start{dir = tmp .. "/redis", password = PASSWORD, tls = certs}
     r = redis.connect(server:options())
   end)
@@ -52,7 +22,7 @@ describe("opsh.redis", function()
   teardown(function()
     if r then r:close() end
     if server then server:stop() end
-    if tmp then os.execute("rm -rf " .. tmp) end
+    if tmp then fs.rmtree(tmp) end
   end)
 
   describe("replies", function()
@@ -312,14 +282,14 @@ describe("opsh.redis", function()
       assert.are.equal(5000, res.n)
       assert.are.equal(string.rep("x", 200), c:get("tls:5000"))
       c:close()
-      c = redis.connect{host = "localhost", port = server.tls_port, tls = true, ca = read(certs.ca),
+      c = redis.connect{host = "localhost", port = server.tls_port, tls = true, ca = fs.read(certs.ca),
         password = PASSWORD}
       assert.are.equal("PONG", c:ping())
       c:close()
     end)
 
     it("fails with kind 'tls' for another CA or another name", function()
-      local ok, err = opsh.try(redis.connect, {port = server.tls_port, tls = true, ca = other.ca,
+      local ok, err = opsh.try(redis.connect, {port = server.tls_port, tls = true, ca = certs.other_ca,
         password = PASSWORD})
       assert.is_false(ok)
       assert.are.equal("tls", err.kind)
@@ -404,16 +374,16 @@ describe("opsh.redis", function()
 
     it("times out connecting to a server that never answers", function()
       -- accepts, reads until the client hangs up, never answers
-      local silent = io.popen("exec python3 -c 'import socket\n" ..
+      local silent = proc.spawn{argv = {"python3", "-c", "import socket\n" ..
         "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(8)\n" ..
         "print(s.getsockname()[1], flush=True); c,_=s.accept()\n" ..
-        "while c.recv(65536): pass'", "r")
-      local port = tonumber(silent:read("l"))
+        "while c.recv(65536): pass"}, stdout = "pipe"}
+      local port = tonumber(silent:lines()())
       local ok, err = opsh.try(redis.connect, {port = port, tls = true, ca = certs.ca,
         connect_timeout = 0.2})
       assert.is_false(ok)
       assert.are.equal("timeout", err.kind)
-      silent:close()
+      silent:stop()
     end)
   end)
 end)

@@ -1,13 +1,10 @@
 local opsh = require("opsh")
 local repl = require("opsh.repl")
 local C = require("opsh._repl")
+local fs = require("opsh.fs")
 
-local function sh(cmd)
-  local p = io.popen(cmd)
-  local out = p:read("a")
-  p:close()
-  return (out:gsub("%s+$", ""))
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local sh = S.sh
 
 describe("opsh.repl pretty printer", function()
   it("quotes strings and escapes control characters", function()
@@ -173,11 +170,8 @@ end)
 
 describe("opsh.repl history", function()
   local dir
-  before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-  end)
-  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+  before_each(function() dir = fs.tmpdir("opsh-repl-spec-") end)
+  after_each(function() fs.rmtree(dir) end)
 
   it("keeps credentials and lines starting with a space out of the file", function()
     assert.is_true(repl.keep_in_history("opsh.sleep(1)"))
@@ -201,7 +195,7 @@ describe("opsh.repl history", function()
   end)
 
   it("narrows a history file others can read", function()
-    os.execute("mkdir -p '" .. dir .. "' && touch '" .. dir .. "/h' && chmod 644 '" .. dir .. "/h'")
+    fs.write(dir .. "/h", "", {mode = "0644"})
     C.history_load(dir .. "/h", 10)
     assert.are.equal("600", sh("stat -c %a '" .. dir .. "/h'"))
   end)

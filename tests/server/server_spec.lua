@@ -4,26 +4,19 @@ local opsh = require("opsh")
 local core = require("opsh._core")
 local server = require("opsh.server")
 
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p " .. dir))
+local fs = require("opsh.fs")
+
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local wait_until = S.wait_until
+
+local dir = fs.tmpdir("opsh-server-spec-")
 
 local function sh_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
 local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
+  return fs.read(path, {missing_ok = true})
 end
 
 -- Start a shell command in the background; returns a job to await.
@@ -46,14 +39,6 @@ local function await(job, timeout)
     end
     if core.hrtime() > deadline then error("background job did not finish: " .. job.cmd) end
     opsh.sleep(0.02)
-  end
-end
-
-local function wait_until(pred, what, timeout)
-  local deadline = core.hrtime() + (timeout or 20)
-  while not pred() do
-    if core.hrtime() > deadline then error("timed out waiting for " .. what) end
-    opsh.sleep(0.01)
   end
 end
 
@@ -172,7 +157,7 @@ describe("opsh.server", function()
     local payload = {}
     for i = 1, 20000 do payload[i] = string.format("%05d", i) end
     payload = table.concat(payload)
-    spit(dir .. "/payload", payload)
+    fs.write(dir .. "/payload", payload)
     local r = curl("--data-binary @" .. dir .. "/payload " .. base .. "/echo")
     assert.are.equal(201, r.status)
     assert.are.equal(tostring(#payload), header(r, "x-length"))
@@ -191,7 +176,7 @@ describe("opsh.server", function()
     local _ <close> = small
     local called = 0
     small:route("POST", "/up", function(req) called = called + 1; return #req.body .. "" end)
-    spit(dir .. "/big", string.rep("x", 4096))
+    fs.write(dir .. "/big", string.rep("x", 4096))
     local url = small.url .. "/up"
     local r = curl("--data-binary @" .. dir .. "/big " .. url)
     assert.are.equal(413, r.status)
@@ -349,7 +334,7 @@ describe("opsh.server", function()
 
   -- raw bytes over a socket from python3; prints everything the server sent until it closed
   local function raw_exchange(port, payload, opts)
-    spit(dir .. "/raw.py", [[
+    fs.write(dir .. "/raw.py", [[
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 data = open(sys.argv[2], "rb").read()
@@ -367,7 +352,7 @@ sys.stdout.write(out.decode("latin-1"))
 ]])
     seq = seq + 1
     local pf = dir .. "/payload" .. seq
-    spit(pf, payload)
+    fs.write(pf, payload)
     local rc, out, err = await(bg(string.format("python3 %s/raw.py %d %s %s", dir, port, pf,
       opts and opts.half and "half" or "-")))
     assert.are.equal(0, rc, err)
@@ -431,43 +416,25 @@ describe("opsh.server over TLS", function()
   local pki = dir .. "/pki"
 
   teardown(function()
-    os.execute("rm -rf " .. sh_quote(dir))   -- the last block of this file: nothing uses dir after it
+    fs.rmtree(dir)   -- the last block of this file: nothing uses dir after it
   end)
 
-  local function openssl(args)
-    local ok = os.execute("cd " .. pki .. " && openssl " .. args .. " >>openssl.log 2>&1")
-    assert(ok, "openssl " .. args)
-  end
-
   setup(function()
-    assert(os.execute("mkdir -p " .. pki))
-    spit(pki .. "/ca.ext", "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n" ..
-      "subjectKeyIdentifier=hash\n")
-    spit(pki .. "/server.ext", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" ..
-      "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\nauthorityKeyIdentifier=keyid\n")
-    spit(pki .. "/client.ext", "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n" ..
-      "extendedKeyUsage=clientAuth\nauthorityKeyIdentifier=keyid\n")
-    for _, ca in ipairs({"ca", "otherca"}) do
-      openssl("req -x509 -new -newkey rsa:2048 -nodes -keyout " .. ca .. ".key -out " .. ca ..
-        ".crt -days 2 -subj /CN=" .. ca .. " -addext basicConstraints=critical,CA:TRUE " ..
-        "-addext keyUsage=critical,keyCertSign,cRLSign")
-    end
-    local function leaf(name, subj, ca, ext)
-      openssl("req -new -newkey rsa:2048 -nodes -keyout " .. name .. ".key -out " .. name .. ".csr -subj " ..
-        sh_quote(subj))
-      openssl("x509 -req -in " .. name .. ".csr -CA " .. ca .. ".crt -CAkey " .. ca .. ".key -CAcreateserial -days 2 " ..
-        "-out " .. name .. ".crt -extfile " .. ext)
-    end
-    leaf("server", "/CN=127.0.0.1", "ca", "server.ext")
-    leaf("jane", "/O=system:masters/O=devs/CN=jane", "ca", "client.ext")
-    leaf("mallory", "/O=system:masters/CN=mallory", "otherca", "client.ext")
+    local ca = S.ca(pki, "ca", {rsa = true})
+    local otherca = S.ca(pki, "otherca", {rsa = true})
+    S.cert(pki, "server", ca, {subject = "/CN=127.0.0.1", rsa = true,
+      ext = "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1"})
+    S.cert(pki, "jane", ca, {subject = "/O=system:masters/O=devs/CN=jane", rsa = true,
+      ext = "extendedKeyUsage=clientAuth"})
+    S.cert(pki, "mallory", otherca, {subject = "/O=system:masters/CN=mallory", rsa = true,
+      ext = "extendedKeyUsage=clientAuth"})
   end)
 
   local function tls_server(client_auth)
     local srv = server.listen{port = 0, tls = {
-      cert = slurp(pki .. "/server.crt"),
+      cert = slurp(pki .. "/server.pem"),
       key = opsh.secret(slurp(pki .. "/server.key")),
-      client_ca = pki .. "/ca.crt",   -- a path works as well as PEM text
+      client_ca = pki .. "/ca.pem",   -- a path works as well as PEM text
       client_auth = client_auth,
     }}
     srv:route("GET", "/whoami", function(req)
@@ -482,7 +449,7 @@ describe("opsh.server over TLS", function()
   it("serves HTTPS to curl and python3 with the certificate the CA signed", function()
     local srv <close> = tls_server()
     assert.matches("^https://127%.0%.0%.1:%d+$", srv.url)
-    local r = curl("--cacert " .. pki .. "/ca.crt " .. srv.url .. "/whoami")
+    local r = curl("--cacert " .. pki .. "/ca.pem " .. srv.url .. "/whoami")
     assert.are.equal(401, r.status)
     assert.are.equal("anonymous", r.body)
     local py = bg(string.format("python3 -c %s %s %s", sh_quote(
@@ -490,7 +457,7 @@ describe("opsh.server over TLS", function()
       "ctx=ssl.create_default_context(cafile=sys.argv[1])\n" ..
       "try: urllib.request.urlopen(sys.argv[2], context=ctx)\n" ..
       "except urllib.error.HTTPError as e: print(e.code, e.read().decode())\n"),
-      pki .. "/ca.crt", srv.url .. "/whoami"))
+      pki .. "/ca.pem", srv.url .. "/whoami"))
     local rc, out, err = await(py)
     assert.are.equal(0, rc, err)
     assert.are.equal("401 anonymous\n", out)
@@ -498,10 +465,10 @@ describe("opsh.server over TLS", function()
 
   it("gives handlers the verified client certificate's subject", function()
     local srv <close> = tls_server()
-    local r = curl(string.format("--cacert %s/ca.crt --cert %s/jane.crt --key %s/jane.key %s/whoami",
+    local r = curl(string.format("--cacert %s/ca.pem --cert %s/jane.pem --key %s/jane.key %s/whoami",
       pki, pki, pki, srv.url))
     assert.are.equal(200, r.status)
-    local fp = io.popen("openssl x509 -in " .. pki .. "/jane.crt -noout -fingerprint -sha256"):read("a")
+    local fp = S.sh("openssl x509 -in " .. pki .. "/jane.pem -noout -fingerprint -sha256")
     fp = fp:match("=([%x:]+)"):gsub(":", ""):lower()
     assert.are.equal("cn=jane o=system:masters,devs subject=CN=jane,O=devs,O=system:masters sha256=" .. fp ..
       " tls=true", r.body)
@@ -509,12 +476,12 @@ describe("opsh.server over TLS", function()
 
   it("refuses a client certificate from another CA, and none at all when required", function()
     local srv <close> = tls_server("require")
-    local r = curl(string.format("--cacert %s/ca.crt --cert %s/mallory.crt --key %s/mallory.key %s/whoami",
+    local r = curl(string.format("--cacert %s/ca.pem --cert %s/mallory.pem --key %s/mallory.key %s/whoami",
       pki, pki, pki, srv.url))
     assert.are_not.equal(0, r.rc)
-    r = curl(string.format("--cacert %s/ca.crt %s/whoami", pki, srv.url))
+    r = curl(string.format("--cacert %s/ca.pem %s/whoami", pki, srv.url))
     assert.are_not.equal(0, r.rc)
-    r = curl(string.format("--cacert %s/ca.crt --cert %s/jane.crt --key %s/jane.key %s/whoami",
+    r = curl(string.format("--cacert %s/ca.pem --cert %s/jane.pem --key %s/jane.key %s/whoami",
       pki, pki, pki, srv.url))
     assert.are.equal(200, r.status)
     assert.matches("^cn=jane ", r.body)
@@ -527,13 +494,13 @@ describe("opsh.server over TLS", function()
       for i = 1, 5 do res:write("event " .. i .. "\n") end
       res:close()
     end)
-    local r = curl("-N --cacert " .. pki .. "/ca.crt " .. srv.url .. "/watch")
+    local r = curl("-N --cacert " .. pki .. "/ca.pem " .. srv.url .. "/watch")
     assert.are.equal(200, r.status)
     assert.are.equal("event 1\nevent 2\nevent 3\nevent 4\nevent 5\n", r.body)
   end)
 
   it("reports unusable certificates and keys without echoing the key", function()
-    local ok, err = opsh.try(server.listen, {port = 0, tls = {cert = slurp(pki .. "/server.crt"),
+    local ok, err = opsh.try(server.listen, {port = 0, tls = {cert = slurp(pki .. "/server.pem"),
       key = opsh.secret(slurp(pki .. "/jane.key"))}})
     assert.is_false(ok)
     assert.are.equal("tls", err.kind)
@@ -560,16 +527,16 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: twin
-  cluster: {server: "%s", certificate-authority: "%s/ca.crt"}
+  cluster: {server: "%s", certificate-authority: "%s/ca.pem"}
 users:
 - name: jane
-  user: {client-certificate: "%s/jane.crt", client-key: "%s/jane.key"}
+  user: {client-certificate: "%s/jane.pem", client-key: "%s/jane.key"}
 contexts:
 - name: twin
   context: {cluster: twin, user: jane}
 current-context: twin
 ]], srv.url, pki, pki, pki)
-    spit(pki .. "/kubeconfig", kubeconfig)
+    fs.write(pki .. "/kubeconfig", kubeconfig)
     local job = bg("kubectl --kubeconfig " .. pki .. "/kubeconfig get --raw /api/v1/namespaces/default/pods/web-0")
     local rc, out, err = await(job)
     assert.are.equal(0, rc, err)

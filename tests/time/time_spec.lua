@@ -1,11 +1,8 @@
 local time = require("opsh.time")
 local proc = require("opsh.proc")
 
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return err
-end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local catch = S.catch
 
 describe("opsh.time", function()
   it("reads the wall clock and the monotonic clock", function()

@@ -10,15 +10,8 @@ local proc = require("opsh.proc")
 local runtime = require("opsh.runtime")
 local twin = require("opsh.twin")
 
-local function process_state(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return nil end
-  local s = f:read("l"):match("^%d+ %b() (%a)")
-  f:close()
-  return s
-end
-
-local function alive(pid) local s = process_state(pid) return s ~= nil and s ~= "Z" end
+local S = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/helpers.lua")
+local alive = S.alive
 
 local function opsh_cli(args, env)
   local argv = {runtime.exe()}
@@ -101,12 +94,9 @@ describe("opsh twin", function()
     local replica <close> = connect(r)
     assert.is_true(replica:query("SELECT pg_is_in_recovery() AS r")[1].r)
     primary:query("INSERT INTO audit_events (actor, action) VALUES ($1, $2)", "spec", "replicated?")
-    local seen = 0
-    for _ = 1, 100 do
-      seen = replica:query("SELECT count(*)::int AS n FROM audit_events WHERE actor = 'spec'")[1].n
-      if seen == 1 then break end
-      opsh.sleep(0.05)
-    end
+    local seen = S.poll(function()
+      return replica:query("SELECT count(*)::int AS n FROM audit_events WHERE actor = 'spec'")[1].n
+    end, function(n) return n == 1 end)
     assert.are.equal(1, seen)
     local ok, err = opsh.try(replica.query, replica, "INSERT INTO audit_events (actor, action) VALUES ('x', 'y')")
     assert.is_false(ok)
