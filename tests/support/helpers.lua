@@ -52,8 +52,9 @@ end
 
 --- alive(pid) -> true while pid is a running process (not gone, not a zombie)
 function S.alive(pid)
-  local stat = fs.read("/proc/" .. math.tointeger(pid) .. "/stat", {missing_ok = true})
-  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+  -- a process that exits while /proc is read gives ESRCH: gone as well
+  local ok, stat = pcall(fs.read, "/proc/" .. math.tointeger(pid) .. "/stat", {missing_ok = true})
+  return ok and stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
 -- ---- deep equality that tells integers from floats, arrays from objects, -0.0 from 0.0 ----
