@@ -18,8 +18,11 @@ $(BUILD)/Makefile:
 build: $(BUILD)/Makefile
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Until the health check exists: a bundled procedure, then the twin it will run against.
 demo: deps build
 	$(OPSH) run hello
+	$(OPSH) twin up
+	$(OPSH) twin status
 
 # The whole suite: C units and CLI tests under ctest, the busted specs inside opsh,
 # then all of it again built with AddressSanitizer + UBSan.
