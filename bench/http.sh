@@ -88,12 +88,15 @@ curl_rps() {
   t1=$(date +%s.%N)
   awk -v n="$REQUESTS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }'
 }
-opsh_all=() wrk_all=() curl_all=()
+opsh_all=() wrk_all=() wrk1_all=() curl_all=()
 for _ in $(seq "$ROUNDS"); do
   opsh_all+=("$("$OPSH" "$dir/bench.lua" "$url" "$REQUESTS" "$CONNECTIONS")")
   wrk_all+=("$(wrk -c "$CONNECTIONS" -t 2 -d 5s "$url" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')")
+  # opsh runs on one core by design; wrk with one thread is the like-for-like peer
+  wrk1_all+=("$(wrk -c "$CONNECTIONS" -t 1 -d 5s "$url" | awk '/^Requests\/sec:/ {printf "%.0f", $2}')")
   curl_all+=("$(curl_rps)")
 done
+wrk1_rps=$(printf '%s\n' "${wrk1_all[@]}" | median)
 curl_med=$(printf '%s\n' "${curl_all[@]}" | median)
 opsh_rps=$(printf '%s\n' "${opsh_all[@]}" | median)
 wrk_rps=$(printf '%s\n' "${wrk_all[@]}" | median)
@@ -103,7 +106,10 @@ printf "opsh http.get (%d requests, opsh.parallel limit %d): %8d req/s  (median 
   "$REQUESTS" "$CONNECTIONS" "$opsh_rps" "${opsh_all[*]}"
 printf "wrk -c %d -t 2 -d 5s:                               %8d req/s  (median of %s)\n" \
   "$CONNECTIONS" "$wrk_rps" "${wrk_all[*]}"
+printf "wrk -c %d -t 1 -d 5s (one thread, like opsh):       %8d req/s  (median of %s)\n" \
+  "$CONNECTIONS" "$wrk1_rps" "${wrk1_all[*]}"
 printf "curl --parallel --parallel-max %d (libcurl's CLI):   %8d req/s  (median of %s)\n" \
   "$CONNECTIONS" "$curl_med" "${curl_all[*]}"
 awk -v a="$opsh_rps" -v b="$wrk_rps" 'BEGIN { printf "ratio opsh/wrk: %.2f (target >= 0.50)\n", a / b }'
+awk -v a="$opsh_rps" -v b="$wrk1_rps" 'BEGIN { printf "ratio opsh/wrk -t 1: %.2f\n", a / b }'
 awk -v a="$opsh_rps" -v b="$curl_med" 'BEGIN { printf "ratio opsh/curl: %.2f\n", a / b }'

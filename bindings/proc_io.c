@@ -180,8 +180,11 @@ void opsh_proc_release(lua_State *L, proc *p) {
     close_handle((uv_handle_t *)&p->timer);
     close_handle((uv_handle_t *)&p->handle);
   } else if (p->detached) {
+    /* let it go entirely: it runs on after opsh, and a handle kept only to reap it would be
+    ** closed at exit without its memory. If it exits while this opsh still runs, it stays a
+    ** zombie until opsh exits (then init reaps it). */
     close_handle((uv_handle_t *)&p->timer);
-    uv_unref((uv_handle_t *)&p->handle);   /* kept only to reap it if it exits while opsh runs */
+    close_handle((uv_handle_t *)&p->handle);
   } else {
     opsh_proc_escalate(p);
   }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 #include "runtime.h"
 
 extern const luaL_Reg opsh_preloaded[];
@@ -163,6 +164,8 @@ static int luaopen_opsh_runtime(lua_State *L) {
   lua_setfield(L, -2, "lua_version");
   lua_pushstring(L, uv_version_string());
   lua_setfield(L, -2, "libuv_version");
+  lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
+  lua_setfield(L, -2, "openssl_version");
   return 1;
 }
 

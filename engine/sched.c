@@ -150,7 +150,6 @@ static void task_step(lua_State *L, opsh_task *t) {
     lua_createtable(L, nres, 1);
     lua_pushinteger(L, nres);
     lua_setfield(L, -2, "n");
-    lua_insert(L, -1);
     for (int i = nres; i >= 1; i--) {
       lua_xmove(co, L, 1);
       lua_rawseti(L, -2, i);

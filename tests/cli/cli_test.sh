@@ -92,6 +92,20 @@ stdout_has "^  wipe +A destructive procedure: asks before it runs  \(local\)$"
 expect 0 0 "" -- "$OPSH" version
 stdout_has "^lua +Lua 5\.4"
 
+# export the bundled scripts for editing: the edited copy wins, and a second export keeps it
+expect 0 0 "" -- "$OPSH" scripts export
+stdout_has "^exported [1-9][0-9]* script\(s\) to $HOME/.config/opsh/scripts \(0 kept\)$"
+sed -i 's/Print opsh/EDITED: print opsh/' "$HOME/.config/opsh/scripts/hello.lua"
+expect 0 0 "" -- "$OPSH" list
+stdout_has "^  hello +EDITED: print opsh.*\(local\)$"
+expect 0 - "kept .*hello.lua \(already there; an edited copy is never overwritten\)" -- "$OPSH" scripts export
+grep -q "EDITED" "$HOME/.config/opsh/scripts/hello.lua" && pass=$((pass + 1)) || { echo "FAIL: export overwrote an edited copy"; fail=$((fail + 1)); }
+rm -rf "$HOME/.config/opsh"
+
+# Debian's Lua C modules (not linked against liblua) load into the binary
+expect 0 0 "" -- "$OPSH" -e 'print(require("lfs").currentdir() ~= nil)'
+stdout_has "^true$"
+
 # environments and structured output
 expect 0 0 "" -- "$OPSH" --env production env show
 stdout_has "^  cluster: aks-legal-production$"
