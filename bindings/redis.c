@@ -686,5 +686,7 @@ int luaopen_opsh_redis(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushboolean(L, RTLS_NATIVE);
   lua_setfield(L, -2, "native_tls");
+  lua_pushfstring(L, "%d.%d.%d", HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
+  lua_setfield(L, -2, "hiredis_version");
   return 1;
 }
