@@ -14,8 +14,8 @@ do
   local ok, json = pcall(require, "opsh.json")
   if ok and type(json) == "table" and json.null ~= nil then C.set_null(json.null) end
   M.null = ok and type(json) == "table" and json.null or C.null
-M.hiredis_version = C.hiredis_version
 end
+M.hiredis_version = C.hiredis_version
 
 local function raise(kind, message, fields)
   error(core.error(kind, message, fields), 0)
