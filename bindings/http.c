@@ -289,6 +289,7 @@ static const luaL_Reg http_funcs[] = {
 };
 
 int luaopen_opsh_http(lua_State *L) {
+  opsh_curl_load(L);
   if (luaL_newmetatable(L, HTTP_XFER_META)) {
     luaL_setfuncs(L, transfer_meta, 0);
     luaL_newlib(L, transfer_methods);

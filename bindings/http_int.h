@@ -6,7 +6,7 @@
 #ifndef opsh_http_int_h
 #define opsh_http_int_h
 
-#include <curl/curl.h>
+#include "http_curl.h"
 #include "opsh.h"
 #include "buf.h"
 

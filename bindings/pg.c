@@ -721,6 +721,7 @@ static const luaL_Reg pg_funcs[] = {
 };
 
 int luaopen_opsh_pg(lua_State *L) {
+  opsh_pq_load(L);
   if (luaL_newmetatable(L, PG_OP_META)) {
     lua_pushcfunction(L, op_gc);
     lua_setfield(L, -2, "__gc");

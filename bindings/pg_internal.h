@@ -11,7 +11,7 @@
 #ifndef opsh_pg_internal_h
 #define opsh_pg_internal_h
 
-#include <libpq-fe.h>
+#include "pg_pq.h"
 #include "opsh.h"
 #include "buf.h"
 

@@ -68,6 +68,12 @@ void opsh_secret_push(lua_State *L, const char *s, size_t len);
 const char *opsh_secret_check(lua_State *L, int idx, size_t *len);
 int opsh_is_secret(lua_State *L, int idx);
 
+/* ---- libraries loaded on first use (dynlib.c) ---- */
+/* [-0, +0, v] dlopen the first of sonames that loads and resolve names[0..n) into slots;
+** raises {kind="dependency"} when it cannot. Does nothing once *loaded is set. */
+int opsh_dynlib_load(lua_State *L, const char *const *sonames, const char *const *names, void **slots,
+                     int n, int *loaded);
+
 /* ---- embedded Lua (embedded.c, generated) ---- */
 typedef struct opsh_embedded {
   const char *name;     /* "opsh.cli", "script:hello", "env:production" */

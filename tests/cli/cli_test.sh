@@ -106,6 +106,13 @@ rm -rf "$HOME/.config/opsh"
 expect 0 0 "" -- "$OPSH" -e 'print(require("lfs").currentdir() ~= nil)'
 stdout_has "^true$"
 
+# libcurl and libpq (and their 30 dependencies) load only when opsh.http / opsh.pg are required
+maps='local n = 0 for l in io.lines("/proc/self/maps") do if l:find("libcurl") or l:find("libpq") then n = n + 1 end end print(n)'
+expect 0 0 "" -- "$OPSH" -e "$maps"
+stdout_has "^0$"
+expect 0 0 "" -- "$OPSH" -e "require('opsh.http') require('opsh.pg') $maps"
+stdout_has "^[1-9][0-9]*$"
+
 # environments and structured output
 expect 0 0 "" -- "$OPSH" --env production env show
 stdout_has "^  cluster: aks-legal-production$"
