@@ -59,7 +59,8 @@ static void xfer_cancel(void *ud) {
   xfer_close(x);
 }
 
-/* [-0, +1, m] a new transfer userdata, created closed; uservalue 1 anchors borrowed values */
+/* [-0, +1, m] a new transfer userdata, created closed; uservalue 1 (a table made when first
+** needed) anchors borrowed values */
 static http_xfer *xfer_new(lua_State *L) {
   xfer_box *b = lua_newuserdatauv(L, sizeof *b, 1);
   b->x = NULL;
@@ -69,8 +70,6 @@ static http_xfer *xfer_new(lua_State *L) {
   x->state = XF_CLOSED;
   x->upload_fd = -1;
   b->x = x;
-  lua_newtable(L);
-  lua_setiuservalue(L, -2, 1);
   return x;
 }
 
@@ -85,9 +84,7 @@ static http_xfer *xfer_start(lua_State *L, int stream) {
   x->stream = stream;
   x->easy = http_easy_get();
   if (!x->easy) opsh_error(L, "protocol", "libcurl could not create a handle");
-  lua_getiuservalue(L, ud, 1);
-  http_setup(L, 1, lua_gettop(L), x);
-  lua_pop(L, 1);
+  http_setup(L, 1, ud, x);
   CURLMcode rc = http_xfer_start(x);
   if (rc != CURLM_OK) opsh_error(L, "protocol", "libcurl: %s", curl_multi_strerror(rc));
   opsh_task_hold(L, ud);

@@ -256,14 +256,26 @@ static void easy_defaults(CURL *e) {
 }
 
 CURL *http_easy_get(void) {
-  CURL *e = G->npool > 0 ? G->pool[--G->npool] : curl_easy_init();
+  if (G->npool > 0) return G->pool[--G->npool];   /* has the defaults already */
+  CURL *e = curl_easy_init();
   if (e) easy_defaults(e);
   return e;
 }
 
-static void easy_put(CURL *e) {
+/* back to the pool: reset to the defaults if the request set more than http_setup sets on
+** every request; the pointers into the finished transfer are cleared in any case */
+static void easy_put(CURL *e, int dirty) {
   if (G && G->npool < POOL_MAX) {
-    curl_easy_reset(e);
+    if (dirty) {
+      curl_easy_reset(e);
+      easy_defaults(e);
+    } else {
+      curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+      curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+      curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+      curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+      curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+    }
     G->pool[G->npool++] = e;
   } else {
     curl_easy_cleanup(e);
@@ -296,7 +308,7 @@ void http_xfer_release(http_xfer *x) {
     x->state = XF_DONE;
   }
   if (x->easy) {
-    if (G) easy_put(x->easy); else curl_easy_cleanup(x->easy);
+    if (G) easy_put(x->easy, x->dirty); else curl_easy_cleanup(x->easy);
     x->easy = NULL;
   }
   if (x->headers) {

@@ -19,10 +19,19 @@
 #include <openssl/crypto.h>
 #include "http_int.h"
 
-/* [-0, +0, -] pin the value at idx for the transfer's life (curl borrows its bytes) */
-static void anchor(lua_State *L, int anchors, int idx) {
+/* [-0, +0, m] pin the value at idx for the transfer's life (curl borrows its bytes), in the
+** table in uservalue 1 of the transfer userdata at `ud` */
+static void anchor(lua_State *L, int ud, int idx) {
+  idx = lua_absindex(L, idx);
+  if (lua_getiuservalue(L, ud, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, ud, 1);
+  }
   lua_pushvalue(L, idx);
-  lua_rawseti(L, anchors, (lua_Integer)lua_rawlen(L, anchors) + 1);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_pop(L, 1);
 }
 
 /* [-0, +1, -] spec[name] on the stack; its type */
@@ -115,7 +124,9 @@ static void set_url(lua_State *L, int spec, http_xfer *x) {
   char *url = build_url(L, spec, &len);
   /* https may be HTTP/2: wait for a connection being set up to the host rather than open
   ** another, so that concurrent requests share one connection as streams */
-  if (strncasecmp(url, "https:", 6) == 0) curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, strncasecmp(url, "https:", 6) == 0 ? 1L : 0L);
+  /* credentials in the URL: leave nothing of them in a pooled handle's state */
+  if (memchr(url, '@', len)) x->dirty = 1;
   CURLcode rc = curl_easy_setopt(x->easy, CURLOPT_URL, url);   /* curl keeps a copy */
   OPENSSL_cleanse(url, len);
   free(url);
@@ -162,9 +173,10 @@ static void set_headers(lua_State *L, int spec, http_xfer *x) {
   lua_pop(L, 1);
 }
 
-static void set_body(lua_State *L, int spec, int anchors, http_xfer *x, const char *method) {
+static void set_body(lua_State *L, int spec, int ud, http_xfer *x, const char *method) {
   const char *file = opt_string(L, spec, "body_file");
   if (file) {
+    x->dirty = 1;
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
@@ -183,10 +195,11 @@ static void set_body(lua_State *L, int spec, int anchors, http_xfer *x, const ch
     return;
   }
   int t = field(L, spec, "body");
+  if (t != LUA_TNIL || strcmp(method, "GET") != 0) x->dirty = 1;
   if (t != LUA_TNIL) {
     size_t len;
     const char *body = opsh_secret_check(L, -1, &len);
-    anchor(L, anchors, -1);
+    anchor(L, ud, -1);
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
@@ -204,16 +217,17 @@ static void set_body(lua_State *L, int spec, int anchors, http_xfer *x, const ch
 }
 
 /* a PEM string (in memory, borrowed) or a file path for CA, certificate or key */
-static void set_pem(lua_State *L, int spec, int anchors, http_xfer *x, const char *name,
+static void set_pem(lua_State *L, int spec, int ud, http_xfer *x, const char *name,
                     CURLoption blob_opt, CURLoption path_opt) {
   if (field(L, spec, name) == LUA_TNIL) {
     lua_pop(L, 1);
     return;
   }
+  x->dirty = 1;
   size_t len;
   const char *s = opsh_secret_check(L, -1, &len);
   if (is_pem(s, len)) {
-    anchor(L, anchors, -1);
+    anchor(L, ud, -1);
     struct curl_blob blob = {(void *)s, len, CURL_BLOB_NOCOPY};
     if (curl_easy_setopt(x->easy, blob_opt, &blob) != CURLE_OK)
       luaL_error(L, "http: this libcurl cannot take %s in memory", name);
@@ -224,8 +238,9 @@ static void set_pem(lua_State *L, int spec, int anchors, http_xfer *x, const cha
   lua_pop(L, 1);
 }
 
-static void set_tls(lua_State *L, int spec, int anchors, http_xfer *x) {
+static void set_tls(lua_State *L, int spec, int ud, http_xfer *x) {
   if (opt_bool(L, spec, "insecure")) {
+    x->dirty = 1;
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
   }
@@ -240,12 +255,12 @@ static void set_tls(lua_State *L, int spec, int anchors, http_xfer *x) {
 #endif
   }
   lua_pop(L, 1);
-  set_pem(L, spec, anchors, x, "ca", CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO);
-  set_pem(L, spec, anchors, x, "cert", CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT);
-  set_pem(L, spec, anchors, x, "key", CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY);
+  set_pem(L, spec, ud, x, "ca", CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO);
+  set_pem(L, spec, ud, x, "cert", CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT);
+  set_pem(L, spec, ud, x, "key", CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY);
 }
 
-void http_setup(lua_State *L, int spec, int anchors, http_xfer *x) {
+void http_setup(lua_State *L, int spec, int ud, http_xfer *x) {
   CURL *e = x->easy;
   const char *method = opt_string(L, spec, "method");
   if (!method) method = "GET";
@@ -259,18 +274,24 @@ void http_setup(lua_State *L, int spec, int anchors, http_xfer *x) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   set_url(L, spec, x);
   set_headers(L, spec, x);
-  set_body(L, spec, anchors, x, method);
-  set_tls(L, spec, anchors, x);
-  if (x->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+  set_body(L, spec, ud, x, method);
+  set_tls(L, spec, ud, x);
+  /* set on every request, to its value or curl's default, since a pooled handle may keep
+  ** the last request's */
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, opt_bool(L, spec, "compressed") ? "" : NULL);
+  long timeout = opt_long(L, spec, "timeout_ms", 0);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout > 0 ? timeout : 0L);
+  long connect_timeout = opt_long(L, spec, "connect_timeout_ms", 0);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout > 0 ? connect_timeout : 0L);
   if (x->follow) {
+    x->dirty = 1;
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
   }
-  if (opt_bool(L, spec, "compressed")) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  long timeout = opt_long(L, spec, "timeout_ms", 0);
-  if (timeout > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout);
-  long connect_timeout = opt_long(L, spec, "connect_timeout_ms", 0);
-  if (connect_timeout > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout);
   const char *proxy = opt_string(L, spec, "proxy");
-  if (proxy) curl_easy_setopt(e, CURLOPT_PROXY, proxy);
+  if (proxy) {
+    x->dirty = 1;
+    curl_easy_setopt(e, CURLOPT_PROXY, proxy);
+  }
 }

@@ -286,21 +286,21 @@ local function check_number(fname, opts, name)
   end
 end
 
--- options -> the C spec and the request's policy
-local function prepare(opts, fname)
-  if type(opts) ~= "table" then usage(fname, "table expected, got " .. type(opts)) end
-  local url = opts.url
-  if type(url) ~= "string" or not url:match("^[hH][tT][tT][pP][sS]?://.") then
+-- options (url and method given apart: get() and friends pass the caller's table as it is)
+-- -> the C spec and the request's policy
+local function prepare(opts, fname, url, method)
+  if type(url) ~= "string" or not url:find("^[hH][tT][tT][pP][sS]?://.") then
     usage(fname, "url must be an http:// or https:// URL")
   end
-  local method = opts.method or "GET"
+  method = method or "GET"
   if not METHODS[method] then
     if type(method) ~= "string" or not METHODS[method:upper()] then
       usage(fname, "method must be one of GET HEAD POST PUT PATCH DELETE OPTIONS")
     end
     method = method:upper()
   end
-  for _, n in ipairs(NUMERIC_OPTIONS) do
+  for i = 1, #NUMERIC_OPTIONS do
+    local n = NUMERIC_OPTIONS[i]
     if opts[n] ~= nil then check_number(fname, opts, n) end
   end
   local streaming = opts.on_data ~= nil or opts.on_line ~= nil
@@ -316,9 +316,10 @@ local function prepare(opts, fname)
   if opts.body_file ~= nil and type(opts.body_file) ~= "string" then usage(fname, "body_file must be a path") end
 
   local secrets = {}
-  local headers = {}
+  local headers
   if opts.headers ~= nil then
     if type(opts.headers) ~= "table" then usage(fname, "headers must be a table") end
+    headers = {}
     for _, name in ipairs(sorted_keys(opts.headers)) do
       if type(name) ~= "string" then usage(fname, "header names must be strings") end
       local v = scalar(opts.headers[name], "header '" .. name .. "'", fname)
@@ -331,6 +332,7 @@ local function prepare(opts, fname)
   if core.is_secret(body) then secrets[#secrets + 1] = body end
   if opts.json ~= nil then
     body = require("opsh.json").encode(opts.json)
+    headers = headers or {}
     if not has_header(headers, "content-type") then
       headers[#headers + 1] = "Content-Type"
       headers[#headers + 1] = "application/json"
@@ -349,7 +351,8 @@ local function prepare(opts, fname)
   if shown_query and shown_query ~= "" then
     shown = shown .. (shown:find("?", 1, true) and "&" or "?") .. shown_query
   end
-  for _, name in ipairs(PEM_OPTIONS) do
+  for i = 1, #PEM_OPTIONS do
+    local name = PEM_OPTIONS[i]
     local v = opts[name]
     if v ~= nil and type(v) ~= "string" and not core.is_secret(v) then
       usage(fname, name .. " must be PEM text or a file path")
@@ -373,7 +376,7 @@ local function prepare(opts, fname)
   }
   local req = {
     method = method, shown = shown, secrets = secrets, streaming = streaming,
-    deadline = timeout and timeout ~= false and (core.hrtime() + timeout) or nil, timeout = timeout,
+    timed = timeout ~= nil and timeout ~= false, timeout = timeout,
     retries = math.floor(opt(opts, "retries")),
     backoff = opt(opts, "backoff"), max_backoff = opt(opts, "max_backoff"),
     max_retry_after = opt(opts, "max_retry_after"),
@@ -396,14 +399,20 @@ local function log_retry(req, attempt, wait, why)
   end
 end
 
-local function request(opts, where)
-  local spec, req = prepare(opts, where)
+local function request(opts, where, url, method)
+  local spec, req = prepare(opts, where, url, method)
   local may_retry = IDEMPOTENT[req.method] or req.retry_unsafe
   local attempt = 0
   while true do
     attempt = attempt + 1
-    if req.deadline then
-      local left = req.deadline - core.hrtime()
+    if req.deadline or (attempt == 1 and req.timed) then
+      local left
+      if attempt == 1 then
+        left = req.timeout
+        req.deadline = core.hrtime() + left
+      else
+        left = req.deadline - core.hrtime()
+      end
       if left <= 0 then
         raise_transport(req, {kind = "timeout", message = string.format("timed out after %g s", req.timeout)},
           attempt - 1)
@@ -445,21 +454,24 @@ end
 --- request{method, url, query, headers, body | json | body_file, timeout, connect_timeout,
 -- ca, cert, key, insecure, proxy, retries, retry_unsafe, on_data | on_line, max_body,
 -- follow, missing_ok, raise_for_status} -> {status, reason, headers, body, version, json()}
+local REQUEST_ARG = {name = "request", arg = 1}
+local NO_OPTIONS = setmetatable({}, {__newindex = function() error("read-only", 2) end})
+
 function M.request(opts)
-  return request(opts, {name = "request", arg = 1})
+  if type(opts) ~= "table" then usage(REQUEST_ARG, "table expected, got " .. type(opts)) end
+  return request(opts, REQUEST_ARG, opts.url, opts.method)
 end
 
 local function with_method(method, fname)
+  local url_arg, opts_arg = {name = fname, arg = 1}, {name = fname, arg = 2}
   return function(url, opts)
-    local o = {}
-    if opts ~= nil then
-      if type(opts) ~= "table" then usage({name = fname, arg = 2}, "table expected, got " .. type(opts)) end
-      for k, v in pairs(opts) do o[k] = v end
+    if opts == nil then
+      opts = NO_OPTIONS
+    elseif type(opts) ~= "table" then
+      usage(opts_arg, "table expected, got " .. type(opts))
     end
-    if type(url) ~= "string" then usage({name = fname, arg = 1}, "url expected, got " .. type(url)) end
-    o.url = url
-    o.method = method
-    return request(o, {name = fname, arg = 2})
+    if type(url) ~= "string" then usage(url_arg, "url expected, got " .. type(url)) end
+    return request(opts, opts_arg, url, method)
   end
 end
 
