@@ -16,6 +16,9 @@ function task:status() end
 function task:id() end
 ---For a finished task: true, results... or false, err, traceback.
 function task:result() end
+---Where a ready or suspended task is (a debug traceback); nil once it finished.
+---@return string|nil
+function task:traceback() end
 
 ---@class opsh.error
 ---@field kind string
@@ -45,6 +48,9 @@ function opsh.sleep(seconds) end
 function opsh.yield() end
 ---@return opsh.task|nil
 function opsh.current() end
+---Every task that has not finished, newest first (with task:traceback() to see where each waits).
+---@return opsh.task[]
+function opsh.tasks() end
 ---Run fn in a task; raise {kind="timeout"} and cancel it if it takes longer than `seconds`.
 function opsh.timeout(seconds, fn, ...) end
 ---fn(item, index) for every item, at most `limit` at once; results in input order.
