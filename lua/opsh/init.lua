@@ -161,7 +161,7 @@ local lazy = {out = true, log = true, json = true, yaml = true, http = true, ser
   crypto = true, proc = true, time = true, fs = true, pg = true, redis = true, twin = true,
   progress = true, net = true}
 
-return setmetatable(M, {__index = function(t, k)
+return setmetatable(M, {__fields = lazy, __index = function(t, k)
   if lazy[k] then
     local mod = require("opsh." .. k)
     rawset(t, k, mod)

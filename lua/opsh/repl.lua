@@ -184,6 +184,12 @@ local function field_names(v, methods)
   end
   if type(v) == "table" then add(v) end
   for _, t in ipairs(index_tables(v)) do add(t) end
+  -- a table whose __index is a function (modules loaded on first use) lists those names in __fields
+  local mt = debug.getmetatable(v)
+  local lazy = mt and rawget(mt, "__fields")
+  if type(lazy) == "table" and not methods then
+    for k in next, lazy do if is_identifier(k) then names[k] = true end end
+  end
   return names
 end
 

@@ -103,6 +103,17 @@ describe("opsh.repl completion", function()
     assert.are.same({"repl_cfg.db"}, repl.complete("repl_cfg."))
   end)
 
+  it("completes modules that load on first use, before they are loaded", function()
+    _G.lazy_cfg = setmetatable({}, {__fields = {redis = true, http = true},
+      __index = function(t, k) return "loaded " .. k end})
+    assert.are.same({"lazy_cfg.redis"}, repl.complete("lazy_cfg.re"))
+    assert.are.same({"lazy_cfg.http", "lazy_cfg.redis"}, repl.complete("lazy_cfg."))
+    _G.opsh = _G.opsh or opsh
+    local found = {}
+    for _, c in ipairs(repl.complete("opsh.")) do found[c] = true end
+    assert.is_true(found["opsh.pg"] and found["opsh.yaml"] and found["opsh.twin"])
+  end)
+
   it("completes methods through the metatable's __index: strings and userdata", function()
     _G.repl_s = "text"
     assert.are.same({"repl_s:upper"}, repl.complete("repl_s:up"))
