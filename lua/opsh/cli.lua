@@ -98,8 +98,7 @@ local function stderr(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") e
 --- One line for an error; the traceback only when asked for or when it is a bug.
 local function report(err, traceback, opts, prefix)
   local structured = core.is_error(err)
-  local line = structured and tostring(err) or tostring(err)
-  stderr("opsh: %s%s", prefix or "", line)
+  stderr("opsh: %s%s", prefix or "", tostring(err))
   if opts.verbose or not structured then
     if traceback then stderr("%s", traceback) end
   end
@@ -451,7 +450,7 @@ local function dispatch(argv)
   local opts, rest = M.parse(argv)
   apply_globals(opts)
   if opts.chunks then
-    for i, src in ipairs(opts.chunks) do
+    for _, src in ipairs(opts.chunks) do
       local chunk, err = load(src, "=(command line)", "t")
       if not chunk then usage(err) end
       local code = run_chunk(chunk, nil, {n = #rest, table.unpack(rest)}, opts)
