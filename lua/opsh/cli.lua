@@ -179,7 +179,7 @@ end
 function M.cmd_run(opts, words)
   local ref = table.remove(words, 1)
   if not ref then usage("run needs a script name (see 'opsh list')") end
-  local decl, name, origin = script.load(ref)
+  local decl, name = script.load(ref)
   if not decl then
     local names = {}
     for n in pairs(script.all()) do names[#names + 1] = n end

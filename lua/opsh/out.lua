@@ -145,18 +145,6 @@ function M.tsv(records, opts)
   return table.concat(out, "\n") .. (#out > 0 and "\n" or "")
 end
 
-local function project(records, opts)
-  if not opts.columns or not is_list(records) then return records end -- luacheck: ignore
-  local cols = columns_of(records, opts)
-  local out = {}
-  for i, rec in ipairs(records) do
-    local r = {}
-    for _, c in ipairs(cols) do r[c.key] = field(rec, c.key) end
-    out[i] = r
-  end
-  return out
-end
-
 --- render(records, {format=, columns=, color=}) -> string
 function M.render(records, opts)
   opts = opts or {}
