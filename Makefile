@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc)
 OPSH        = $(BUILD)/opsh
 PREFIX     ?= /usr/local
 
-.PHONY: all deps build demo test test-fast asan test-asan bench install clean
+.PHONY: all deps build demo test test-fast lint asan test-asan bench install clean
 
 all: build
 
@@ -26,10 +26,13 @@ demo: deps build
 
 # The whole suite: C units and CLI tests under ctest, the busted specs inside opsh,
 # then all of it again built with AddressSanitizer + UBSan.
-test: deps build
+test: deps build lint
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(OPSH) test
 	$(MAKE) test-asan
+
+lint:
+	luacheck -q lua scripts
 
 test-fast: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
