@@ -5,6 +5,9 @@ JOBS       ?= $(shell nproc)
 OPSH        = $(BUILD)/opsh
 PREFIX     ?= /usr/local
 
+# Servers the tests start (nginx) and runuser live in sbin, which a trimmed PATH may lack.
+export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
+
 .PHONY: all deps build demo test test-fast lint asan test-asan bench install clean
 
 all: build

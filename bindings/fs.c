@@ -355,7 +355,18 @@ static int fs_glob(lua_State *L) {
   return 1;
 }
 
+/* cwd() -> the process's working directory (getcwd; $PWD may be missing or stale) */
+static int fs_cwd(lua_State *L) {
+  char buf[4096];
+  size_t len = sizeof buf;
+  int rc = uv_cwd(buf, &len);
+  if (rc != 0) return opsh_error(L, "fs", "cannot read the working directory: %s", uv_strerror(rc));
+  lua_pushlstring(L, buf, len);
+  return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
+  {"cwd", fs_cwd},
   {"open", fs_open},
   {"mkstemp", fs_mkstemp},
   {"mkdtemp", fs_mkdtemp},

@@ -281,6 +281,16 @@ function M.remove(path)
   if st and st.type == "dir" then C.rmdir(path) else C.unlink(path) end
 end
 
+--- cwd() -> the working directory (from getcwd, not $PWD)
+M.cwd = C.cwd
+
+--- absolute(path) -> path made absolute against the working directory (not normalised)
+function M.absolute(path)
+  check_path("absolute", 1, path)
+  if path:sub(1, 1) == "/" then return path end
+  return C.cwd() .. "/" .. path
+end
+
 --- rename(from, to)
 function M.rename(from, to)
   C.rename(check_path("rename", 1, from), check_path("rename", 2, to))

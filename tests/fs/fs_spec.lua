@@ -288,3 +288,13 @@ describe("opsh.fs", function()
     end
   end)
 end)
+
+describe("opsh.fs working directory", function()
+  it("reads the working directory from the process, not $PWD, and makes paths absolute", function()
+    local cwd = fs.cwd()
+    assert.are.equal("/", cwd:sub(1, 1))
+    assert.is_truthy(fs.stat(cwd))
+    assert.are.equal(cwd .. "/a/b", fs.absolute("a/b"))
+    assert.are.equal("/x/y", fs.absolute("/x/y"))
+  end)
+end)

@@ -231,7 +231,7 @@ end)
 describe("opsh twin API plug-ins", function()
   it("mounts an API twin module named in OPSH_TWIN_APIS, which can change the shared state", function()
     local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]+$")
-    local root = (here:sub(1, 1) == "/" and here or (os.getenv("PWD") .. "/" .. here)) .. "/fixtures"
+    local root = fs.absolute(here) .. "/fixtures"
     local dir = fs.tmpdir("opsh-twin-plug-")
     local env = {OPSH_PATH = root, OPSH_TWIN_APIS = "twinplug", OPSH_TWIN_DIR = dir}
     local up = opsh_cli({"twin", "up"}, env)

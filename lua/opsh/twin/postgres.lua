@@ -41,16 +41,19 @@ local function bindir()
   return bin
 end
 
+-- runuser lives in /usr/sbin, which a root PATH normally has but a trimmed one may not
+local function runuser()
+  for _, path in ipairs({"/usr/sbin/runuser", "/sbin/runuser"}) do
+    if fs.exists(path) then return path end
+  end
+  return "runuser"
+end
+
 -- run a PostgreSQL program (as the postgres user when root) from inside dir
 local function pg_run(dir, program, ...)
   local argv = {bindir() .. "/" .. program, ...}
-  if root() then argv = {"runuser", "-u", "postgres", "--", table.unpack(argv)} end
+  if root() then argv = {runuser(), "-u", "postgres", "--", table.unpack(argv)} end
   return run(argv, dir)
-end
-
-local function absolute(path)
-  if path:sub(1, 1) == "/" then return path end
-  return (os.getenv("PWD") or must({"pwd"}, "pwd"):gsub("%s+$", "")) .. "/" .. path
 end
 
 local function give(path)
@@ -157,7 +160,7 @@ function M.start(opts)
   if type(opts) ~= "table" or type(opts.dir) ~= "string" then
     error("bad argument #1 to 'start' (table with dir expected)", 2)
   end
-  local dir = absolute(opts.dir)
+  local dir = fs.absolute(opts.dir)
   local data = dir .. "/data"
   local user = opts.user or "opsh"
   local dbname = opts.dbname or "opsh"
@@ -242,7 +245,7 @@ function M.start_replica(opts)
     error("bad argument #1 to 'start_replica' (table with primary and dir expected)", 2)
   end
   local p = opts.primary
-  local dir = absolute(opts.dir)
+  local dir = fs.absolute(opts.dir)
   local data = dir .. "/data"
   make_dir(dir)
   -- the password reaches pg_basebackup and the walreceiver through a passfile, never argv

@@ -25,7 +25,7 @@ function M.dir(dir)
     end
     dir = base .. "/opsh/twin"
   end
-  if dir:sub(1, 1) ~= "/" then dir = (os.getenv("PWD") or ".") .. "/" .. dir end
+  dir = fs.absolute(dir)
   return (dir:gsub("/+$", ""))
 end
 
