@@ -268,6 +268,15 @@ static int core_reveal(lua_State *L) {
   return 1;
 }
 
+/* scrub(text, {secret|string, ...}) -> text without those values in any of their usual forms */
+static int core_scrub(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  opsh_scrub_push(L, text, len, 2);
+  return 1;
+}
+
 static int core_is_secret(lua_State *L) {
   lua_pushboolean(L, opsh_is_secret(L, 1));
   return 1;
@@ -287,6 +296,7 @@ static const luaL_Reg core_funcs[] = {
   {"error", core_error},
   {"is_error", core_is_error},
   {"secret", core_secret},
+  {"scrub", core_scrub},
   {"reveal", core_reveal},
   {"is_secret", core_is_secret},
   {NULL, NULL}

@@ -67,6 +67,10 @@ void opsh_secret_push(lua_State *L, const char *s, size_t len);
 /* [-0, +0, v] the bytes of a secret or plain string at idx; raises for other types */
 const char *opsh_secret_check(lua_State *L, int idx, size_t *len);
 int opsh_is_secret(lua_State *L, int idx);
+/* [-0, +1, m] text with every value of the array at list_idx (secrets or strings) replaced by
+** <redacted>, in raw, percent-encoded, JSON-escaped and base64 forms (any alignment, so the
+** password inside a Basic credential is caught without its user) */
+void opsh_scrub_push(lua_State *L, const char *text, size_t len, int list_idx);
 
 /* ---- libraries loaded on first use (dynlib.c) ---- */
 /* [-0, +0, v] dlopen the first of sonames that loads and resolve names[0..n) into slots;

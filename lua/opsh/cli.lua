@@ -1,13 +1,14 @@
 -- opsh.cli: the command line. Parses global flags, dispatches commands, runs procedures as
 -- tasks and turns their outcome into one line and an exit code:
---   0 ok · 1 the procedure failed · 2 usage error · 3 ran and found problems · 130 interrupted
+--   0 ok · 1 the procedure failed · 2 usage error · 3 ran and found problems
+--   4 a dry-run planned changes · 130 interrupted
 local core = require("opsh._core")
 local runtime = require("opsh.runtime")
 local script = require("opsh.script")
 
 local M = {}
 
-M.EXIT = {ok = 0, failed = 1, usage = 2, problems = 3, interrupted = 130}
+M.EXIT = {ok = 0, failed = 1, usage = 2, problems = 3, planned = 4, interrupted = 130}
 
 local global_flags = {
   ["--env"] = "env", ["--output"] = "output", ["-o"] = "output", ["--log-format"] = "log_format",
@@ -120,6 +121,7 @@ function M.run_task(fn, ...)
 end
 
 local function apply_globals(opts)
+  require("opsh.dryrun").enable(opts.dry_run)
   if opts.env then require("opsh.env").select(opts.env) end
   require("opsh.progress").configure({quiet = opts.quiet})
   local log = require("opsh.log")
@@ -175,6 +177,30 @@ function M.context(opts, name, decl)
   return ctx
 end
 
+--- A dry-run ends with what it would have done: a table on stdout (or one JSON/YAML document
+-- {"dry_run": {"planned": [...]}}), and exit 4 when that list is not empty and nothing else failed.
+function M.finish_dry_run(opts, code)
+  local dryrun = require("opsh.dryrun")
+  if not dryrun.active() then return code end
+  local planned = dryrun.planned()
+  local out = require("opsh.out")
+  local format = opts.output or "table"
+  if format == "table" or format == "tsv" then
+    if not opts.quiet or #planned > 0 then
+      if format == "table" then
+        io.stdout:write(string.format("\n== dry run: %d change(s) planned, none made ==\n", #planned))
+      end
+      if #planned > 0 then
+        io.stdout:write(out.render(planned, {format = format, columns = {"seq", "kind", "action", "target"}}))
+      end
+    end
+  else
+    io.stdout:write(out.render({dry_run = {planned = planned}}, {format = format}))
+  end
+  if code == M.EXIT.ok and #planned > 0 then return M.EXIT.planned end
+  return code
+end
+
 --- opsh run <name|path> [--arg=value ...]
 function M.cmd_run(opts, words)
   local ref = table.remove(words, 1)
@@ -197,13 +223,13 @@ function M.cmd_run(opts, words)
   local res = table.pack(M.run_task(decl.run, ctx, args))
   if not res[1] then
     report(res[2], res[3], opts, name .. ": ")
-    return exit_code_for(res[2])
+    return M.finish_dry_run(opts, exit_code_for(res[2]))
   end
   if #ctx.problems > 0 then
     if not opts.quiet then stderr("opsh: %s: %d problem(s) found", name, #ctx.problems) end
-    return M.EXIT.problems
+    return M.finish_dry_run(opts, M.EXIT.problems)
   end
-  return M.EXIT.ok
+  return M.finish_dry_run(opts, M.EXIT.ok)
 end
 
 local function categories_of(names)
@@ -272,7 +298,8 @@ flags:
   -v, --verbose     tracebacks and debug logs      -q, --quiet  warnings and errors only
   --no-color        (also NO_COLOR)                --log-format human|json
 
-exit status: 0 ok, 1 failed, 2 usage error, 3 problems found, 130 interrupted
+exit status: 0 ok, 1 failed, 2 usage error, 3 problems found, 4 dry-run planned changes,
+             130 interrupted
 ]]
 
 --- opsh help [script]
@@ -437,13 +464,13 @@ function M.cmd_file(opts, path, words)
   end, table.unpack(words)))
   if not res[1] then
     report(res[2], res[3], opts)
-    return exit_code_for(res[2])
+    return M.finish_dry_run(opts, exit_code_for(res[2]))
   end
   if type(result) == "table" and type(result.run) == "function" then
     table.insert(words, 1, path)
     return M.cmd_run(opts, words)
   end
-  return M.EXIT.ok
+  return M.finish_dry_run(opts, M.EXIT.ok)
 end
 
 local function dispatch(argv)
@@ -454,9 +481,9 @@ local function dispatch(argv)
       local chunk, err = load(src, "=(command line)", "t")
       if not chunk then usage(err) end
       local code = run_chunk(chunk, nil, {n = #rest, table.unpack(rest)}, opts)
-      if code ~= 0 then return code end
+      if code ~= 0 then return M.finish_dry_run(opts, code) end
     end
-    return M.EXIT.ok
+    return M.finish_dry_run(opts, M.EXIT.ok)
   end
   local cmd = table.remove(rest, 1)
   if cmd == nil then
