@@ -9,17 +9,16 @@ return {
   },
   run = function(ctx, args)
     local opsh = require("opsh")
-    local runtime = require("opsh.runtime")
+    local time = require("opsh.time")
     if args.tasks < 1 then opsh.raise("usage", "--tasks must be at least 1") end
-    local started = require("opsh._core").hrtime()
+    local started = time.monotonic()
     local items = {}
     for i = 1, args.tasks do items[i] = i end
     local results = opsh.parallel(items, function(i) opsh.sleep(args.sleep); return i end)
-    local elapsed = require("opsh._core").hrtime() - started
+    local elapsed = time.monotonic() - started
     ctx.out({
-      {component = "opsh", version = runtime.version},
-      {component = "lua", version = runtime.lua_version},
-      {component = "libuv", version = runtime.libuv_version},
+      {component = "opsh", version = opsh.version},
+      {component = "lua", version = _VERSION},
     }, {columns = {"component", "version"}})
     if ctx.output == "table" then
       io.stdout:write(string.format("\n%d tasks slept %.0f ms each, together in %.1f ms\n",
