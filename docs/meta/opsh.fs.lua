@@ -97,5 +97,12 @@ function fs.dirname(path) end
 function fs.basename(path) end
 ---@return string
 function fs.join(...) end
+---The working directory (getcwd; not $PWD).
+---@return string
+function fs.cwd() end
+---path made absolute against the working directory (not normalised).
+---@param path string
+---@return string
+function fs.absolute(path) end
 
 return fs

@@ -78,5 +78,20 @@ function proc.shell(command, opts) end
 ---@param opts opsh.proc.options
 ---@return opsh.proc.process
 function proc.spawn(opts) end
+---Send a signal to a process found by pid (a daemon another opsh run started); signal 0 only asks
+---whether it exists. Prefer handles where you have one.
+---@param pid integer
+---@param signal? string|integer default "TERM"
+---@return boolean ok
+---@return string? reason
+function proc.signal_pid(pid, signal) end
+---True while a process with that pid exists (zombies included).
+---@param pid integer
+---@return boolean
+function proc.alive(pid) end
+---The argv list of a running process (Linux /proc), or nil when it is gone.
+---@param pid integer
+---@return string[]|nil
+function proc.cmdline(pid) end
 
 return proc
