@@ -176,7 +176,7 @@ local function render_result(res, names, opts)
   for k, x in pairs(opts) do o[k] = x end
   if (o.format or "table") ~= "table" or o.columns then
     o.columns = o.columns or names
-    return M.render(rows, o)
+    return M.render(require("opsh.json").array(rows), o)   -- no rows: [] in JSON and YAML
   end
   local header = {}
   for _, name in ipairs(names) do header[name] = name end

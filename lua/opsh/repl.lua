@@ -315,7 +315,7 @@ local function stub_of(v)
     for _, e in ipairs(S.entries) do
       for _, t in ipairs(class_tables(e.class)) do
         local f = rawget(t, e.fname)
-        if f ~= nil and type(f) ~= "table" and value_index[f] == nil then value_index[f] = e end
+        if type(f) == "function" and value_index[f] == nil then value_index[f] = e end
       end
     end
     for name, c in pairs(S.classes) do
@@ -514,6 +514,11 @@ function M.help_text(v, method, nargs)
     for _, x in ipairs(S.entries) do
       if x.name:find(v, 1, true) then found[#found + 1] = M.signature(x) end
     end
+    if #found > 40 then
+      local n = #found
+      for i = n, 41, -1 do found[i] = nil end
+      found[41] = string.format("... (%d more)", n - 40)
+    end
     if #found > 0 then return table.concat(found, "\n") end
     return "no help for " .. quote(v)
   end
@@ -642,6 +647,10 @@ end
 function M.complete(word, line, env)
   line = line or ""
   local found = {}
+  if word:sub(1, 1) == "?" and line:match("^%s*$") then   -- ?opsh.pg.co
+    for i, c in ipairs(M.complete(word:sub(2), line, env)) do found[i] = "?" .. c end
+    return found
+  end
   -- t["ke  /  t[  (the editor breaks words at quotes, brackets and spaces)
   local path, q, typed = line:match("(" .. PATH .. ")%[%s*([\"']?)([^\"'%]]*)$")
   if path and (q ~= "" or (typed == "" and word == "")) then
@@ -857,6 +866,14 @@ function M.environment(base)
     end
   end
   hidden["(help)"] = M.help
+  -- ?a.b.c / ?a.b:m: what the path holds, else the stub of that name (?opsh.pg.conn:query)
+  hidden["(help path)"] = function(path)
+    local obj, method = path:match("^(.*):([%a_][%w_]*)$")
+    local v = resolve(obj or path, env)
+    if v == nil then return M.help(path) end
+    if obj then return M.help(v, method) end
+    return M.help(v)
+  end
   --- the chunk ended: a name it declared but never assigned (it failed first) is not a local
   function ctl.finish() ctl.pending = {} end
   function ctl.declare(name, value)
@@ -915,11 +932,15 @@ function M.help_line(line)
   if not expr then return nil end
   expr = expr:match("^%s*(.-)%s*$")
   if expr == "" then return '_ENV["(help)"]()' end
+  if expr:match("^[%a_][%w_.]*$") or expr:match("^[%a_][%w_.]*:[%a_][%w_]*$") then
+    return '_ENV["(help path)"]("' .. expr .. '")'
+  end
+  local eol = expr:find("--", 1, true) and "\n" or ""   -- a comment must not swallow the ")"
   local obj, method = expr:match("^(.-[^:]):([%a_][%w_]*)$")
   if obj and not is_keyword[method] then
-    return '_ENV["(help)"](' .. obj .. '\n, "' .. method .. '")'
+    return '_ENV["(help)"](' .. obj .. eol .. ', "' .. method .. '")'
   end
-  return '_ENV["(help)"](' .. expr .. "\n)"
+  return '_ENV["(help)"](' .. expr .. eol .. ")"
 end
 
 local function one_line(s)

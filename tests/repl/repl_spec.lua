@@ -417,8 +417,11 @@ return x
   end)
 
   it("turns ?x and ?obj:method into help calls, other lines not", function()
-    assert.are.equal('_ENV["(help)"](opsh.pg.connect\n)', repl.help_line("?opsh.pg.connect"))
-    assert.are.equal('_ENV["(help)"](conn\n, "query")', repl.help_line("  ? conn:query "))
+    assert.are.equal('_ENV["(help path)"]("opsh.pg.connect")', repl.help_line("?opsh.pg.connect"))
+    assert.are.equal('_ENV["(help path)"]("conn:query")', repl.help_line("  ? conn:query "))
+    assert.are.equal('_ENV["(help)"](f(1), "query")', repl.help_line("?f(1):query"))
+    assert.are.equal('_ENV["(help)"](t[1])', repl.help_line("?t[1]"))
+    assert.are.equal('_ENV["(help)"](f -- the function\n)', repl.help_line("?f -- the function"))
     assert.are.equal('_ENV["(help)"]()', repl.help_line("?"))
     assert.is_nil(repl.help_line("x = '?'"))
     local env = repl.environment()
@@ -429,6 +432,16 @@ return x
     io.stdout = real
     assert(ok, err)
     assert.are.equal("opsh.sleep(seconds: number)\nSuspend the current task for `seconds`.\n", table.concat(printed))
+    printed = {}
+    io.stdout = {write = function(_, ...) for _, s in ipairs({...}) do printed[#printed + 1] = s end end}
+    ok, err = pcall(function()
+      repl.compile(repl.help_line("?opsh.pg.conn:query"), true, env)()   -- no such value: by name
+      repl.compile(repl.help_line("?nosuch_name"), true, env)()
+    end)
+    io.stdout = real
+    assert(ok, err)
+    assert.matches("^opsh%.pg%.conn:query%(sql: string, %.%.%.: any%) %-> opsh%.pg%.result\n", table.concat(printed))
+    assert.matches('\nno help for "nosuch_name"\n$', table.concat(printed))
   end)
 end)
 
@@ -453,6 +466,12 @@ describe("opsh.repl completion of keys, locals and string methods", function()
     assert.are.same({"my_str:upper"}, repl.complete("my_str:up", "", env))
     assert.are.same({"my_cfg.host"}, repl.complete("my_cfg.h", "", env))
     assert.are.same({'host"]'}, repl.complete("h", 'my_cfg["', env))
+  end)
+
+  it("completes after ? at the start of a line", function()
+    _G.opsh = _G.opsh or opsh
+    assert.are.same({"?opsh.spawn"}, repl.complete("?opsh.spa", ""))
+    assert.are.same({}, repl.complete("?opsh.spa", "x = "))
   end)
 
   it("completes string methods after a string literal in parentheses, not after a call", function()

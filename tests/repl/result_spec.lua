@@ -51,6 +51,7 @@ describe("results with columns", function()
     local decoded = json.decode(out.render(result(), {format = "json"}))
     assert.are.equal(2, #decoded)
     assert.are.equal("a/b", decoded[1].blob_path)
+    assert.are.equal("[]\n", out.render({columns = {"a"}}, {format = "json"}))
   end)
 
   it("redact secrets and bold the header with color", function()
