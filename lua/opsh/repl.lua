@@ -828,7 +828,9 @@ function M.rewrite_locals(src)
           end
           bare = not (toks[j] and toks[j].text == "=")
         end
-        for _, name in ipairs(names) do if name == "_ENV" then keep = true end end
+        for _, name in ipairs(names) do
+          if name == "_ENV" then return src, {} end   -- the chunk's later names resolve in it
+        end
         if #names > 0 and not keep then
           local quoted = {}
           for k, name in ipairs(names) do

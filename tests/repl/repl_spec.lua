@@ -257,6 +257,8 @@ describe("opsh.repl chunk-level locals", function()
     local nested = "do local a = 1 end if x then local b = 2 end for i = 1, 2 do local c = i end " ..
       "repeat local d = 1 until d while false do local e end f = function() local g end"
     assert.are.same({nested, {}}, {repl.rewrite_locals(nested)})
+    local own_env = "local a = 1 local _ENV = {a = a} local b = a"
+    assert.are.same({own_env, {}}, {repl.rewrite_locals(own_env)})
     local closing = "local h <close> = nil"
     assert.are.same({closing, {}}, {repl.rewrite_locals(closing)})
     local quoted = 's = "local x = 1" -- local y\nlocal z = [[local w]]'
