@@ -145,9 +145,54 @@ function M.tsv(records, opts)
   return table.concat(out, "\n") .. (#out > 0 and "\n" or "")
 end
 
+---------------------------------------------------------------------------------------------
+-- Results that know their columns, as opsh.pg's query results do: a table whose `columns` is a
+-- non-empty list of names (or of tables with a `name`) prints as a table of its rows (its array
+-- part) in that column order, headed by the names as they are.
+
+--- result_columns(v) -> the column names of a result that carries them, in order, or nil.
+function M.result_columns(v)
+  if type(v) ~= "table" or core.is_error(v) then return nil end
+  local mt = getmetatable(v)
+  if type(mt) == "table" and rawget(mt, "__tostring") then return nil end
+  local cols = rawget(v, "columns")
+  if type(cols) ~= "table" or rawlen(cols) == 0 then return nil end
+  local names = {}
+  for i = 1, rawlen(cols) do
+    local c = rawget(cols, i)
+    local name = type(c) == "table" and rawget(c, "name") or c
+    if type(name) ~= "string" then return nil end
+    names[i] = name
+  end
+  return names
+end
+
+-- The table format puts the names as the first row of a headerless table, so that they keep
+-- their case and underscores and the columns align with them.
+local function render_result(res, names, opts)
+  local rows = {}
+  for i = 1, rawlen(res) do rows[i] = rawget(res, i) end
+  local o = {}
+  for k, x in pairs(opts) do o[k] = x end
+  if (o.format or "table") ~= "table" or o.columns then
+    o.columns = o.columns or names
+    return M.render(require("opsh.json").array(rows), o)   -- no rows: [] in JSON and YAML
+  end
+  local header = {}
+  for _, name in ipairs(names) do header[name] = name end
+  local body = {header}
+  for i, r in ipairs(redact(rows)) do body[i + 1] = r end
+  o.columns, o.no_header = names, true
+  local text = M.table(body, o)
+  if o.color then text = text:gsub("^[^\n]*", "\27[1m%0\27[0m", 1) end
+  return text
+end
+
 --- render(records, {format=, columns=, color=}) -> string
 function M.render(records, opts)
   opts = opts or {}
+  local names = M.result_columns(records)
+  if names then return render_result(records, names, opts) end
   local format = opts.format or "table"
   records = redact(records)
   if format == "table" then return M.table(records, opts) end

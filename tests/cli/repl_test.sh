@@ -165,6 +165,66 @@ line '=2*3*37'
 wait_for '^222$'
 ok "Ctrl-C at the prompt clears the line; repeated, it does not exit"
 
+line 'local n = 0; function inc() n = n + 1 end'
+line 'inc()'
+line 'inc()'
+line '=n * 1000 + 7'
+wait_for '^2007$'
+ok "a chunk-level local survives its line; a function that captured it updates it"
+
+line 'local function sq(x)'
+wait_for '^>> $'
+line 'return x * x end'
+line '=sq(12) + 1000'
+wait_for '^1144$'
+ok "a pasted local function is there on the next lines"
+
+line '=6 * 7 * 11'
+wait_for '^462$'
+line '=_ + 1'
+wait_for '^463$'
+ok "_ is the last value printed"
+
+line '?opsh.sleep'
+wait_for '^opsh\.sleep\(seconds: number\)$'
+wait_for '^Suspend the current task for `seconds`\.$'
+ok "?x shows the signature and the doc line"
+
+line '=opsh.pg.connect'
+wait_for '^function opsh\.pg\.connect\(target\?, overrides\?\)$'
+ok "an opsh function prints with its signature"
+
+line 'tk = {foo_key = 8181, ["with space"] = 8282}'
+type_text 'tk["foo'
+key Tab
+wait_for '^opsh> tk\["foo_key"\]$'
+key Enter
+wait_for '^8181$'
+type_text 'tk["with s'
+key Tab
+wait_for '^opsh> tk\["with space"\]$'
+key Enter
+wait_for '^8282$'
+ok "a table key completes after [\" (tk[\"foo<TAB>, a key with a space)"
+
+line 'local ls = "xyz"'
+type_text 'ls:up'
+key Tab
+wait_for '^opsh> ls:upper$'
+type_text '()'
+key Enter
+wait_for '^"XYZ"$'
+type_text '("q"):rev'
+key Tab
+wait_for '^opsh> \("q"\):reverse$'
+key C-u
+ok "string methods complete on a local string and after a string literal"
+
+line '={{zeta = 1, blob_path = "x"}, columns = {"zeta", "blob_path"}}'
+wait_for '^zeta +blob_path$'
+wait_for '^1 +x$'
+ok "a result with columns prints in its column order with its own names"
+
 line 'pw = opsh.secret("hunter2")'
 line '=pw'
 wait_for '^<redacted>$'
@@ -205,7 +265,7 @@ ok "XDG_STATE_HOME is respected"
 
 # ---------------------------------------------------------------------------------------------
 # without a terminal: lines from stdin, no prompt, no history; a pipe and a regular file
-printf '=1+1\nerror("boom")\nfunction f(a,\nb) return a * b end\n=f(6, 7)\nopsh.sleep(0.05) return "slept"\n' \
+printf '=1+1\nerror("boom")\nfunction f(a,\nb) return a * b end\n=f(6, 7)\nopsh.sleep(0.05) return "slept"\nlocal k = 5\n=k * 2\n=_ + 1\n' \
   > "$WORK/input.lua"
 for how in pipe file; do
   if [ $how = pipe ]; then
@@ -215,7 +275,7 @@ for how in pipe file; do
   fi
   status=$?
   [ $status = 0 ] || fail "non-terminal REPL ($how): status $status"
-  [ "$(cat "$WORK/out")" = "$(printf '2\n42\n"slept"')" ] || fail "non-terminal REPL ($how) printed: $(cat "$WORK/out")"
+  [ "$(cat "$WORK/out")" = "$(printf '2\n42\n"slept"\n10\n11')" ] || fail "non-terminal REPL ($how) printed: $(cat "$WORK/out")"
   [ "$(cat "$WORK/err")" = 'error: repl:1: boom' ] || fail "non-terminal REPL ($how) errors: $(cat "$WORK/err")"
   ok "without a terminal ($how): values on stdout, one-line errors on stderr, status 0"
 done

@@ -76,9 +76,16 @@ describe("opsh.repl pretty printer", function()
     assert.is_nil(repl.show(table.pack()))
   end)
 
-  it("names functions by where they are defined", function()
-    assert.are.equal("function: builtin", repl.pretty(print))
-    assert.matches("^function: .*repl_spec%.lua:%d+$", repl.pretty(function() end))
+  it("prints a function with its parameters and where it is defined", function()
+    assert.are.equal("function: builtin print", repl.pretty(print))
+    assert.are.equal("function: builtin", repl.pretty(coroutine.wrap(function() end)))
+    assert.matches("^function%(a, b, %.%.%.%) at .*repl_spec%.lua:%d+$", repl.pretty(function(a, b, ...) end))
+  end)
+
+  it("prints an opsh function with the signature its stub gives", function()
+    assert.are.equal("function opsh.pg.connect(target?, overrides?)", repl.pretty(require("opsh.pg").connect))
+    assert.are.equal("function opsh.sleep(seconds)", repl.pretty(opsh.sleep))
+    assert.matches("connect = function opsh%.pg%.connect%(target%?, overrides%?%)", repl.pretty((require("opsh.pg"))))
   end)
 end)
 
@@ -224,5 +231,254 @@ describe("opsh.repl history", function()
     local entries, err = C.history_load("/proc/opsh-no/history", 10)
     assert.is_nil(entries)
     assert.matches("cannot create the directory of /proc/opsh%-no/history", err)
+  end)
+end)
+
+describe("opsh.repl chunk-level locals", function()
+  local function run(env, source)
+    local fn, err = repl.compile(source, true, env)
+    assert(fn, err)
+    local res = table.pack(fn())
+    getmetatable(env).__repl.finish()
+    return table.unpack(res, 1, res.n)
+  end
+
+  after_each(function()
+    _G.repl_inc, _G.repl_g, _G.repl_shadowed, _G.repl_fact = nil, nil, nil, nil
+  end)
+
+  it("rewrites chunk-level locals into the session and leaves nested ones alone", function()
+    local D = '_ENV["(local)"]'
+    assert.are.same({D .. '{"a","b"}; a, b = 1, 2', {"a", "b"}}, {repl.rewrite_locals("local a, b = 1, 2")})
+    assert.are.same({D .. '{"x"}; x = nil', {"x"}}, {repl.rewrite_locals("local x")})
+    assert.are.same({D .. '{"f"}; function f() local y = 1 return y end', {"f"}},
+      {repl.rewrite_locals("local function f() local y = 1 return y end")})
+    assert.are.same({D .. '{"c"}; c         = 1', {"c"}}, {repl.rewrite_locals("local c <const> = 1")})
+    local nested = "do local a = 1 end if x then local b = 2 end for i = 1, 2 do local c = i end " ..
+      "repeat local d = 1 until d while false do local e end f = function() local g end"
+    assert.are.same({nested, {}}, {repl.rewrite_locals(nested)})
+    local own_env = "local a = 1 local _ENV = {a = a} local b = a"
+    assert.are.same({own_env, {}}, {repl.rewrite_locals(own_env)})
+    local closing = "local h <close> = nil"
+    assert.are.same({closing, {}}, {repl.rewrite_locals(closing)})
+    local quoted = 's = "local x = 1" -- local y\nlocal z = [[local w]]'
+    assert.are.same({'s = "local x = 1" -- local y\n' .. D .. '{"z"}; z = [[local w]]', {"z"}},
+      {repl.rewrite_locals(quoted)})
+  end)
+
+  it("keeps each line where it was, so that errors point at the line typed", function()
+    local env = repl.environment()
+    local fn = repl.compile("local a,\nb = 1,\n2\nerror('third')", false, env)
+    local ok, err = pcall(fn)
+    assert.is_false(ok)
+    assert.are.equal("repl:4: third", err)
+  end)
+
+  it("shares a local between chunks and the functions that captured it", function()
+    local env = repl.environment()
+    run(env, "local n = 0; function repl_inc() n = n + 1 return n end")
+    run(env, "repl_inc()")
+    assert.are.equal(2, run(env, "repl_inc()"))
+    assert.are.equal(2, run(env, "n"))
+    run(env, "n = 10")
+    assert.are.equal(11, run(env, "repl_inc()"))
+    assert.is_nil(rawget(_G, "n"))
+  end)
+
+  it("keeps a pasted local function, recursive, for the next lines", function()
+    local env = repl.environment()
+    run(env, "local function fact(k)\n  if k <= 1 then return 1 end\n  return k * fact(k - 1)\nend")
+    assert.are.equal(120, run(env, "fact(5)"))
+    assert.is_nil(rawget(_G, "fact"))
+  end)
+
+  it("reads the outer value on the right side; a bare local shadows a global with nil", function()
+    local env = repl.environment()
+    _G.repl_shadowed = "global"
+    run(env, "local repl_shadowed = repl_shadowed .. '+local'")
+    assert.are.equal("global+local", run(env, "repl_shadowed"))
+    assert.are.equal("global", _G.repl_shadowed)
+    run(env, "local repl_shadowed")
+    assert.is_nil(run(env, "repl_shadowed"))
+    run(env, "repl_shadowed = 5")
+    assert.are.equal("global", _G.repl_shadowed)
+    assert.are.equal(5, run(env, "repl_shadowed"))
+  end)
+
+  it("sends assignments to other names to the globals, which other code sees", function()
+    local env = repl.environment()
+    run(env, "repl_g = 1")
+    assert.are.equal(1, _G.repl_g)
+    run(env, "local t = {} function repl_fact() return t end")
+    assert.are.equal(run(env, "t"), _G.repl_fact())
+  end)
+
+  it("does not declare a local whose chunk failed before assigning it", function()
+    local env = repl.environment()
+    local fn = repl.compile("local repl_g = error('no')", false, env)
+    assert.is_false(pcall(fn))
+    getmetatable(env).__repl.finish()
+    run(env, "repl_g = 7")
+    assert.are.equal(7, _G.repl_g)
+  end)
+
+  it("keeps <close> locals closing at the end of their chunk", function()
+    local env = repl.environment()
+    local closed = false
+    _G.repl_g = function() closed = true end
+    run(env, "local c <close> = setmetatable({}, {__close = repl_g})")
+    assert.is_true(closed)
+    assert.is_nil(run(env, "c"))
+  end)
+end)
+
+describe("opsh.repl help", function()
+  after_each(function()
+    repl.META_DIRS = nil
+    repl.reset_stubs()
+  end)
+
+  it("parses a ---@meta stub: classes, signatures, parameter types, returns and doc lines", function()
+    local parsed = repl.parse_stub([[
+---@meta
+-- Stubs for `x`. See docs/x.md.
+
+---@class x.handle
+---@field id integer the handle's id
+local handle = {}
+---Close it.
+---@param how? {force?: boolean, wait: fun(t: number): boolean} how to close
+---@return boolean ok, string? err
+function handle:close(how) end
+
+---@class x
+local x = {}
+---Open one.
+---@param path string
+---@param ... any
+---@return x.handle
+function x.open(path, ...) end
+return x
+]])
+    assert.are.equal("docs/x.md", parsed.see)
+    assert.are.same({{name = "id", type = "integer", optional = false, desc = "the handle's id"}},
+      parsed.classes["x.handle"].fields)
+    local close, open = parsed.entries[1], parsed.entries[2]
+    assert.are.equal("x.handle:close", close.name)
+    assert.is_true(close.method)
+    assert.are.same({"Close it."}, close.doc)
+    assert.are.same({name = "how", type = "{force?: boolean, wait: fun(t: number): boolean}", optional = true,
+      desc = "how to close"}, close.param.how)
+    assert.are.equal("boolean ok, string? err", close.returns)
+    assert.are.equal("x.open(path, ...)", repl.signature(open))
+    assert.are.equal("x.open(path: string, ...: any) -> x.handle", repl.signature(open, true))
+  end)
+
+  it("shows the signature, doc line and parameters of an opsh function", function()
+    local text = repl.help_text(require("opsh.pg").connect)
+    assert.are.equal(table.concat({
+      "opsh.pg.connect(target?: string|opsh.pg.options, overrides?: opsh.pg.options) -> opsh.pg.conn",
+      'Connect (suspends the task). Raises {kind="pg_connect", host, port, dbname, user} on failure.',
+      "  target     a URI, a conninfo string or a table",
+      "  overrides  with a string target",
+      "See docs/pg.md."}, "\n"), text)
+  end)
+
+  it("finds a method through the object's class, by name, or across classes", function()
+    local t = opsh.spawn(function() end)
+    t:wait()
+    assert.matches("^opsh%.task:wait%(timeout%?: number%) %-> any %.%.%.\nWait for the task", repl.help_text(t, "wait"))
+    assert.matches("^opsh%.pg%.conn:query%(sql: string", repl.help_text(nil, "query"))
+    assert.matches("^opsh%.pg%.conn:query%(sql: string", repl.help_text("opsh.pg.conn:query"))
+    assert.matches("opsh%.pg%.pool%(opts%)\n", repl.help_text("pg.pool") .. "\n")
+  end)
+
+  it("lists a module's functions with their first doc line", function()
+    local text = repl.help_text((require("opsh.pg")))
+    assert.matches("^opsh%.pg — see docs/pg%.md\n", text)
+    assert.matches("\n  opsh%.pg%.connect%(target%?, overrides%?%) %-> opsh%.pg%.conn\n      Connect %(", text)
+  end)
+
+  it("falls back to the parameters and source comments of functions without a stub", function()
+    assert.are.equal("function(word, line, env) at " .. debug.getinfo(repl.complete_guarded, "S").short_src ..
+      ":" .. debug.getinfo(repl.complete_guarded, "S").linedefined ..
+      "\ncomplete_guarded(word, line, env): for the line editor; never raises, gives up on a runaway\n__index.",
+      repl.help_text(repl.complete_guarded))
+    assert.are.equal("function: builtin string.format\nLua's standard library: see the Lua 5.4 reference manual.",
+      repl.help_text(string.format))
+    assert.are.equal("42  (number)", repl.help_text(42))
+  end)
+
+  it("works without the stubs: functions print with their parameters", function()
+    repl.META_DIRS = {"/nonexistent"}
+    repl.reset_stubs()
+    local ok, rt = pcall(require, "opsh.runtime")
+    if ok and #rt.embedded("meta:") > 0 then return end   -- the build embeds them: nothing to miss
+    assert.matches("^function%(target, overrides%) at ", repl.pretty(require("opsh.pg").connect))
+    assert.matches("no docs/meta stubs found", repl.help_text(function() end))
+  end)
+
+  it("turns ?x and ?obj:method into help calls, other lines not", function()
+    assert.are.equal('_ENV["(help path)"]("opsh.pg.connect")', repl.help_line("?opsh.pg.connect"))
+    assert.are.equal('_ENV["(help path)"]("conn:query")', repl.help_line("  ? conn:query "))
+    assert.are.equal('_ENV["(help)"](f(1), "query")', repl.help_line("?f(1):query"))
+    assert.are.equal('_ENV["(help)"](t[1])', repl.help_line("?t[1]"))
+    assert.are.equal('_ENV["(help)"](f -- the function\n)', repl.help_line("?f -- the function"))
+    assert.are.equal('_ENV["(help)"]()', repl.help_line("?"))
+    assert.is_nil(repl.help_line("x = '?'"))
+    local env = repl.environment()
+    local printed = {}
+    local real = io.stdout
+    io.stdout = {write = function(_, ...) for _, s in ipairs({...}) do printed[#printed + 1] = s end end}
+    local ok, err = pcall(function() repl.compile(repl.help_line("?opsh.sleep"), true, env)() end)
+    io.stdout = real
+    assert(ok, err)
+    assert.are.equal("opsh.sleep(seconds: number)\nSuspend the current task for `seconds`.\n", table.concat(printed))
+    printed = {}
+    io.stdout = {write = function(_, ...) for _, s in ipairs({...}) do printed[#printed + 1] = s end end}
+    ok, err = pcall(function()
+      repl.compile(repl.help_line("?opsh.pg.conn:query"), true, env)()   -- no such value: by name
+      repl.compile(repl.help_line("?nosuch_name"), true, env)()
+    end)
+    io.stdout = real
+    assert(ok, err)
+    assert.matches("^opsh%.pg%.conn:query%(sql: string, %.%.%.: any%) %-> opsh%.pg%.result\n", table.concat(printed))
+    assert.matches('\nno help for "nosuch_name"\n$', table.concat(printed))
+  end)
+end)
+
+describe("opsh.repl completion of keys, locals and string methods", function()
+  after_each(function() _G.repl_t = nil end)
+
+  it("completes string keys after t[ and t[\"", function()
+    _G.repl_t = {foo = 1, food = 2, ["not id"] = 3, bar = 4, [1] = 5, ['q"uote'] = 6}
+    assert.are.same({'foo"]', 'food"]'}, repl.complete("fo", 'x = repl_t["'))
+    assert.are.same({"foo']", "food']"}, repl.complete("fo", "repl_t['"))
+    assert.are.same({'id"]'}, repl.complete("i", 'repl_t["not '))
+    assert.are.same({'"bar"]', '"foo"]', '"food"]', '"not id"]'}, repl.complete("", "repl_t["))
+    assert.are.same({"repl_t"}, repl.complete("repl_", "x["))
+  end)
+
+  it("completes the session's locals and their fields and methods", function()
+    local env = repl.environment()
+    local ctl = getmetatable(env).__repl
+    ctl.declare("my_str", "text")
+    ctl.declare("my_cfg", {host = "h"})
+    assert.are.same({"my_cfg", "my_str"}, repl.complete("my_", "", env))
+    assert.are.same({"my_str:upper"}, repl.complete("my_str:up", "", env))
+    assert.are.same({"my_cfg.host"}, repl.complete("my_cfg.h", "", env))
+    assert.are.same({'host"]'}, repl.complete("h", 'my_cfg["', env))
+  end)
+
+  it("completes after ? at the start of a line", function()
+    _G.opsh = _G.opsh or opsh
+    assert.are.same({"?opsh.spawn"}, repl.complete("?opsh.spa", ""))
+    assert.are.same({}, repl.complete("?opsh.spa", "x = "))
+  end)
+
+  it("completes string methods after a string literal in parentheses, not after a call", function()
+    assert.are.same({":upper"}, repl.complete(":up", '("abc")'))
+    assert.are.same({":format"}, repl.complete(":forma", "x = ('%d')"))
+    assert.are.same({}, repl.complete(":up", 'f("abc")'))
   end)
 end)
