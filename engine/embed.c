@@ -33,6 +33,10 @@ static int module_name(const char *rel, char *out, size_t outsz) {
     snprintf(out, outsz, "env:%.*s", (int)(n - 4 - 17), rel + 17);
     return 1;
   }
+  if (strncmp(rel, "docs/meta/", 10) == 0) {   /* editor stubs, for the REPL's help: source only */
+    snprintf(out, outsz, "meta:%.*s", (int)(n - 4 - 10), rel + 10);
+    return 1;
+  }
   if (strncmp(rel, "scripts/", 8) == 0) {
     snprintf(out, outsz, "script:%.*s", (int)(n - 4 - 8), rel + 8);
     return 1;
@@ -89,7 +93,7 @@ int main(int argc, char **argv) {
     size_t srclen = src.len;
     free(src.data);
     buffer bc = {0};
-    lua_dump(L, collect, &bc, 0);
+    if (strncmp(names[count], "meta:", 5) != 0) lua_dump(L, collect, &bc, 0);
     lua_pop(L, 1);
     fprintf(out, "static const unsigned char code_%d[] = {", count);
     for (size_t j = 0; j < bc.len; j++) fprintf(out, "%s%u,", j % 24 ? "" : "\n", bc.data[j]);

@@ -29,6 +29,11 @@ function out.table(records, opts) end
 ---@param opts? opsh.out.options
 ---@return string
 function out.tsv(records, opts) end
+---The column names of a result that carries them (a `columns` list of names or {name=} tables,
+---as opsh.pg results do), in order, or nil.
+---@param v any
+---@return string[]|nil
+function out.result_columns(v) end
 ---A deep copy with every opsh.secret replaced by "<redacted>".
 ---@generic T
 ---@param v T

@@ -121,5 +121,28 @@ function repl.signature(entry, typed) end
 ---@param opts? {verbose?: boolean, quiet?: boolean, no_color?: boolean}
 ---@return integer
 function repl.run(opts) end
+-- What the line editor (engine/repl.c) calls; not for scripts.
+---The values a chunk returned, printed as the prompt prints them.
+---@param res table {n=, ...}
+---@param opts? table
+function repl.show(res, opts) end
+---Completion candidates for the line editor; never raises.
+---@param word string
+---@param line string
+---@param env? table
+---@return string[]
+function repl.complete_guarded(word, line, env) end
+---Does the syntax error only say the chunk has not ended yet?
+---@param err string
+---@return boolean
+function repl.incomplete(err) end
+---The one line printed for a failed chunk.
+---@param err any
+---@return string
+function repl.describe(err) end
+---The traceback's frames of the chunk, without the REPL's own.
+---@param tb string
+---@return string
+function repl.trim_traceback(tb) end
 
 return repl
