@@ -411,6 +411,8 @@ function M.environment(dir)
     aks = {cluster = "aks-legal-twin", node_pool = "usernodepool"},
     keyvault = {name = "kv-legal-twin"},
     appinsights = {app = "legal-platform-twin"},
+    -- the platform's names, even when the servers are left out (--without postgres): an environment has them
+    postgres = {server = "psql-legal-twin", replica = "psql-legal-twin-replica", password_secret = "database-password"},
     twin = {dir = dir},
   }
   for _, c in ipairs(M.components()) do

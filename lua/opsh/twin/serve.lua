@@ -54,11 +54,13 @@ local function mount_view(srv, owner, taken)
     end
     local ok, err = pcall(srv.route, srv, method, pattern, fn)
     if not ok then
-      local id = tostring(method):upper() .. " " .. shape(tostring(pattern))
-      local prev = taken[id] or taken["path " .. shape(tostring(pattern))]
-      local by = prev and prev ~= owner and (" (already routed by API twin '" .. prev .. "' on the same listener; "
-        .. "give one of them its own listener: `listener = true`)") or ""
-      fail(string.format("API twin '%s': %s%s", owner, tostring(err):gsub("^bad argument #%d to 'route' %((.*)%)$", "%1"), by))
+      local why = tostring(core.is_error(err) and err.message or err):gsub("^bad argument #%d to 'route' %((.*)%)$", "%1")
+      local prev = taken[tostring(method):upper() .. " " .. shape(tostring(pattern))] or taken["path " .. shape(tostring(pattern))]
+      if prev and prev ~= owner then
+        fail(string.format("API twin '%s': %s %s clashes with API twin '%s' on the same listener (%s); give one of "
+          .. "them its own listener (`listener = true`)", owner, tostring(method):upper(), pattern, prev, why))
+      end
+      fail(string.format("API twin '%s': %s", owner, why))
     end
     taken[method:upper() .. " " .. shape(pattern)] = owner
     taken["path " .. shape(pattern)] = taken["path " .. shape(pattern)] or owner

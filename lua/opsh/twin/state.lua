@@ -278,18 +278,26 @@ end
 -- A from version older than the history raises code 410.
 function Client:watch(opts, fn)
   local path = opts.collection and item_path(opts.collection) or "/_twin/state"
-  local stop = false
-  local failure
-  self:request("GET", path, {query = {watch = "1", from = opts.from, timeout = opts.timeout}, retries = 0,
+  local stop, failure, refusal = false, nil, nil
+  local ok, err = pcall(self.request, self, "GET", path, {query = {watch = "1", from = opts.from,
+    timeout = opts.timeout}, retries = 0,
     on_line = function(line)
       if stop then return false end
       local ev = json.decode(line)
+      if ev.type == nil then refusal = ev; return end   -- an error answer's body, not an event
       if ev.type == "ERROR" then
         failure = core.error("twin", ev.error, {code = ev.code, reason = ev.reason})
         return false
       end
       if fn(ev) == false then stop = true; return false end
     end})
+  if not ok then
+    if refusal and core.is_error(err) and err.code then
+      error(core.error("twin", refusal.error or err.message, {code = err.code, reason = refusal.reason,
+        oldest = refusal.oldest}), 0)
+    end
+    error(err, 0)
+  end
   if failure then error(failure, 0) end
 end
 

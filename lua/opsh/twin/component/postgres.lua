@@ -68,9 +68,9 @@ function primary.shell(tw, rec, out)
 end
 
 function primary.environment(tw, rec, env)
-  env.postgres = {server = "psql-legal-twin", replica = "psql-legal-twin-replica", database = rec.dbname,
-    admin_user = rec.user, host = rec.host, port = rec.port, sslmode = "verify-full", sslrootcert = tw.ca.ca,
-    password_secret = "database-password"}
+  local p = env.postgres
+  p.database, p.admin_user, p.host, p.port = rec.dbname, rec.user, rec.host, rec.port
+  p.sslmode, p.sslrootcert = "verify-full", tw.ca.ca
   env.twin.postgres_password = core.secret(rec.password)
 end
 
