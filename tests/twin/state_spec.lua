@@ -71,6 +71,28 @@ describe("the twin's state API", function()
     end
   end)
 
+  it("lets one lifecycle command run at a time: three concurrent ups start one twin", function()
+    local dir = fs.tmpdir("opsh-twin-state-") .. "/twin"
+    local _ <close> = setmetatable({}, {__close = function()
+      opsh_cli({"twin", "down", "--dir", dir})
+      fs.rmtree(fs.dirname(dir))
+    end})
+    local ps = {}
+    for i = 1, 3 do
+      ps[i] = proc.spawn({argv = {runtime.exe(), "twin", "up", "--dir", dir, "--without", ONLY_API}})
+    end
+    local started, running = 0, 0
+    for i = 1, 3 do
+      local r = ps[i]:wait()
+      assert.are.equal(0, r.code, r.stderr)
+      if r.stdout:find("twin started", 1, true) then started = started + 1 end
+      if r.stdout:find("twin already running", 1, true) then running = running + 1 end
+    end
+    assert.are.same({1, 2}, {started, running})
+    local ep = json.decode(fs.read(dir .. "/api/endpoint.json"))
+    assert.are.equal(ep.pid, twin.read_state(dir).components.api.pid)
+  end)
+
   it("answers only the owner's token, kept in a file only the owner reads", function()
     local t <close> = new_twin()
     local ep = json.decode(fs.read(t.dir .. "/api/endpoint.json"))

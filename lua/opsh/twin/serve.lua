@@ -257,6 +257,11 @@ function M.handle(dir, store, endpoints)
       end
       return snap
     end,
+    collection = function(c)
+      local keys = {}
+      for k, e in pairs((store:raw())[c] or {}) do keys[k] = {o = json.decode(e.text), v = e.v} end
+      return keys
+    end,
     txn = function(ops) return store:txn(ops) end,
   }
   return {

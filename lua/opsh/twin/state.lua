@@ -77,17 +77,6 @@ function M.view(collections)
   return st
 end
 
-local function texts(collections)
-  local t = {}
-  for c, keys in pairs(collections) do
-    if type(keys) == "table" then
-      t[c] = {}
-      for k, v in pairs(keys) do t[c][k] = json.encode(v, {sort_keys = true}) end
-    end
-  end
-  return t
-end
-
 -- the store operations that turn `before` into `after`, each conditional on the version read
 local function diff(before_texts, versions, after)
   local ops = {}
@@ -125,21 +114,32 @@ local function diff(before_texts, versions, after)
   return ops
 end
 
---- update(backend, fn) -> fn's results. backend: snapshot() -> {collection -> {key -> {o=, v=}}};
--- txn(ops) raising code 409 on a conflict. fn(state) changes the state in place; every key it changed is
--- written only if nobody changed that key since it was read, otherwise fn runs again on the new state
--- (optimistic concurrency per key, as Kubernetes does per object).
+--- update(backend, fn) -> fn's results. backend.collection(name) -> {key -> {o=, v=}}; backend.txn(ops)
+-- raising code 409 on a conflict. fn(state) changes the state in place; a collection is read when fn first
+-- looks it up (so an update costs what it touches, not the whole store). Every key fn changed is written
+-- only if nobody changed that key since it was read, otherwise fn runs again on the new state
+-- (optimistic concurrency per key, as Kubernetes does per object). Assigning a whole collection replaces it.
 function M.update(backend, fn)
   for attempt = 1, 100 do
-    local snap = backend.snapshot()
-    local versions = {}
-    for c, keys in pairs(snap) do
-      versions[c] = {}
-      for k, e in pairs(keys) do versions[c][k] = e.v end
+    local versions, before = {}, {}
+    local function load(c)
+      local coll, vs, tx = {}, {}, {}
+      for k, e in pairs(backend.collection(c)) do
+        coll[k], vs[k], tx[k] = e.o, e.v, json.encode(e.o, {sort_keys = true})
+      end
+      versions[c], before[c] = vs, tx
+      return coll
     end
-    local st = M.view(snap)
-    local before = texts(st)
+    local st = setmetatable({}, {__index = function(t, c)
+      if type(c) ~= "string" then return nil end
+      local coll = load(c)
+      rawset(t, c, coll)
+      return coll
+    end})
     local res = table.pack(fn(st))
+    for c in pairs(st) do
+      if type(c) == "string" and not before[c] then load(c) end   -- assigned without being read
+    end
     local ops = diff(before, versions, st)
     if #ops == 0 then return table.unpack(res, 1, res.n) end
     local ok, err = pcall(backend.txn, ops)
@@ -271,7 +271,14 @@ end
 
 --- update(fn) -> fn's results (see state.update)
 function Client:update(fn)
-  return M.update({snapshot = function() return (self:snapshot()) end, txn = function(ops) return self:txn(ops) end}, fn)
+  return M.update({
+    collection = function(c)
+      local keys = {}
+      for _, item in ipairs((self:list(c))) do keys[item.key] = {o = item.object, v = item.version} end
+      return keys
+    end,
+    txn = function(ops) return self:txn(ops) end,
+  }, fn)
 end
 
 --- watch{collection=, from=, timeout=}, fn: calls fn(event) for each event (fn returns false to stop).
