@@ -152,6 +152,27 @@ describe("the twin's state API", function()
     assert.is_nil(twin.client(t.dir):get("clusters", "aks-legal-twin"))
   end)
 
+  it("survives its API process being killed: status tells, down cleans up, up brings the state back", function()
+    local t <close> = new_twin(nil, "postgres,azurite,registry")
+    local client = twin.client(t.dir)
+    local v = client:put("clusters", "aks", {nodes = 2})
+    local st = twin.read_state(t.dir)
+    proc.signal_pid(st.components.api.pid, "KILL")
+    require("opsh.net").wait_closed("127.0.0.1", st.components.api.port)
+    local status = opsh_cli({"-o", "json", "twin", "status", "--dir", t.dir})
+    assert.are.equal(3, status.code)
+    local rows = {}
+    for _, row in ipairs(json.decode(status.stdout)) do rows[row.component] = row.state end
+    assert.are.same({"stopped", "running"}, {rows.api, rows.redis})
+    assert.are.equal(0, opsh_cli({"twin", "down", "--dir", t.dir}).code)
+    assert.is_false(require("opsh.net").port_open("127.0.0.1", st.components.redis.port))
+    local up = opsh_cli({"twin", "up", "--dir", t.dir, "--without", ONLY_API})
+    assert.are.equal(0, up.code, up.stderr)
+    local obj, version = twin.client(t.dir):get("clusters", "aks")
+    assert.are.same({{nodes = 2}, v}, {obj, version})
+    assert.is_true(twin.read_state(t.dir).components.redis.absent)   -- the old run's record is gone
+  end)
+
   it("starts a partial twin with --without, and status says what is absent", function()
     local t <close> = new_twin(nil, "postgres,azurite,registry")
     assert.are.equal(0, t.up.code, t.up.stderr)

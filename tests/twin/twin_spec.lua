@@ -2,7 +2,6 @@
 -- Azurite, docker-registry and the API process; driven through the library and the real CLI,
 -- psql and redis-cli.
 local opsh = require("opsh")
-local core = require("opsh._core")
 local fs = require("opsh.fs")
 local json = require("opsh.json")
 local net = require("opsh.net")

@@ -166,7 +166,9 @@ end
 --- client(dir) -> a client of the serving process, or nil, why when it is not running
 function M.client(dir)
   local e = M.endpoint(dir)
-  if not e then return nil, "the twin's API is not running in " .. dir end
+  if not (e and require("opsh.twin.proctab").running(e.pid)) then
+    return nil, "the twin's API is not running in " .. dir
+  end
   local token = fs.read(M.token_path(dir), {missing_ok = true})
   if not token then return nil, "the twin's API token is missing in " .. dir end
   return setmetatable({dir = dir, url = e.url, pid = e.pid, listeners = e.listeners or {},

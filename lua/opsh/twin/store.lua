@@ -50,7 +50,6 @@ local function sorted_keys(t)
   return ks
 end
 
-local TYPES = {put_new = "ADDED", put = "MODIFIED", delete = "DELETED"}
 
 -- one event's JSON line, from the object's text (no decode/encode round trip)
 local function event_line(ev)
