@@ -164,8 +164,8 @@ end
 --   GET    /_twin/state[?watch=1&from=N&timeout=S]           the whole store | its events as JSON lines
 --   GET    /_twin/state/<collection>[?watch=1&from=N]         {version, items} | that collection's events
 --   GET    /_twin/state/<collection>/<key>                    {key, version, object} | 404
---   PUT    /_twin/state/<collection>/<key>[?if_version=N]     body {object=} -> {version}
---   PATCH  /_twin/state/<collection>/<key>[?if_version=N]     body {patch=} (JSON merge patch) -> {version, object}
+--   PUT    /_twin/state/<collection>/<key>[?if_version=N]     body: the object (JSON) -> {version}
+--   PATCH  /_twin/state/<collection>/<key>[?if_version=N]     body: a JSON merge patch -> {version, object}
 --   DELETE /_twin/state/<collection>/<key>[?if_version=N]     -> {version} (null: there was no such key)
 --   POST   /_twin/txn                                         body {ops=[{op, collection, key, object, if_version}]}
 -- Errors: {error, reason} with 400, 401, 404, 409 (a version precondition failed), 410 (history expired).
@@ -184,7 +184,9 @@ function M.routes(srv, store, token)
   end
   local function body(req, field)
     local ok, v = pcall(req.json, req)
-    if not ok or type(v) ~= "table" or v[field] == nil then
+    if not ok or v == nil then store_mod.fail(400, "BadRequest", "the body must be JSON") end
+    if field == nil then return v end
+    if type(v) ~= "table" or v[field] == nil then
       store_mod.fail(400, "BadRequest", "the body must be a JSON object with '" .. field .. "'")
     end
     return v[field]
@@ -207,12 +209,12 @@ function M.routes(srv, store, token)
     return {status = 200, json = {key = k, version = version, object = object}}
   end))
   srv:route("PUT", "/_twin/state/{collection}/{key...}", guarded(function(req)
-    local version = store:put(req.params.collection, req.params.key, body(req, "object"),
+    local version = store:put(req.params.collection, req.params.key, body(req),
       {if_version = version_arg(req)})
     return {status = 200, json = {version = version}}
   end))
   srv:route("PATCH", "/_twin/state/{collection}/{key...}", guarded(function(req)
-    local version, object = store:patch(req.params.collection, req.params.key, body(req, "patch"),
+    local version, object = store:patch(req.params.collection, req.params.key, body(req),
       {if_version = version_arg(req)})
     return {status = 200, json = {version = version, object = object}}
   end))

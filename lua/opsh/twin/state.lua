@@ -195,7 +195,8 @@ function Client:request(method, path, opts)
   opts = opts or {}
   local http = require("opsh.http")
   local ok, res = pcall(http.request, {method = method, url = self.url .. path, ca = self.ca,
-    headers = {Authorization = self.auth}, query = opts.query, json = opts.json,
+    headers = {Authorization = self.auth, ["Content-Type"] = opts.body and "application/json" or nil},
+    query = opts.query, json = opts.json, body = opts.body,
     raise_for_status = false, timeout = opts.timeout, on_line = opts.on_line,
     retries = opts.retries or (method ~= "GET" and 0 or nil)})   -- a change is never sent twice
   if not ok then
@@ -232,12 +233,12 @@ end
 
 --- put(collection, key, object, {if_version=}) -> version
 function Client:put(c, k, object, opts)
-  return self:request("PUT", item_path(c, k), {json = {object = object}, query = version_query(opts)}):json().version
+  return self:request("PUT", item_path(c, k), {body = json.encode(object), query = version_query(opts)}):json().version
 end
 
 --- patch(collection, key, merge_patch, {if_version=}) -> version, object
 function Client:patch(c, k, p, opts)
-  local e = self:request("PATCH", item_path(c, k), {json = {patch = p}, query = version_query(opts)}):json()
+  local e = self:request("PATCH", item_path(c, k), {body = json.encode(p), query = version_query(opts)}):json()
   return e.version, e.object
 end
 

@@ -231,7 +231,11 @@ end
 function Store:txn(ops)
   local prepared = {}
   for i, op in ipairs(ops) do
+    if type(op) ~= "table" then fail(400, "BadRequest", "a store operation is a table {op=, collection=, key=}") end
     check_ck(op.collection, op.key)
+    if op.if_version ~= nil and math.type(op.if_version) ~= "integer" then
+      fail(400, "BadRequest", "if_version must be a whole number (0: the key must not exist)")
+    end
     precondition(self, op.collection, op.key, op.if_version)
     if op.op == "put" then
       prepared[i] = encode(op.object)

@@ -35,7 +35,7 @@ function M.start(tw)
   for name in pairs(e.listeners or {}) do names[#names + 1] = name end
   table.sort(names)
   return {pid = pid, program = M.program, host = "127.0.0.1", port = e.port, dir = dir, log = log,
-    url = e.url, apis = names, listeners = e.listeners or {}}
+    url = e.url, apis = require("opsh.json").array(names), listeners = e.listeners or {}}
 end
 
 function M.check(tw, rec)
