@@ -2,7 +2,6 @@
 -- Azurite, docker-registry and the API process; driven through the library and the real CLI,
 -- psql and redis-cli.
 local opsh = require("opsh")
-local core = require("opsh._core")
 local fs = require("opsh.fs")
 local json = require("opsh.json")
 local net = require("opsh.net")
@@ -55,12 +54,15 @@ describe("opsh twin", function()
     assert.are.equal("postgres", st.platform.primary)
   end)
 
-  it("keeps its state, with the credentials, in one file only its owner reads", function()
-    local info = fs.stat(dir .. "/state.json")
-    assert.are.equal(tonumber("600", 8), info.mode & tonumber("777", 8))
-    local saved = json.decode(fs.read(dir .. "/state.json"))
+  it("keeps its state, with the credentials, in the API process's store, which only its owner reads", function()
+    assert.are.equal(tonumber("700", 8), fs.stat(dir .. "/store").mode & tonumber("777", 8))
+    for _, f in ipairs({"store/snapshot.json", "store/log.jsonl", "api/token", "ca/ca.key"}) do
+      assert.are.equal(tonumber("600", 8), fs.stat(dir .. "/" .. f).mode & tonumber("777", 8), f)
+    end
+    local saved = twin.read_state(dir)
     assert.are.equal(st.components.redis.port, saved.components.redis.port)
-    assert.are.equal(tonumber("600", 8), fs.stat(dir .. "/ca/ca.key").mode & tonumber("777", 8))
+    assert.are.equal(st.components.redis.password, saved.components.redis.password)
+    assert.is_false(fs.exists(dir .. "/state.json"))
   end)
 
   it("is idempotent: a second up leaves the running twin as it is", function()
@@ -161,23 +163,29 @@ describe("opsh twin", function()
     local sh = opsh_cli({"twin", "env", "--shell", "--dir", dir})
     assert.are.equal(0, sh.code)
     for _, name in ipairs({"PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSSLMODE", "PGSSLROOTCERT",
-      "REDISCLI_AUTH", "OPSH_REDIS_URL", "OPSH_TWIN_CA", "AZURE_STORAGE_CONNECTION_STRING", "OPSH_TWIN_DIR"}) do
+      "REDISCLI_AUTH", "OPSH_REDIS_URL", "OPSH_TWIN_CA", "AZURE_STORAGE_CONNECTION_STRING", "OPSH_TWIN_DIR",
+      "OPSH_PG_REPLICA_HOST", "OPSH_PG_REPLICA_PORT"}) do
       assert.matches("export " .. name .. "='", sh.stdout)
     end
     local through_shell = proc.run({argv = {"bash", "-c", 'eval "$(' .. runtime.exe() .. ' twin env --shell --dir '
-      .. dir .. ')" && psql -Atc "SELECT current_database()"'}})
-    assert.are.equal("legaldb", through_shell.stdout:match("%S+"))
+      .. dir .. ')" && psql -Atc "SELECT current_database()" && psql -h "$OPSH_PG_REPLICA_HOST" '
+      .. '-p "$OPSH_PG_REPLICA_PORT" -Atc "SELECT pg_is_in_recovery()"'}})
+    assert.are.same({"legaldb", "t"}, {through_shell.stdout:match("^(%S+)\n(%S+)")})
   end)
 
-  it("resets to the seeded state", function()
+  it("resets to the seeded state, also from a shell that exported the twin's variables", function()
     local env = exports(dir)
     proc.run({argv = {"psql", "-c", "DELETE FROM documents WHERE id > 10"}, env_add = env})
     local old_pid = st.components.postgres.pid
-    st = twin.reset({dir = dir})
+    -- PGSSLROOTCERT (in the root-only CA folder) must not reach pg_basebackup, which runs as postgres
+    local r = proc.run({argv = {"bash", "-c", 'eval "$(' .. runtime.exe() .. ' twin env --shell --dir ' .. dir
+      .. ')" && exec ' .. runtime.exe() .. ' twin reset --dir ' .. dir}, check = false, timeout = 120})
+    assert.are.equal(0, r.code, r.stderr)
+    st = twin.read_state(dir)
     assert.are_not.equal(old_pid, st.components.postgres.pid)
     assert.is_false(alive(old_pid))
-    local r = proc.run({argv = {"psql", "-Atc", "SELECT count(*) FROM documents"}, env_add = exports(dir)})
-    assert.are.equal("2000", r.stdout:match("%S+"))
+    local n = proc.run({argv = {"psql", "-Atc", "SELECT count(*) FROM documents"}, env_add = exports(dir)})
+    assert.are.equal("2000", n.stdout:match("%S+"))
   end)
 
   it("goes down leaving no process, no port and no data behind", function()
@@ -189,11 +197,13 @@ describe("opsh twin", function()
     assert.is_true(twin.down({dir = dir}))
     for _, pid in ipairs(pids) do assert.is_false(alive(pid), "pid " .. pid .. " still running") end
     for _, port in ipairs(ports) do assert.is_false((net.port_open("127.0.0.1", port))) end
-    for _, sub in ipairs({"postgres", "replica", "redis", "azurite", "registry", "api", "state.json"}) do
+    for _, sub in ipairs({"postgres", "replica", "redis", "azurite", "registry", "api"}) do
       assert.is_false(fs.exists(dir .. "/" .. sub), sub .. " left behind")
     end
-    for _, path in ipairs({st.components.postgres.dir, st.components.replica.dir}) do
-      assert.is_false(fs.exists(path), path .. " left behind")
+    -- as root the servers' directories live in /var/tmp/opsh-twin-<hash>: that goes too
+    for _, path in ipairs({st.components.postgres.dir, st.components.replica.dir,
+      fs.dirname(st.components.postgres.dir)}) do
+      if path ~= dir then assert.is_false(fs.exists(path), path .. " left behind") end
     end
     assert.is_false(twin.down({dir = dir}))
     local r = opsh_cli({"twin", "status", "--dir", dir})
@@ -215,7 +225,9 @@ describe("opsh twin failures", function()
     assert.are.equal(1, r.code)
     assert.matches("registry: docker%-registry exited before it listened on %d+: registry: bad config", r.stderr)
     local left = fs.list(dir .. "/twin")
-    assert.are.same({"ca"}, left)
+    assert.are.same({".lock", "ca", "store"}, left)
+    local store = require("opsh.twin.store").load_files(dir .. "/twin/store")
+    assert.is_nil(store.components)   -- nothing recorded as running
     fs.rmtree(dir)
   end)
 
@@ -241,13 +253,13 @@ describe("opsh twin API plug-ins", function()
     end})
     assert.are.equal(0, up.code, up.stderr)
     assert.matches("https://127.0.0.1:%d+ %(echo%)", up.stdout)
-    local st = json.decode(fs.read(dir .. "/state.json"))
+    local st = twin.read_state(dir)
     local http = require("opsh.http")
     local ca = st.components.ca.ca
     assert.are.same({word = "hi", client = "anonymous"}, http.get(st.components.api.url .. "/echo/hi", {ca = ca}):json())
     local res = http.post(st.components.api.url .. "/echo/primary/replica", {ca = ca}):json()
     assert.are.equal("replica", res.primary)
-    assert.are.equal("replica", json.decode(fs.read(dir .. "/state.json")).platform.primary)
+    assert.are.equal("replica", twin.read_state(dir).platform.primary)
     local shell = opsh_cli({"twin", "env", "--shell"}, env)
     assert.matches("export ECHO_TWIN='yes'", shell.stdout)
     local e = json.decode(opsh_cli({"--env", "twin", "-o", "json", "env", "show"}, env).stdout)

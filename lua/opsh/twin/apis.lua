@@ -1,8 +1,10 @@
--- The API twins the twin's API process serves: module names, each returning
+-- The API twins the twin's API process (`opsh twin serve`) mounts: module names, each returning
 --   {name = "kubernetes",
---    mount = function(srv, twin) ... end,          -- add routes to the opsh.server handle
---    environment = function(twin, env) ... end,    -- optional: fill `--env twin` fields (endpoints)
---    shell = function(twin, exports) ... end}      -- optional: `opsh twin env --shell` variables
--- `twin` gives dir, state (read with twin.read_state(), change with twin.update_state(fn)) and ca paths.
+--    listener = true,                                   -- optional: a port of its own (its own endpoint)
+--    mount = function(srv, twin) ... end,               -- add routes to the opsh.server handle
+--    environment = function(twin, env, endpoint) end,   -- optional: fill `--env twin` fields (endpoints)
+--    shell = function(twin, exports, endpoint) end}     -- optional: `opsh twin env --shell` variables
+-- In mount, `twin` gives dir, ca paths, store (opsh.twin.store: get, list, put, patch, delete, txn,
+-- subscribe), read_state(), update_state(fn) and endpoint(name). See docs/twin.md.
 -- More can be added without rebuilding: OPSH_TWIN_APIS="mod.one,mod.two" (modules found in $OPSH_PATH).
 return {}

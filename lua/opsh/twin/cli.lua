@@ -1,4 +1,5 @@
--- opsh.twin.cli: `opsh twin up|status|down|reset|env [--shell]|serve`, each with [--dir DIR].
+-- opsh.twin.cli: `opsh twin up|status|down|reset|env [--shell]|serve`, each with [--dir DIR];
+-- up and reset take [--without NAME[,NAME...]] (repeatable) for a partial twin.
 local core = require("opsh._core")
 local out = require("opsh.out")
 local twin = require("opsh.twin")
@@ -15,10 +16,15 @@ local function parse(words)
     local w = words[i]
     local name, value = w:match("^%-%-([%w-]+)=(.*)$")
     name = name or w:match("^%-%-([%w-]+)$")
-    if name == "dir" or name == "port" then
+    if name == "dir" or name == "port" or name == "without" then
       if value == nil then i = i + 1; value = words[i] end
       if value == nil then usage("twin: --" .. name .. " needs a value") end
-      opts[name] = value
+      if name == "without" then
+        if sub ~= "up" and sub ~= "reset" then usage("twin " .. tostring(sub) .. ": --without is for up and reset") end
+        opts.without = opts.without and (opts.without .. "," .. value) or value
+      else
+        opts[name] = value
+      end
     elseif name == "shell" then
       opts.shell = true
     else
@@ -39,14 +45,15 @@ function M.main(gopts, words)
   if sub == "up" then
     local t0 = core.hrtime()
     local p <close> = require("opsh.progress").start("starting the twin")
-    local st, what = twin.up(opts)
+    local _, what = twin.up(opts)
     p:done()
+    local dir = require("opsh.twin.state").dir(opts.dir)
     local rows = twin.status(opts.dir)
     io.stdout:write(out.render(rows, {format = fmt, columns = {"component", "pid", "state", "detail"}}))
     if fmt == "table" then
       io.stdout:write(string.format("\ntwin %s in %s (%.1f s); use it with --env twin or "
         .. "eval \"$(opsh twin env --shell%s)\"\n", what == "running" and "already running" or "started",
-        st.dir, core.hrtime() - t0, opts.dir and (" --dir " .. shell_quote(st.dir)) or ""))
+        dir, core.hrtime() - t0, opts.dir and (" --dir " .. shell_quote(dir)) or ""))
     end
     return 0
   elseif sub == "status" then
@@ -64,9 +71,11 @@ function M.main(gopts, words)
     end
     return 0
   elseif sub == "reset" then
-    local st = twin.reset(opts)
+    twin.reset(opts)
     io.stdout:write(out.render(twin.status(opts.dir), {format = fmt, columns = {"component", "pid", "state", "detail"}}))
-    if fmt == "table" then io.stdout:write("\ntwin reset to its seeded state in " .. st.dir .. "\n") end
+    if fmt == "table" then
+      io.stdout:write("\ntwin reset to its seeded state in " .. require("opsh.twin.state").dir(opts.dir) .. "\n")
+    end
     return 0
   elseif sub == "env" then
     if opts.shell then
@@ -78,8 +87,9 @@ function M.main(gopts, words)
     io.stdout:write(out.render(twin.environment(opts.dir), {format = fmt == "json" and "json" or "yaml"}))
     return 0
   elseif sub == "serve" then
-    if not opts.port or not math.tointeger(tonumber(opts.port)) then usage("twin serve needs --port N") end
-    twin.serve({dir = opts.dir, port = math.tointeger(tonumber(opts.port))})
+    local port = opts.port and math.tointeger(tonumber(opts.port))
+    if opts.port and not port then usage("twin serve: --port needs a number") end
+    twin.serve({dir = opts.dir, port = port})
     return 0
   end
   usage(sub and string.format("unknown twin command '%s' (use up, status, down, reset or env)", sub)

@@ -14,9 +14,11 @@ local function raise(message, fields)
   error(core.error("twin", message, fields), 2)
 end
 
--- argv -> ok, output (stdout and stderr)
+-- argv -> ok, output (stdout and stderr). A clean environment: a PGSSLROOTCERT or PGHOST the user
+-- exported for psql must not reach initdb, pg_ctl or pg_basebackup (which runs as postgres when root).
 local function run(argv, cwd)
-  local r = proc.run({argv = argv, cwd = cwd, stderr = "stdout", check = false, timeout = 120})
+  local r = proc.run({argv = argv, cwd = cwd, stderr = "stdout", check = false, timeout = 120,
+    env = require("opsh.twin.childenv").clean()})
   return r.code == 0, r.stdout or ""
 end
 

@@ -65,7 +65,7 @@ function H:_launch()
   if fs.exists(self.pidfile) then fs.remove(self.pidfile) end
   -- with daemonize, redis-server forks and its first process exits once the daemon is on its way
   local r = proc.run({argv = {"redis-server", conf}, stdout = "capture", stderr = "stdout", check = false,
-    timeout = 30})
+    timeout = 30, env = require("opsh.twin.childenv").clean()})
   if r.code ~= 0 then
     return nil, "redis-server did not start: " .. (r.stdout or ""):gsub("%s+$", "")
   end

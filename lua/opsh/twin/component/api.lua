@@ -1,91 +1,67 @@
--- twin component "api": one opsh process (`opsh twin serve`) serving HTTPS with the twin's certificate;
--- the API twins (opsh.twin.apis) mount their routes on it. It always answers /healthz and
--- /twin/v1/state (the platform facts, credentials redacted).
+-- twin component "api": the one `opsh twin serve` process. It owns the twin's state (the store, in
+-- DIR/store) and serves it, and the API twins, over HTTPS with the twin's certificate. It starts right
+-- after the CA: every later component records itself through it.
+local crypto = require("opsh.crypto")
 local fs = require("opsh.fs")
-local net = require("opsh.net")
-local proc = require("opsh.proc")
 local runtime = require("opsh.runtime")
 local core = require("opsh._core")
 
-local M = {name = "api", program = "opsh"}
+local M = {name = "api", program = "opsh", phase = 2, required = true}
 
---- The API twin modules to mount: the bundled list plus OPSH_TWIN_APIS.
-function M.plugins()
-  local names = {}
-  for _, n in ipairs(require("opsh.twin.apis")) do names[#names + 1] = n end
-  for n in (os.getenv("OPSH_TWIN_APIS") or ""):gmatch("[^,%s]+") do names[#names + 1] = n end
-  local mods = {}
-  for i, n in ipairs(names) do
-    local mod = require(n)
-    if type(mod) ~= "table" or type(mod.name) ~= "string" or type(mod.mount) ~= "function" then
-      error(core.error("twin", string.format("API twin module '%s' must return {name=, mount=function}", n)), 0)
-    end
-    mods[i] = mod
-  end
-  return mods
-end
+function M.pidfile(dir) return dir .. "/api/serve.pid" end
 
 function M.start(tw)
+  local state = require("opsh.twin.state")
   local dir = tw.dir .. "/api"
   fs.mkdir(dir, {parents = true, mode = tonumber("700", 8)})
-  local port = net.free_port()
-  local argv = {runtime.exe(), "twin", "serve", "--dir", tw.dir, "--port", port}
-  local p = proc.spawn({argv = argv, detach = true, stdout_file = dir .. "/api.log", stderr = "stdout",
-    env_add = {OPSH_TWIN_DIR = tw.dir}})
+  fs.chmod(dir, tonumber("700", 8))
+  for _, stale in ipairs({state.endpoint_path(tw.dir), M.pidfile(tw.dir)}) do
+    if fs.exists(stale) then fs.remove(stale) end
+  end
+  fs.write(state.token_path(tw.dir), core.reveal(crypto.random_password(32, {url = true})) .. "\n",
+    {mode = tonumber("600", 8)})
+  local log = dir .. "/api.log"
+  local p = require("opsh.proc").spawn({argv = {runtime.exe(), "twin", "serve", "--dir", tw.dir}, detach = true,
+    stdout_file = log, stderr = "stdout",
+    env = require("opsh.twin.childenv").for_opsh({OPSH_TWIN_DIR = tw.dir})})
   local pid = p:pid()
   tw.track(M.name, pid, M.program)
-  require("opsh.twin").wait_ready(p, port, dir .. "/api.log")
+  local e
+  require("opsh.twin").wait_until(p, log, "its endpoint", function()
+    e = state.endpoint(tw.dir)
+    return e and e.pid == pid and require("opsh.net").port_open("127.0.0.1", e.port)
+  end)
   local names = {}
-  for _, mod in ipairs(M.plugins()) do names[#names + 1] = mod.name end
-  return {pid = pid, program = M.program, host = "127.0.0.1", port = port, dir = dir, log = dir .. "/api.log",
-    url = "https://127.0.0.1:" .. port, apis = names}
+  for name in pairs(e.listeners or {}) do names[#names + 1] = name end
+  table.sort(names)
+  return {pid = pid, program = M.program, host = "127.0.0.1", port = e.port, dir = dir, log = log,
+    url = e.url, apis = require("opsh.json").array(names), listeners = e.listeners or {}}
 end
 
 function M.check(tw, rec)
-  local ok, why = net.port_open("127.0.0.1", rec.port)
-  if not ok then return false, why end
-  local apis = #rec.apis > 0 and (" (" .. table.concat(rec.apis, ", ") .. ")") or ""
-  return true, rec.url .. apis
+  local ok, res = pcall(require("opsh.http").get, rec.url .. "/healthz", {ca = tw.ca.ca, timeout = 5, retries = 0})
+  if not ok then return false, tostring(res) end
+  local apis = {}
+  for _, name in ipairs(rec.apis or {}) do
+    local url = rec.listeners[name]
+    apis[#apis + 1] = url ~= rec.url and (name .. " " .. url) or name
+  end
+  return true, rec.url .. (#apis > 0 and (" (" .. table.concat(apis, ", ") .. ")") or "")
 end
 
 function M.environment(tw, rec, env)
   env.endpoints = env.endpoints or {}
   env.endpoints.ca = tw.ca.ca
-  for _, mod in ipairs(M.plugins()) do
-    if mod.environment then mod.environment(tw, env) end
+  env.twin.api = rec.url
+  for _, mod in ipairs(require("opsh.twin.serve").plugins()) do
+    if mod.environment then mod.environment(tw, env, tw.endpoint(mod.name)) end
   end
 end
 
 function M.shell(tw, rec, out)
-  for _, mod in ipairs(M.plugins()) do
-    if mod.shell then mod.shell(tw, out) end
+  for _, mod in ipairs(require("opsh.twin.serve").plugins()) do
+    if mod.shell then mod.shell(tw, out, tw.endpoint(mod.name)) end
   end
-end
-
-local function redacted(v)
-  if type(v) ~= "table" then return v end
-  local copy = {}
-  for k, x in pairs(v) do
-    if type(k) == "string" and (k:find("password") or k:find("key") or k:find("secret")) then
-      copy[k] = "<redacted>"
-    else
-      copy[k] = redacted(x)
-    end
-  end
-  return copy
-end
-
---- The API process itself (`opsh twin serve --dir DIR --port P`): serves until terminated.
-function M.serve(tw, port)
-  local server = require("opsh.server")
-  local srv = server.listen({host = "127.0.0.1", port = port, tls = {cert = tw.ca.cert, key = tw.ca.key,
-    client_ca = tw.ca.ca, client_auth = "optional"}})
-  srv:route("GET", "/healthz", function() return {status = 200, body = "ok"} end)
-  srv:route("GET", "/twin/v1/state", function() return redacted(tw.read_state()) end)
-  for _, mod in ipairs(M.plugins()) do mod.mount(srv, tw) end
-  io.stdout:write(string.format("opsh twin API serving %s on %s\n", tw.dir, srv.url))
-  io.stdout:flush()
-  srv:wait()
 end
 
 return M

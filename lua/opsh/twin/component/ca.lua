@@ -4,7 +4,7 @@
 local crypto = require("opsh.crypto")
 local fs = require("opsh.fs")
 
-local M = {name = "ca"}
+local M = {name = "ca", phase = 1, required = true}
 
 local PRIVATE = tonumber("600", 8)
 

@@ -41,10 +41,16 @@ local function check(tw, rec)
   return true, string.format("127.0.0.1:%d %s", rec.port, res and "read-only replica" or "read-write")
 end
 
-local primary = {name = "postgres", program = "postgres", stop_signal = "INT"}
+local primary = {name = "postgres", program = "postgres", stop_signal = "INT", phase = 3}
 
 function primary.pidfile(dir) return base(dir) .. "/postgres/data/postmaster.pid" end
-function primary.data_dirs(dir) return {base(dir) .. "/postgres"} end
+-- the /var/tmp base goes too once the servers' directories are gone (down leaves nothing there)
+local function dirs(dir, name)
+  local b = base(dir)
+  return b == dir and {b .. "/" .. name} or {b .. "/" .. name, b}
+end
+
+function primary.data_dirs(dir) return dirs(dir, "postgres") end
 
 function primary.start(tw)
   local h = launcher.start({dir = prepare(tw.dir) .. "/postgres", user = seed.admin_user, dbname = seed.database,
@@ -62,16 +68,16 @@ function primary.shell(tw, rec, out)
 end
 
 function primary.environment(tw, rec, env)
-  env.postgres = {server = "psql-legal-twin", replica = "psql-legal-twin-replica", database = rec.dbname,
-    admin_user = rec.user, host = rec.host, port = rec.port, sslmode = "verify-full", sslrootcert = tw.ca.ca,
-    password_secret = "database-password"}
+  local p = env.postgres
+  p.database, p.admin_user, p.host, p.port = rec.dbname, rec.user, rec.host, rec.port
+  p.sslmode, p.sslrootcert = "verify-full", tw.ca.ca
   env.twin.postgres_password = core.secret(rec.password)
 end
 
-local replica = {name = "replica", program = "postgres", stop_signal = "INT"}
+local replica = {name = "replica", program = "postgres", stop_signal = "INT", phase = 4, needs = {"postgres"}}
 
 function replica.pidfile(dir) return base(dir) .. "/replica/data/postmaster.pid" end
-function replica.data_dirs(dir) return {base(dir) .. "/replica"} end
+function replica.data_dirs(dir) return dirs(dir, "replica") end
 
 function replica.start(tw)
   local p = tw.state.components.postgres
@@ -87,4 +93,10 @@ function replica.environment(tw, rec, env)
   env.twin.replica = {host = rec.host, port = rec.port}
 end
 
-return {primary = primary, replica = replica}
+-- the replica, for `psql -h "$OPSH_PG_REPLICA_HOST" -p "$OPSH_PG_REPLICA_PORT"` (the rest as the primary's)
+function replica.shell(tw, rec, out)
+  out.OPSH_PG_REPLICA_HOST, out.OPSH_PG_REPLICA_PORT = rec.host, tostring(rec.port)
+end
+
+-- two components in one module: a list
+return {primary, replica, primary = primary, replica = replica}

@@ -4,7 +4,7 @@ local core = require("opsh._core")
 local crypto = require("opsh.crypto")
 local launcher = require("opsh.twin.redis")
 
-local M = {name = "redis", program = "redis-server"}
+local M = {name = "redis", program = "redis-server", phase = 3}
 
 function M.pidfile(dir) return dir .. "/redis/redis.pid" end
 

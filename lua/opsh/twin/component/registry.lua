@@ -4,7 +4,7 @@ local fs = require("opsh.fs")
 local net = require("opsh.net")
 local proc = require("opsh.proc")
 
-local M = {name = "registry", program = "docker-registry"}
+local M = {name = "registry", program = "docker-registry", phase = 3}
 
 function M.start(tw)
   local dir = tw.dir .. "/registry"
@@ -30,7 +30,7 @@ function M.start(tw)
     "    key: " .. tw.ca.key,
   }, "\n") .. "\n")
   local p = proc.spawn({argv = {"docker-registry", "serve", dir .. "/config.yml"}, detach = true,
-    stdout_file = dir .. "/registry.log", stderr = "stdout"})
+    stdout_file = dir .. "/registry.log", stderr = "stdout", env = require("opsh.twin.childenv").clean()})
   local pid = p:pid()
   tw.track(M.name, pid, M.program)
   require("opsh.twin").wait_ready(p, port, dir .. "/registry.log")
