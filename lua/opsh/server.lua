@@ -328,7 +328,11 @@ end
 --- srv:handle(fn): the handler for requests no route matches (instead of 404).
 function methods:handle(fn)
   if type(fn) ~= "function" then error("bad argument #1 to 'handle' (function expected)", 2) end
-  c_state(self).fallback = fn
+  local st = c_state(self)
+  if st.fallback then
+    error(core.error("usage", "srv:handle: this server already has a handler for unrouted requests"), 2)
+  end
+  st.fallback = fn
   return self
 end
 
