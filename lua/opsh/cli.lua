@@ -146,6 +146,10 @@ function M.context(opts, name, decl)
       return e
     end
   end})
+  --- ctx.pg{replica=}, ctx.redis(), ctx.secret(name): the environment's connections (opsh.connections)
+  function ctx.pg(o) return require("opsh.connections").pg(ctx.env, o) end
+  function ctx.redis(o) return require("opsh.connections").redis(ctx.env, o) end
+  function ctx.secret(name) return require("opsh.connections").secret(ctx.env, name) end
   --- ctx.out(records, opts): print records in the chosen --output format.
   function ctx.out(records, o)
     o = o or {}

@@ -17,7 +17,7 @@ local schema = {
     context = "string"},
   postgres = {server = "string", resource_group = "string", database = "string", admin_user = "string",
     replica = "string", host = "string", port = "number", sslmode = "string", sslrootcert = "string",
-    password_secret = "string"},
+    password_secret = "string", replica_host = "string", replica_port = "number"},
   redis = {name = "string", resource_group = "string", host = "string", port = "number", tls = "boolean",
     ca = "string", key_secret = "string"},
   keyvault = {name = "string", url = "string"},
@@ -25,6 +25,7 @@ local schema = {
   acr = {name = "string", login_server = "string"},
   storage = {account = "string", resource_group = "string", endpoint = "string", backup_container = "string"},
   secondary = "string",
+  secrets = {provider = "string"},
   endpoints = {arm = "string", keyvault = "string", query = "string", kubernetes = "string",
     token = "string", ca = "string"},
   twin = "table",
@@ -108,8 +109,15 @@ function M.load(name)
   end
   if type(envt) == "table" and envt.name == nil then envt.name = name end
   envt = M.validate(envt, origin)
-  return envt, origin
+  return setmetatable(envt, M.methods), origin
 end
+
+--- What an environment can do (opsh.connections): env:pg{replica=}, env:redis(), env:secret(name).
+M.methods = {__index = {
+  pg = function(self, opts) return require("opsh.connections").pg(self, opts) end,
+  redis = function(self, opts) return require("opsh.connections").redis(self, opts) end,
+  secret = function(self, name) return require("opsh.connections").secret(self, name) end,
+}}
 
 local selected, cache
 

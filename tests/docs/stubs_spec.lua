@@ -7,7 +7,7 @@ local meta_dir = here .. "/../../docs/meta"
 
 local modules = {"opsh", "opsh.json", "opsh.yaml", "opsh.http", "opsh.server", "opsh.crypto", "opsh.proc",
   "opsh.time", "opsh.fs", "opsh.net", "opsh.pg", "opsh.redis", "opsh.out", "opsh.log", "opsh.progress",
-  "opsh.dryrun", "opsh.redact", "opsh.repl", "opsh.twin"}
+  "opsh.dryrun", "opsh.redact", "opsh.repl", "opsh.twin", "opsh.connections"}
 
 --- {class name -> {member -> true}} from the ---@class / local X = {} / function X.f() lines
 local function declared_members()

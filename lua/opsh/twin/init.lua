@@ -413,7 +413,9 @@ function M.environment(dir)
     appinsights = {app = "legal-platform-twin"},
     -- the platform's names, even when the servers are left out (--without postgres): an environment has them
     postgres = {server = "psql-legal-twin", replica = "psql-legal-twin-replica", password_secret = "database-password"},
-    twin = {dir = dir},
+    -- named secrets come from the twin's own state (opsh.connections' "twin" provider)
+    secrets = {provider = "twin"},
+    twin = {dir = dir, secrets = {}},
   }
   for _, c in ipairs(M.components()) do
     local rec = st.components[c.name]

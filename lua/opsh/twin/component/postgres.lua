@@ -72,6 +72,7 @@ function primary.environment(tw, rec, env)
   p.database, p.admin_user, p.host, p.port = rec.dbname, rec.user, rec.host, rec.port
   p.sslmode, p.sslrootcert = "verify-full", tw.ca.ca
   env.twin.postgres_password = core.secret(rec.password)
+  env.twin.secrets[p.password_secret] = env.twin.postgres_password
 end
 
 local replica = {name = "replica", program = "postgres", stop_signal = "INT", phase = 4, needs = {"postgres"}}
@@ -91,6 +92,7 @@ replica.check = check
 
 function replica.environment(tw, rec, env)
   env.twin.replica = {host = rec.host, port = rec.port}
+  env.postgres.replica_host, env.postgres.replica_port = rec.host, rec.port
 end
 
 -- the replica, for `psql -h "$OPSH_PG_REPLICA_HOST" -p "$OPSH_PG_REPLICA_PORT"` (the rest as the primary's)
