@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.connections
 -- Editor stubs for `opsh.connections` (lua/opsh/connections.lua). See docs/connections.md.
 
 ---@class opsh.connections
@@ -21,7 +21,9 @@ function connections.pg(env, opts) end
 ---A client of the environment's Redis.
 ---@param env table
 ---@param opts? {db?: integer}
----@return opsh.redis.client
+---@return opsh.redis.connection
 function connections.redis(env, opts) end
 ---Close every pool and client opened through this module.
 function connections.close() end
+
+return connections

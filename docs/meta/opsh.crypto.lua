@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.crypto
 -- Editor stubs for `opsh.crypto` (lua/opsh/crypto.lua + bindings/crypto*.c). See docs/crypto.md.
 
 ---@alias opsh.bytes string|opsh.secret  a string, or an opsh.secret for key material

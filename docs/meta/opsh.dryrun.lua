@@ -1,5 +1,5 @@
----@meta
--- Editor stubs for `opsh.dryrun` and `opsh.redact` (lua/opsh/dryrun.lua, lua/opsh/redact.lua). See docs/dryrun.md.
+---@meta opsh.dryrun
+-- Editor stubs for `opsh.dryrun` (lua/opsh/dryrun.lua). See docs/dryrun.md.
 
 ---@class opsh.dryrun.record
 ---@field kind string the primitive or client: "http", "redis", "pg", "proc", ...
@@ -32,26 +32,4 @@ function dryrun.reset() end
 ---@return ...
 function dryrun.with(fn, ...) end
 
----@class opsh.redact
-local redact = {}
----The opsh.secret values inside a value.
----@param value any
----@param into? opsh.secret[]
----@return opsh.secret[]
-function redact.collect(value, into) end
----s without any of the secrets (raw, percent-encoded, JSON-escaped, base64 at any alignment).
----@param s string
----@param secrets (string|opsh.secret)[]
----@return string
-function redact.text(s, secrets) end
----err with every string field scrubbed (nested too).
----@generic E
----@param err E
----@param secrets (string|opsh.secret)[]
----@return E
-function redact.error(err, secrets) end
----fn's results; an error fn raises is scrubbed first.
----@param secrets (string|opsh.secret)[]
----@param fn fun(...): ...
----@return ...
-function redact.guard(secrets, fn, ...) end
+return dryrun

@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.fs
 -- Editor stubs for `opsh.fs` (lua/opsh/fs.lua + bindings/fs.c, fs_file.c). See docs/fs.md.
 
 ---@class opsh.fs.stat

@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.http
 -- Editor stubs for `opsh.http` (lua/opsh/http.lua + bindings/http*.c). See docs/http.md.
 
 ---@class opsh.http.options

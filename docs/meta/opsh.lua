@@ -1,4 +1,4 @@
----@meta
+---@meta opsh
 -- Editor stubs for the `opsh` module (lua/opsh/init.lua + bindings/core.c).
 
 ---@class opsh.task
@@ -35,6 +35,21 @@ function mutex:unlock() end
 function mutex:with(fn, ...) end
 
 ---@class opsh
+---@field out opsh.out
+---@field log opsh.log
+---@field json opsh.json
+---@field yaml opsh.yaml
+---@field http opsh.http
+---@field server opsh.server
+---@field crypto opsh.crypto
+---@field proc opsh.proc
+---@field time opsh.time
+---@field fs opsh.fs
+---@field pg opsh.pg
+---@field redis opsh.redis
+---@field twin opsh.twin
+---@field progress opsh.progress
+---@field net opsh.net
 local opsh = {}
 ---@type string
 opsh.version = ""
@@ -75,8 +90,8 @@ function opsh.is_error(v, kind) end
 function opsh.secret(value) end
 ---@return boolean
 function opsh.is_secret(v) end
----The selected environment.
----@return table
+---The selected environment (--env or OPSH_ENV), with :pg(), :redis(), :secret().
+---@return opsh.environment
 function opsh.env() end
 
 return opsh

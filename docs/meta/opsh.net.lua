@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.net
 -- Editor stubs for `opsh.net` (lua/opsh/net.lua + bindings/net.c). See docs/net.md.
 
 ---@class opsh.net

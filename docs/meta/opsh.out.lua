@@ -1,5 +1,5 @@
----@meta
--- Editor stubs for `opsh.out`, `opsh.log` and `opsh.progress`. See docs/output.md.
+---@meta opsh.out
+-- Editor stubs for `opsh.out` (lua/opsh/out.lua). See docs/output.md.
 
 ---@alias opsh.out.format "table"|"json"|"yaml"|"tsv"
 
@@ -40,40 +40,4 @@ function out.result_columns(v) end
 ---@return T
 function out.redact(v) end
 
----@class opsh.log
-local log = {}
----@param opts {format?: "human"|"json", verbose?: boolean, quiet?: boolean, color?: boolean, level?: "debug"|"info"|"warn"|"error"}
-function log.configure(opts) end
----Would a message at this level be written?
----@param level "debug"|"info"|"warn"|"error"
----@return boolean
-function log.enabled(level) end
----@param msg any
----@param fields? table secrets print as <redacted>
-function log.debug(msg, fields) end
----@param msg any
----@param fields? table
-function log.info(msg, fields) end
----@param msg any
----@param fields? table
-function log.warn(msg, fields) end
----@param msg any
----@param fields? table
-function log.error(msg, fields) end
-
----@class opsh.progress.handle
-local handle = {}
----@param message string
-function handle:update(message) end
----@param final? string a last line to print
-function handle:done(final) end
-
----@class opsh.progress
----@field enabled boolean a spinner is drawn (stderr is a terminal, TERM is not dumb, not --quiet)
-local progress = {}
----A spinner line on stderr while something long runs; closes with <close>.
----@param message string
----@return opsh.progress.handle
-function progress.start(message) end
----@param opts {quiet?: boolean}
-function progress.configure(opts) end
+return out

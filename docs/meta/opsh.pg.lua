@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.pg
 -- Editor stubs for `opsh.pg` (lua/opsh/pg.lua + bindings/pg*.c) and `opsh.twin.postgres`. See docs/pg.md.
 
 ---@class opsh.pg.options

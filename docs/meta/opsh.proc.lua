@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.proc
 -- Editor stubs for `opsh.proc` (lua/opsh/proc.lua + bindings/proc.c). See docs/proc.md.
 
 ---@class opsh.proc.result

@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.redis
 -- opsh.redis: Redis client on the opsh loop. See docs/redis.md.
 
 ---@class opsh.redis

@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.repl
 -- opsh.repl: the interactive prompt (docs/repl.md). Scripts rarely need it; the pretty printer
 -- and the completion are usable on their own.
 

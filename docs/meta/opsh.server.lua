@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.server
 -- Editor stubs for `opsh.server` (lua/opsh/server.lua + bindings/server*.c). See docs/server.md.
 
 ---@class opsh.server.tls

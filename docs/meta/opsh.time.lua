@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.time
 -- Editor stubs for `opsh.time` (lua/opsh/time.lua + bindings/time.c). See docs/time.md.
 
 ---@class opsh.time

@@ -1,4 +1,4 @@
----@meta
+---@meta opsh.twin
 -- Editor stubs for `opsh.twin` (lua/opsh/twin/). See docs/twin.md.
 
 ---@class opsh.twin.event
@@ -95,3 +95,5 @@ function twin.wait_until(p, logfile, what, ready, timeout) end
 function twin.wait_ready(p, port, logfile, timeout) end
 ---The object components get (dir, state, ca paths, the client).
 function twin.handle(dir, st, client) end
+
+return twin

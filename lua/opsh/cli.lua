@@ -18,7 +18,7 @@ local global_switches = {
   ["-v"] = "verbose", ["--quiet"] = "quiet", ["-q"] = "quiet", ["--no-color"] = "no_color",
   ["--help"] = "help", ["-h"] = "help",
 }
-local commands = {"run", "list", "help", "repl", "test", "version", "env", "scripts", "twin"}
+local commands = {"run", "list", "help", "repl", "test", "version", "env", "scripts", "twin", "lsp-setup"}
 local output_formats = {table = true, json = true, yaml = true, tsv = true}
 
 local function usage(message) error(core.error("usage", message), 0) end
@@ -293,6 +293,7 @@ commands:
   env list | env show [NAME]           environments
   scripts export [DIR]                 write the bundled scripts out for editing
   twin up|status|down|reset|env        the local twin of the platform
+  lsp-setup [DIR]                      editor stubs for lua-language-server, DIR/.luarc.json
   version                              versions of opsh and its libraries
   <file.lua> [args]                    run a Lua file;  -e 'lua'  run a chunk
 
@@ -428,6 +429,20 @@ function M.cmd_scripts(opts, words)
   return M.EXIT.ok
 end
 
+--- opsh lsp-setup [DIR]: the stubs for lua-language-server, and DIR/.luarc.json pointing at them
+function M.cmd_lsp_setup(opts, words)
+  if #words > 1 then usage("usage: opsh lsp-setup [DIR]") end
+  local dir = words[1]
+  if dir then
+    local st = require("opsh.fs").stat(dir)
+    if not st or st.type ~= "dir" then usage(string.format("lsp-setup: %s is not a directory", dir)) end
+  end
+  local r = require("opsh.lsp").setup({project = dir})
+  io.stdout:write(string.format("%s %s; %d stub(s) in %s\n", r.created and "wrote" or "updated", r.luarc,
+    r.count, r.stubs))
+  return M.EXIT.ok
+end
+
 --- opsh test [paths]: busted inside this binary, so specs use the scheduler and opsh modules.
 function M.cmd_test(opts, words)
   local argv = {[0] = "opsh test"}
@@ -504,6 +519,7 @@ local function dispatch(argv)
   elseif cmd == "test" then return M.cmd_test(opts, rest)
   elseif cmd == "repl" then return require("opsh.repl").run(opts)
   elseif cmd == "twin" then return require("opsh.twin.cli").main(opts, rest)
+  elseif cmd == "lsp-setup" then return M.cmd_lsp_setup(opts, rest)
   elseif cmd:match("%.lua$") or cmd:find("/") then return M.cmd_file(opts, cmd, rest)
   end
   if cmd:sub(1, 1) == "-" then

@@ -34,6 +34,16 @@ local function declared_members()
 end
 
 describe("docs/meta stubs", function()
+  it("name the module LuaLS maps require() to, and return it", function()
+    for _, name in ipairs(fs.list(meta_dir)) do
+      if name:match("^opsh.*%.lua$") and name ~= "opsh.types.lua" then
+        local text = fs.read(meta_dir .. "/" .. name)
+        assert.equal("---@meta " .. name:gsub("%.lua$", ""), text:match("^[^\n]*"), name)
+        assert.truthy(text:match("\nreturn [%w_]+%s*$"), name .. " must end by returning its module")
+      end
+    end
+  end)
+
   it("parse as Lua", function()
     for _, name in ipairs(fs.list(meta_dir)) do
       if name:match("%.lua$") then
