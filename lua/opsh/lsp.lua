@@ -40,14 +40,14 @@ function M.setup(opts)
   local project = fs.absolute(opts.project or fs.cwd())
   local stubs, count = M.write_stubs(opts.stubs)
   local luarc = project .. "/.luarc.json"
-  local settings, created = nil, false
+  local settings, created
   local text = fs.read(luarc, {missing_ok = true})
   if text then
     local ok, decoded = pcall(json.decode, text)
     if not ok or type(decoded) ~= "table" or json.is_array(decoded) then
       error(require("opsh._core").error("usage", luarc .. " exists and is not a JSON object; fix or remove it"), 0)
     end
-    settings = decoded
+    settings, created = decoded, false
   else
     settings, created = {}, true
   end
