@@ -53,6 +53,28 @@ static int load_embedded(lua_State *L, const char *name) {
   return 2;
 }
 
+/* [-0, +0, v] an opsh.* name nothing provides: one line with the nearest module's name, instead of
+** require's list of every path it tried (opsh.* modules come only from the roots and the binary) */
+static int unknown_opsh_module(lua_State *L, const char *name) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "opsh.script");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "nearest");
+  lua_pushstring(L, name);
+  lua_newtable(L);
+  int i = 0;
+  for (const opsh_embedded *e = opsh_embedded_files; e->name; e++)
+    if (strncmp(e->name, "opsh.", 5) == 0 && !strstr(e->name, "._")) {
+      lua_pushstring(L, e->name);
+      lua_rawseti(L, -2, ++i);
+    }
+  lua_call(L, 2, 1);
+  const char *nearest = lua_tostring(L, -1);
+  if (nearest)
+    return opsh_error(L, "usage", "module '%s' not found; did you mean '%s'?", name, nearest);
+  return opsh_error(L, "usage", "module '%s' not found (opsh's modules are listed in docs/README.md)", name);
+}
+
 /* package.searchers entry: user roots first, then the embedded copy */
 static int search_opsh(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
@@ -76,6 +98,7 @@ static int search_opsh(lua_State *L) {
     lua_pop(L, 3);
   }
   if (load_embedded(L, name)) return 2;
+  if (strncmp(name, "opsh.", 5) == 0) return unknown_opsh_module(L, name);
   lua_pushfstring(L, "no opsh module '%s' in the embedded library or any root", name);
   return 1;
 }
