@@ -99,6 +99,12 @@ local function stderr(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") e
 --- One line for an error; the traceback only when asked for or when it is a bug.
 local function report(err, traceback, opts, prefix)
   local structured = core.is_error(err)
+  if opts.log_format == "json" then
+    local fields = {kind = structured and err.kind or "lua"}
+    if opts.verbose or not structured then fields.traceback = traceback end
+    require("opsh.log").error((prefix or "") .. tostring(err), fields)
+    return
+  end
   stderr("opsh: %s%s", prefix or "", tostring(err))
   if opts.verbose or not structured then
     if traceback then stderr("%s", traceback) end
@@ -230,7 +236,12 @@ function M.cmd_run(opts, words)
     return M.finish_dry_run(opts, exit_code_for(res[2]))
   end
   if #ctx.problems > 0 then
-    if not opts.quiet then stderr("opsh: %s: %d problem(s) found", name, #ctx.problems) end
+    if opts.log_format == "json" then
+      require("opsh.log").warn(string.format("%s: %d problem(s) found", name, #ctx.problems),
+        {problems = #ctx.problems})
+    elseif not opts.quiet then
+      stderr("opsh: %s: %d problem(s) found", name, #ctx.problems)
+    end
     return M.finish_dry_run(opts, M.EXIT.problems)
   end
   return M.finish_dry_run(opts, M.EXIT.ok)
