@@ -172,7 +172,8 @@ describe("opsh.repl chunks", function()
 
   it("trims the REPL's own frames and the message off a traceback", function()
     local tb = "repl:1: x\nstack traceback:\n\t[C]: in function 'error'\n\trepl:1: in upvalue 'fn'\n" ..
-      "\tlua/opsh/repl.lua:334: in function <lua/opsh/repl.lua:333>"
+      "\tlua/opsh/repl/init.lua:134: in function <lua/opsh/repl/init.lua:133>\n" ..
+      "\t/src/opsh/lua/opsh/repl/locals.lua:98: in metamethod 'newindex'"
     assert.are.equal("stack traceback:\n\t[C]: in function 'error'\n\trepl:1: in upvalue 'fn'",
       repl.trim_traceback(tb))
   end)
