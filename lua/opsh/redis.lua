@@ -102,15 +102,35 @@ local function config(opts)
   return cfg
 end
 
--- A new C connection, authenticated and on the configured database.
+-- A new C connection, authenticated and on the configured database, within connect_timeout:
+-- resolving, TCP and TLS are bounded in C, AUTH and SELECT here by what is left of it.
 local function open(cfg)
+  local started = core.hrtime()
+  local limit = cfg.connect_timeout or 10
   local c = C.connect(cfg)
   local ready = false
   local _ <close> = setmetatable({}, {__close = function() if not ready then c:close() end end})
+  local function within(...)
+    local name = ...
+    if limit > 0 then   -- 0: no limit
+      local left = limit - (core.hrtime() - started)
+      if left <= 0 then
+        raise("timeout", string.format("redis %s:%d: not connected within %g s (before %s)", cfg.host,
+          cfg.port, limit, name), {host = cfg.host, port = cfg.port, command = name})
+      end
+      c:_timeout(left)
+    end
+    local v, err = c:call(...)
+    if err and err.kind == "timeout" then
+      raise("timeout", string.format("redis %s:%d: not connected within %g s (no reply to %s)", cfg.host,
+        cfg.port, limit, name), {host = cfg.host, port = cfg.port, command = name})
+    end
+    return v, err
+  end
   if cfg.password then
     local _, err
-    if cfg.username then _, err = c:call("AUTH", cfg.username, cfg.password)
-    else _, err = c:call("AUTH", cfg.password) end
+    if cfg.username then _, err = within("AUTH", cfg.username, cfg.password)
+    else _, err = within("AUTH", cfg.password) end
     if err then
       if err.kind ~= "redis" then error(err, 0) end
       raise("auth", string.format("redis %s:%d: authentication%s failed: %s", cfg.host, cfg.port,
@@ -119,9 +139,10 @@ local function open(cfg)
     end
   end
   if cfg.db and cfg.db ~= 0 then
-    local _, err = c:call("SELECT", cfg.db)
+    local _, err = within("SELECT", cfg.db)
     if err then error(err, 0) end
   end
+  c:_timeout(cfg.timeout or 0)
   ready = true
   return c
 end

@@ -181,6 +181,42 @@ describe("opsh.redis", function()
     end)
   end)
 
+  describe("out of memory", function()
+    -- A reply becomes Lua values in the task that waits for it, never in the loop callback
+    -- (where running out of memory has no protected call to land in and aborts opsh).
+    local C = require("opsh._redis")
+    local function starved(fn, ...)
+      C._fail_alloc_over(256 * 1024)
+      local res = table.pack(pcall(fn, ...))
+      C._fail_alloc_over(nil)
+      return table.unpack(res, 1, res.n)
+    end
+
+    it("is an error in the task for a reply, a pipeline and a message, and the connection goes on", function()
+      local big = string.rep("x", 1024 * 1024)
+      r:set("oom:big", big)
+      local ok, err = starved(r.get, r, "oom:big")
+      assert.is_false(ok)
+      assert.matches("not enough memory", tostring(err))
+      ok, err = starved(r.pipeline, r, function(p) p:get("oom:big") end)
+      assert.is_false(ok)
+      assert.matches("not enough memory", tostring(err))
+      assert.are.equal(big, r:get("oom:big"))
+
+      local sub = r:subscribe("oom-news", {timeout = 2})
+      local reader = opsh.spawn(starved, sub.next, sub)
+      opsh.sleep(0.05)
+      r:publish("oom-news", big)
+      ok, err = reader:wait()
+      assert.is_false(ok)
+      assert.matches("not enough memory", tostring(err))
+      -- the message stayed queued: the next read gets it
+      assert.are.equal(big, sub:next().payload)
+      sub:close()
+      assert.are.equal("PONG", r:ping())
+    end)
+  end)
+
   describe("pub/sub", function()
     it("delivers messages published from another connection", function()
       local sub = r:subscribe("news", "alerts", {timeout = 2})
@@ -370,6 +406,20 @@ describe("opsh.redis", function()
       assert.are.equal("after", c:get("r:k"))
       assert.are.equal("PONG", r:ping())
       c:close()
+    end)
+
+    it("ends a connect within connect_timeout when AUTH or SELECT get no reply", function()
+      local silent, port = S.silent_server()
+      for _, o in ipairs({{password = "pw", command = "AUTH"}, {db = 2, command = "SELECT"}}) do
+        local ok, err = opsh.try(opsh.timeout, 5, redis.connect, {port = port, connect_timeout = 0.3,
+          password = o.password, db = o.db})
+        assert.is_false(ok)
+        assert.are.equal("timeout", err.kind)
+        assert.are.equal(o.command, err.command)
+        assert.are.equal(string.format("redis 127.0.0.1:%d: not connected within 0.3 s (no reply to %s)",
+          port, o.command), err.message)
+      end
+      silent:stop()
     end)
 
     it("times out connecting to a server that never answers", function()
