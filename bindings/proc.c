@@ -573,6 +573,7 @@ static const luaL_Reg proc_funcs[] = {
 };
 
 int luaopen_opsh_proc(lua_State *L) {
+  opsh_proc_at_exit_init();
   luaL_newlib(L, proc_funcs);
   if (luaL_newmetatable(L, PROC_META)) {
     luaL_setfuncs(L, process_meta, 0);

@@ -32,6 +32,7 @@ typedef struct proc_stream {
 } proc_stream;
 
 struct proc {
+  proc *live_prev, *live_next;   /* every proc not yet freed */
   uv_process_t handle;
   uv_timer_t timer;          /* timeout, then the TERM->KILL grace */
   uv_pipe_t in;
@@ -73,7 +74,11 @@ void opsh_proc_finish_streams(proc *p);
 /* the input buffer (or another copy of sent data) wiped when it held a secret, then freed */
 void opsh_proc_free_input(proc *p);
 
+/* at exit, once the loop is gone: free what handles closed without their callback left behind */
+void opsh_proc_free_all(void);
+
 /* proc_exit.c: children that must not outlive opsh (every one not detached) */
+void opsh_proc_at_exit_init(void);
 int opsh_proc_track_reserve(void);              /* room for one more; -1 when out of memory */
 void opsh_proc_track(int pid, uint64_t grace_ms);
 void opsh_proc_track_term(int pid, uint64_t grace_ms);   /* TERM went out now */

@@ -3,7 +3,8 @@
 ** is on a list (pid, grace, when TERM went out) until libuv reports its exit. At process exit the
 ** loop is gone, so the KILL a closed handle's timer still owed would never be sent: the exit
 ** handler sends TERM to those not yet told, waits for each until its kill_grace has passed since
-** its TERM, sends KILL, and reaps them.
+** its TERM, sends KILL, and reaps them; then it frees the procs whose handles the loop closed
+** without calling back.
 */
 #include <errno.h>
 #include <signal.h>
@@ -39,7 +40,7 @@ static child *find(int pid) {
 }
 
 static void at_exit(void) {
-  if (getpid() != owner || nchildren == 0) return;
+  if (getpid() != owner) return;
   uint64_t now = mono_ms();
   for (size_t i = 0; i < nchildren; i++) {
     child *c = &children[i];
@@ -76,6 +77,13 @@ static void at_exit(void) {
     nanosleep(&ts, NULL);
   }
   nchildren = 0;
+  opsh_proc_free_all();
+}
+
+void opsh_proc_at_exit_init(void) {
+  if (owner) return;
+  owner = getpid();
+  atexit(at_exit);
 }
 
 int opsh_proc_track_reserve(void) {
@@ -85,10 +93,6 @@ int opsh_proc_track_reserve(void) {
   if (!c) return -1;
   children = c;
   capchildren = cap;
-  if (!owner) {
-    owner = getpid();
-    atexit(at_exit);
-  }
   return 0;
 }
 

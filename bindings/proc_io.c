@@ -24,9 +24,14 @@ static char scratch[READ_CHUNK];        /* output beyond max_output is read here
 
 static const char *const stream_names[] = {"stdout", "stderr"};
 
+static proc *live;
+
 proc *opsh_proc_alloc(uv_loop_t *loop) {
   proc *p = calloc(1, sizeof *p);
   if (!p) return NULL;
+  p->live_next = live;
+  if (live) live->live_prev = p;
+  live = p;
   uv_timer_init(loop, &p->timer);
   p->handles = 1;
   p->handle.data = p->timer.data = p->in.data = p;
@@ -43,13 +48,22 @@ void opsh_proc_free_input(proc *p) {
   p->input = NULL;
 }
 
-static void maybe_free(proc *p) {
-  if (!p->released || p->handles > 0) return;
+static void free_proc(proc *p) {
+  if (p->live_prev) p->live_prev->live_next = p->live_next; else live = p->live_next;
+  if (p->live_next) p->live_next->live_prev = p->live_prev;
   free(p->out[0].b.data);
   free(p->out[1].b.data);
   opsh_proc_free_input(p);
   free(p->argv0);
   free(p);
+}
+
+static void maybe_free(proc *p) {
+  if (p->released && p->handles == 0) free_proc(p);
+}
+
+void opsh_proc_free_all(void) {
+  while (live) free_proc(live);
 }
 
 static void on_closed(uv_handle_t *h) {
