@@ -1,7 +1,9 @@
 /*
-** redis_int.h — internal interface between the parts of opsh._redis: connections, commands
-** and replies on hiredis's async API (redis.c), and TLS through an OpenSSL session that
-** pumps bytes between hiredis and the server when hiredis has no TLS of its own (redis_tls.c).
+** redis_int.h — internal interface between the parts of opsh._redis: connections on hiredis's
+** async API (redis.c), the requests tasks wait for (redis_req.c), commands and pub/sub
+** (redis_cmd.c), pipelines (redis_batch.c), replies kept in C for the task (redis_reply.c), and
+** TLS through an OpenSSL session that pumps bytes between hiredis and the server when hiredis
+** has no TLS of its own (redis_tls.c).
 ** Nothing here is visible outside the module.
 */
 #ifndef opsh_redis_int_h
@@ -97,7 +99,11 @@ struct rconn {
   char why[320];            /* why the connection went down */
 };
 
-/* redis.c: requests and waking */
+/* redis.c: connecting and closing */
+/* stop connecting or drop the connection; the handle stays usable for a new connect */
+void rconn_teardown(rconn *c);
+
+/* redis_req.c: requests and waking */
 /* [-0, +1, m] a new request owned by a box pushed on L (raises when out of memory) */
 rreq *rreq_push(lua_State *L, rconn *c, int kind, opsh_task *t);
 /* [-0, +0, v] the request of the box at idx, after the task resumed */

@@ -415,6 +415,7 @@ describe("opsh.proc safety", function()
       -- a child that already exited by itself, its grandchild holding the pipe
       local q <close> = proc.spawn{argv = {"sh", "-c", "sleep 30 & echo $! > " .. pidfile .. ".2; echo done"}}
       local grandchild2 = pid_in(pidfile .. ".2")
+      assert.is_false(S.poll(function() return q:running() end, function(running) return not running end, 5))
       r = opsh.timeout(5, q.stop, q, 0.3)
       assert.are.equal(0, r.code)
       assert.are.equal("done\n", r.stdout)
