@@ -63,14 +63,18 @@ static const char *opt_string(lua_State *L, int opts, const char *name) {
   return s;
 }
 
-static lua_Number opt_number(lua_State *L, int opts, const char *name, lua_Number dflt) {
+/* a non-negative number up to max (beyond it a conversion to an integer would be undefined) */
+static lua_Number opt_number(lua_State *L, int opts, const char *name, lua_Number dflt, lua_Number max) {
   if (!opt_type(L, opts, name, LUA_TNUMBER, "a number")) return dflt;
   lua_getfield(L, opts, name);
   lua_Number n = lua_tonumber(L, -1);
   lua_pop(L, 1);
   if (!(n >= 0)) opsh_error(L, "usage", "proc option '%s' must not be negative", name);
+  if (n > max) opsh_error(L, "usage", "proc option '%s' must be at most %.0f", name, max);
   return n;
 }
+
+#define MAX_SECONDS 3153600000.0   /* a century */
 
 static int opt_bool(lua_State *L, int opts, const char *name) {
   lua_getfield(L, opts, name);
@@ -83,8 +87,10 @@ static int opt_bool(lua_State *L, int opts, const char *name) {
 static int check_argv(lua_State *L, int opts) {
   if (lua_getfield(L, opts, "argv") != LUA_TTABLE)
     opsh_error(L, "usage", "proc option 'argv' must be a list of strings (the program, then its arguments)");
-  int n = (int)lua_rawlen(L, -1);
-  if (n < 1) opsh_error(L, "usage", "proc option 'argv' is empty: give at least the program to run");
+  lua_Unsigned len = lua_rawlen(L, -1);
+  if (len < 1) opsh_error(L, "usage", "proc option 'argv' is empty: give at least the program to run");
+  if (len > 1000000) opsh_error(L, "usage", "proc option 'argv' has more than a million arguments");
+  int n = (int)len;
   for (int i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     if (opsh_is_secret(L, -1))
@@ -298,17 +304,21 @@ static int proc_spawn(lua_State *L) {
   const char *cwd = opt_string(L, 1, "cwd");
   const char *in_file = opt_string(L, 1, "stdin_file");
   const char *files[2] = {opt_string(L, 1, "stdout_file"), opt_string(L, 1, "stderr_file")};
-  opt_type(L, 1, "input", LUA_TSTRING, "a string");
+  lua_getfield(L, 1, "input");
+  int input_secret = opsh_is_secret(L, -1);
+  if (!lua_isnil(L, -1) && !input_secret && lua_type(L, -1) != LUA_TSTRING)
+    opsh_error(L, "usage", "proc option 'input' must be a string or an opsh.secret, not %s", luaL_typename(L, -1));
+  lua_pop(L, 1);
   int in_mode = check_mode(L, 1, "stdin", in_modes);
   int modes[2] = {check_mode(L, 1, "stdout", out_modes), check_mode(L, 1, "stderr", err_modes)};
-  lua_Number timeout = opt_number(L, 1, "timeout", 0);
-  lua_Number grace = opt_number(L, 1, "kill_grace", 5);
-  lua_Number max_output = opt_number(L, 1, "max_output", 16.0 * 1024 * 1024);
+  lua_Number timeout = opt_number(L, 1, "timeout", 0, MAX_SECONDS);
+  lua_Number grace = opt_number(L, 1, "kill_grace", 5, MAX_SECONDS);
+  lua_Number max_output = opt_number(L, 1, "max_output", 16.0 * 1024 * 1024, 4503599627370496.0);
   int detach = opt_bool(L, 1, "detach");
   size_t input_len = 0;
   lua_getfield(L, 1, "input");
-  const char *input = lua_tolstring(L, -1, &input_len);
-  lua_pop(L, 1);
+  const char *input = lua_isnil(L, -1) ? NULL : opsh_secret_check(L, -1, &input_len);
+  lua_pop(L, 1);   /* the options table keeps it */
   if (cwd) {
     struct stat st;
     const char *why = stat(cwd, &st) != 0 ? uv_strerror(uv_translate_sys_error(errno))
@@ -344,6 +354,8 @@ static int proc_spawn(lua_State *L) {
     return spawn_fail(L, p, &f, &env, argv[0], NULL, UV_ENOMEM);
   if (input) memcpy(p->input, input, input_len);
   p->input_len = input_len;
+  p->input_secret = input_secret;
+  if (!detach && opsh_proc_track_reserve() != 0) return spawn_fail(L, p, &f, &env, argv[0], NULL, UV_ENOMEM);
   if (build_env(L, 1, nenv, nadd, &env) != 0) return spawn_fail(L, p, &f, &env, argv[0], NULL, UV_ENOMEM);
 
   uv_stdio_container_t stdio[3];
@@ -406,6 +418,7 @@ static int proc_spawn(lua_State *L) {
   if (rc) return spawn_fail(L, p, &f, &env, argv[0], NULL, rc);
   env_free(&env);
   p->pid = p->handle.pid;
+  if (!detach) opsh_proc_track(p->pid, p->grace_ms);
   /* the child has its ends: close ours of them */
   int child_fds[] = {f.in_file, f.child[0], f.child[1]};
   for (int i = 0; i < 3; i++)
@@ -453,15 +466,17 @@ static int proc_kill(lua_State *L) {
   return 1;
 }
 
-/* process:_terminate([grace]): TERM now, KILL after the grace unless it exits */
+/* process:_terminate([grace]): TERM now, KILL after the grace unless it exits; the output pipes
+** close once it is gone (already gone: now), whoever else holds them */
 static int proc_terminate(lua_State *L) {
   proc *p = check_open(L);
   if (!lua_isnoneornil(L, 2)) {
     lua_Number g = luaL_checknumber(L, 2);
-    luaL_argcheck(L, g >= 0, 2, "must not be negative");
+    luaL_argcheck(L, g >= 0 && g <= MAX_SECONDS, 2, "must be 0 to a century of seconds");
     p->grace_ms = (uint64_t)(g * 1000.0 + 0.5);
   }
-  opsh_proc_escalate(p);
+  if (p->exited) opsh_proc_finish_streams(p);
+  else opsh_proc_escalate(p);
   return 0;
 }
 
@@ -508,7 +523,8 @@ static int proc_tostring(lua_State *L) {
 
 /* signame(n) -> "TERM" | nil */
 static int proc_signame(lua_State *L) {
-  const char *n = opsh_proc_signame((int)luaL_checkinteger(L, 1));
+  lua_Integer sig = luaL_checkinteger(L, 1);
+  const char *n = sig > 0 && sig < 65 ? opsh_proc_signame((int)sig) : NULL;
   if (!n) return 0;
   lua_pushstring(L, n);
   return 1;
@@ -557,6 +573,7 @@ static const luaL_Reg proc_funcs[] = {
 };
 
 int luaopen_opsh_proc(lua_State *L) {
+  opsh_proc_at_exit_init();
   luaL_newlib(L, proc_funcs);
   if (luaL_newmetatable(L, PROC_META)) {
     luaL_setfuncs(L, process_meta, 0);

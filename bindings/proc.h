@@ -26,11 +26,13 @@ typedef struct proc_stream {
   int eof;            /* nothing more will arrive */
   int stopped;        /* reading paused: the unread data reached the high-water mark */
   int truncated;      /* capture: bytes beyond max_output were dropped */
+  int nomem;          /* out of memory while reading: the output is incomplete */
   size_t total;       /* bytes the child wrote */
   byte_buf b;         /* capture: the output; pipe: what the reader has not taken yet */
 } proc_stream;
 
 struct proc {
+  proc *live_prev, *live_next;   /* every proc not yet freed */
   uv_process_t handle;
   uv_timer_t timer;          /* timeout, then the TERM->KILL grace */
   uv_pipe_t in;
@@ -50,6 +52,7 @@ struct proc {
   int write_status;
   char *input;
   size_t input_len;
+  int input_secret;          /* input holds an opsh.secret's bytes: wiped before it is freed */
   char *argv0;
 };
 
@@ -65,6 +68,21 @@ void opsh_proc_escalate(proc *p);
 void opsh_proc_release(lua_State *L, proc *p);
 void opsh_proc_abandon(proc *p);
 const char *opsh_proc_signame(int sig);
+/* read what the output pipes hold now and close them: the child is gone, and a grandchild that
+** still holds their other end is not waited for */
+void opsh_proc_finish_streams(proc *p);
+/* the input buffer (or another copy of sent data) wiped when it held a secret, then freed */
+void opsh_proc_free_input(proc *p);
+
+/* at exit, once the loop is gone: free what handles closed without their callback left behind */
+void opsh_proc_free_all(void);
+
+/* proc_exit.c: children that must not outlive opsh (every one not detached) */
+void opsh_proc_at_exit_init(void);
+int opsh_proc_track_reserve(void);              /* room for one more; -1 when out of memory */
+void opsh_proc_track(int pid, uint64_t grace_ms);
+void opsh_proc_track_term(int pid, uint64_t grace_ms);   /* TERM went out now */
+void opsh_proc_untrack(int pid);                /* it exited and was reaped */
 extern const luaL_Reg opsh_proc_io_methods[];
 
 #endif

@@ -5,8 +5,10 @@
 ** Callbacks never call Lua: they record state and wake the waiting task; the continuations
 ** turn that state into results.
 */
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 
 #define READ_CHUNK 65536
 #define PIPE_HIGH_WATER (256 * 1024)   /* unread pipe data at which the child is paused */
+#define WRITE_PIECE ((size_t)1 << 30)  /* uv_buf_t lengths are unsigned int: larger data goes in pieces */
 
 static char scratch[READ_CHUNK];        /* output beyond max_output is read here and dropped */
 
@@ -21,9 +24,14 @@ static char scratch[READ_CHUNK];        /* output beyond max_output is read here
 
 static const char *const stream_names[] = {"stdout", "stderr"};
 
+static proc *live;
+
 proc *opsh_proc_alloc(uv_loop_t *loop) {
   proc *p = calloc(1, sizeof *p);
   if (!p) return NULL;
+  p->live_next = live;
+  if (live) live->live_prev = p;
+  live = p;
   uv_timer_init(loop, &p->timer);
   p->handles = 1;
   p->handle.data = p->timer.data = p->in.data = p;
@@ -34,13 +42,28 @@ static void on_timer(uv_timer_t *h);
 
 /* ---- lifecycle ---- */
 
-static void maybe_free(proc *p) {
-  if (!p->released || p->handles > 0) return;
+void opsh_proc_free_input(proc *p) {
+  if (p->input && p->input_secret) explicit_bzero(p->input, p->input_len);
+  free(p->input);
+  p->input = NULL;
+}
+
+static void free_proc(proc *p) {
+  if (p->live_prev) p->live_prev->live_next = p->live_next; else live = p->live_next;
+  if (p->live_next) p->live_next->live_prev = p->live_prev;
   free(p->out[0].b.data);
   free(p->out[1].b.data);
-  free(p->input);
+  opsh_proc_free_input(p);
   free(p->argv0);
   free(p);
+}
+
+static void maybe_free(proc *p) {
+  if (p->released && p->handles == 0) free_proc(p);
+}
+
+void opsh_proc_free_all(void) {
+  while (live) free_proc(live);
 }
 
 static void on_closed(uv_handle_t *h) {
@@ -125,6 +148,7 @@ void opsh_proc_escalate(proc *p) {
   if (p->exited || p->kill_stage) return;
   uv_process_kill(&p->handle, SIGTERM);
   p->kill_stage = 1;
+  opsh_proc_track_term(p->pid, p->grace_ms);
   if (p->grace_ms == 0) {
     uv_process_kill(&p->handle, SIGKILL);
     p->kill_stage = 2;
@@ -152,17 +176,16 @@ void opsh_proc_on_exit(uv_process_t *h, int64_t status, int sig) {
   p->exit_status = status;
   p->term_signal = sig;
   p->ended = uv_hrtime();
+  if (!p->detached) opsh_proc_untrack(p->pid);
   if (!uv_is_closing((uv_handle_t *)&p->timer)) uv_timer_stop(&p->timer);
   if (p->released) {
     close_handle((uv_handle_t *)&p->timer);
     close_handle((uv_handle_t *)h);
     return;
   }
-  /* a killed child's grandchildren may hold the pipes open: stop waiting for them */
-  if (p->timed_out || p->overflowed) {
-    close_stream(&p->out[0]);
-    close_stream(&p->out[1]);
-  }
+  /* a child we stopped (stop, close, timeout, too much output) may leave grandchildren holding
+  ** the pipes: take what is there and stop waiting for them */
+  if (p->kill_stage) opsh_proc_finish_streams(p);
   notify(p);
 }
 
@@ -210,25 +233,63 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *out) {
   *out = uv_buf_init(s->b.data + s->b.len, (unsigned)want);
 }
 
+/* n bytes arrived in buf (from on_alloc) */
+static void took(proc_stream *s, const char *base, size_t n) {
+  proc *p = s->p;
+  s->total += n;
+  if (base == scratch) {
+    s->truncated = 1;
+    if (p->overflow_kill && !p->overflowed) {
+      p->overflowed = 1;
+      opsh_proc_escalate(p);
+    }
+  } else {
+    s->b.len += n;
+  }
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   proc_stream *s = stream_of(st);
   proc *p = s->p;
   if (n > 0) {
-    s->total += (size_t)n;
-    if (buf->base == scratch) {
-      s->truncated = 1;
-      if (p->overflow_kill && !p->overflowed) {
-        p->overflowed = 1;
-        opsh_proc_escalate(p);
-      }
-    } else {
-      s->b.len += (size_t)n;
-    }
+    took(s, buf->base, (size_t)n);
     if (s->mode == OUT_PIPE && s->b.len >= PIPE_HIGH_WATER) {
       uv_read_stop(st);
       s->stopped = 1;
     }
   } else if (n < 0) {   /* UV_EOF, or an error that ends the stream just the same */
+    if (n == UV_ENOBUFS) s->nomem = 1;
+    close_stream(s);
+  }
+  notify(p);
+}
+
+/* what the pipe holds now (FIONREAD), not what a grandchild may keep writing */
+static void drain(proc_stream *s) {
+  uv_os_fd_t fd;
+  int avail = 0;
+  if (uv_fileno((uv_handle_t *)&s->pipe, &fd) != 0 || ioctl(fd, FIONREAD, &avail) != 0) return;
+  size_t left = avail > 0 ? (size_t)avail : 0;
+  while (left > 0) {
+    uv_buf_t b;
+    on_alloc((uv_handle_t *)&s->pipe, left, &b);
+    if (!b.base) {
+      s->nomem = 1;
+      return;
+    }
+    ssize_t n = read(fd, b.base, b.len < left ? b.len : left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    took(s, b.base, (size_t)n);
+    left -= (size_t)n;
+  }
+}
+
+void opsh_proc_finish_streams(proc *p) {
+  for (int i = 0; i < 2; i++) {
+    proc_stream *s = &p->out[i];
+    if (!s->open) continue;
+    drain(s);
     close_stream(s);
   }
   notify(p);
@@ -254,18 +315,30 @@ void opsh_proc_start_stream(proc *p, int which, int fd) {
 
 static void on_input_written(uv_write_t *req, int status) {
   proc *p = req->data;
-  free(p->input);
-  p->input = NULL;
+  opsh_proc_free_input(p);
   close_in(p);   /* EOF for the child; a child that exited early (EPIPE) is not an error */
+}
+
+/* uv_write of len bytes at data, in pieces a uv_buf_t can describe; 0 or a libuv error */
+static int write_all(uv_write_t *req, uv_stream_t *s, char *data, size_t len, uv_write_cb cb) {
+  uv_buf_t small[8];
+  size_t n = (len + WRITE_PIECE - 1) / WRITE_PIECE;
+  uv_buf_t *bufs = n <= 8 ? small : malloc(n * sizeof *bufs);
+  if (!bufs) return UV_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    size_t piece = len - i * WRITE_PIECE < WRITE_PIECE ? len - i * WRITE_PIECE : WRITE_PIECE;
+    bufs[i] = uv_buf_init(data + i * WRITE_PIECE, (unsigned)piece);
+  }
+  int rc = n > UINT32_MAX ? UV_E2BIG : uv_write(req, s, bufs, (unsigned)n, cb);   /* libuv copies bufs */
+  if (bufs != small) free(bufs);
+  return rc;
 }
 
 void opsh_proc_start_input(proc *p) {
   if (!p->input) return;
-  uv_buf_t b = uv_buf_init(p->input, (unsigned)p->input_len);
   p->in_req.data = p;
-  if (p->input_len == 0 || uv_write(&p->in_req, (uv_stream_t *)&p->in, &b, 1, on_input_written) != 0) {
-    free(p->input);
-    p->input = NULL;
+  if (p->input_len == 0 || write_all(&p->in_req, (uv_stream_t *)&p->in, p->input, p->input_len, on_input_written) != 0) {
+    opsh_proc_free_input(p);
     close_in(p);
   }
 }
@@ -283,8 +356,17 @@ static int busy(lua_State *L, proc *p, const char *what) {
 }
 
 /* [-0, +1, m] the outcome: {code, signal, stdout, stderr, elapsed, timed_out, ...} */
+/* [-0, +0, v] a stream that lost output to out of memory is an error, not a short result */
+static void check_nomem(lua_State *L, proc *p, int mask) {
+  for (int i = 0; i < 2; i++)
+    if ((mask & (1 << i)) && p->out[i].nomem)
+      opsh_error(L, "proc", "out of memory reading the %s of '%s' (pid %d): its output is incomplete",
+                 stream_names[i], p->argv0, p->pid);
+}
+
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   proc *p = check_open(L, 1);
+  check_nomem(L, p, 3);
   lua_createtable(L, 0, 10);
   if (p->term_signal) {
     lua_pushinteger(L, p->term_signal);
@@ -332,6 +414,7 @@ static int proc_wait(lua_State *L) {
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   proc *p = check_open(L, 1);
   int mask = (int)ctx;
+  check_nomem(L, p, mask);
   for (int i = 0; i < 2; i++) {
     proc_stream *s = &p->out[i];
     if (!(mask & (1 << i)) || s->b.len == 0) continue;
@@ -421,8 +504,7 @@ static int proc_write(lua_State *L) {
   w->p = p;
   w->seq = ++write_seq;
   w->req.data = w;
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
-  int rc = uv_write(&w->req, (uv_stream_t *)&p->in, &b, 1, on_written);
+  int rc = write_all(&w->req, (uv_stream_t *)&p->in, w->data, len, on_written);
   if (rc != 0) {
     free(w);
     return opsh_error(L, "proc", "cannot write to the stdin of '%s' (pid %d): %s", p->argv0, p->pid,

@@ -1,10 +1,11 @@
 /*
 ** redis.c — opsh._redis: connections to Redis on hiredis's async API and its libuv adapter,
 ** on the opsh loop. This part resolves and connects (plain, or TLS through redis_tls.c),
-** tracks what tasks wait for with one deadline timer per connection, notices a server that
-** goes away, and closes. Commands, replies, pipelines and pub/sub are redis_cmd.c; the policy
-** (URLs, AUTH, SELECT, reconnecting, INFO) is lua/opsh/redis.lua.
+** notices a server that goes away, and closes. What tasks wait for is redis_req.c; commands
+** and pub/sub redis_cmd.c, pipelines redis_batch.c, replies kept for the task redis_reply.c;
+** the policy (URLs, AUTH, SELECT, reconnecting, INFO, dry-run) is lua/opsh/redis.lua.
 */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,155 +21,6 @@
 
 typedef struct { rconn *c; } conn_ud;
 
-static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
-
-/* ---- requests ---- */
-
-rreq *rreq_new(rconn *c, int kind, opsh_task *t) {
-  rreq *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
-  r->c = c;
-  r->kind = kind;
-  r->task = t;
-  r->ref = LUA_NOREF;
-  return r;
-}
-
-static void on_deadline(uv_timer_t *h);
-
-/* the task waits for r, for at most ms (0: no limit) */
-void rreq_wait(rreq *r, uint64_t ms) {
-  rconn *c = r->c;
-  r->waiting = 1;
-  r->prev = c->tail;
-  if (c->tail) c->tail->next = r; else c->head = r;
-  c->tail = r;
-  if (ms == 0) return;
-  r->deadline = now_ms() + ms;
-  if (!uv_is_active((uv_handle_t *)&c->timer) || r->deadline < c->due) {
-    c->due = r->deadline;
-    uv_timer_start(&c->timer, on_deadline, ms, 0);
-  }
-}
-
-void rreq_unwait(rreq *r) {
-  rconn *c = r->c;
-  r->task = NULL;
-  if (!r->waiting) return;
-  r->waiting = 0;
-  if (r->prev) r->prev->next = r->next; else c->head = r->next;
-  if (r->next) r->next->prev = r->prev; else c->tail = r->prev;
-  r->prev = r->next = NULL;
-  if (c->subwait == r) c->subwait = NULL;
-  if (c->msgwait == r) c->msgwait = NULL;
-  if (c->connecting == r) c->connecting = NULL;
-}
-
-void rreq_maybe_free(rreq *r) {
-  if (!r->waiting && r->owed == 0) free(r);
-}
-
-static void conn_teardown(rconn *c);
-
-/* opsh cancel callback: the task stops waiting; a reply still owed is dropped when it comes */
-void rreq_cancel(void *ud) {
-  rreq *r = ud;
-  rconn *c = r->c;
-  int connecting = r->kind == REQ_CONNECT;
-  rreq_unwait(r);
-  rreq_maybe_free(r);
-  if (connecting) {
-    snprintf(c->why, sizeof c->why, "connecting was cancelled");
-    conn_teardown(c);
-  }
-}
-
-/* [-0, +1, m] */
-void rconn_push_error(lua_State *L, rconn *c, const char *kind, const char *cmd, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (cmd && *cmd) opsh_error_push(L, kind, "redis %s:%d: %s: %s", c->host, c->port, cmd, msg);
-  else opsh_error_push(L, kind, "redis %s:%d: %s", c->host, c->port, msg);
-  opsh_error_setstr(L, "host", c->host);
-  opsh_error_setint(L, "port", c->port);
-  if (cmd && *cmd) opsh_error_setstr(L, "command", cmd);
-}
-
-/* continuation of every wait: the results are what the waker pushed */
-int rconn_results_k(lua_State *L, int status, lua_KContext ctx) {
-  return lua_gettop(L) - (int)ctx;
-}
-
-/* wake r's task with an error {kind, ...} (preceded by nil for commands) */
-static void wake_error(rreq *r, const char *kind, const char *fmt, const char *detail) {
-  if (!r->task) return;
-  lua_State *co = opsh_task_thread(r->task);
-  int n = 1;
-  if (r->kind != REQ_CONNECT) {
-    lua_pushnil(co);
-    n = 2;
-  }
-  rconn_push_error(co, r->c, kind, r->cmd, fmt, detail);
-  if (r->kind == REQ_CALL || r->kind == REQ_PIPE) {
-    lua_pushboolean(co, 1);
-    lua_setfield(co, -2, "sent");
-  }
-  opsh_task_wake(r->task, n);
-}
-
-/* a command's reply will not come: the connection went away after it was sent */
-void rreq_wake_lost(rreq *r, const redisAsyncContext *ac) {
-  rconn *c = r->c;
-  const char *why = c->why[0] ? c->why : ac && ac->err ? ac->errstr : "connection closed";
-  wake_error(r, "connect", "connection lost (%s)", why);
-}
-
-static void expire(rreq *r) {
-  rconn *c = r->c;
-  char secs[32];
-  snprintf(secs, sizeof secs, "%g s", (double)(r->kind == REQ_CONNECT ? c->connect_timeout_ms
-                                                                       : c->timeout_ms) / 1000.0);
-  switch (r->kind) {
-  case REQ_MSG:
-    opsh_task_wake(r->task, 0);   /* no message in time: nil */
-    break;
-  case REQ_CONNECT:
-    wake_error(r, "timeout", "not connected within %s", secs);
-    break;
-  default:
-    wake_error(r, "timeout", "no reply within %s", secs);
-  }
-  int connecting = r->kind == REQ_CONNECT;
-  rreq_unwait(r);
-  rreq_maybe_free(r);
-  if (connecting) {
-    snprintf(c->why, sizeof c->why, "connect timed out");
-    conn_teardown(c);
-  }
-}
-
-static void on_deadline(uv_timer_t *h) {
-  rconn *c = h->data;
-  uint64_t now = now_ms(), due = 0;
-  rreq *r = c->head;
-  while (r) {
-    rreq *next = r->next;
-    if (r->deadline && r->deadline <= now) {
-      expire(r);
-      r = c->head;   /* expiring a connect tears down: start over */
-      continue;
-    }
-    if (r->deadline && (!due || r->deadline < due)) due = r->deadline;
-    r = next;
-  }
-  if (due) {
-    c->due = due;
-    uv_timer_start(&c->timer, on_deadline, due > now ? due - now : 0, 0);
-  }
-}
 
 /* ---- connecting ---- */
 
@@ -176,9 +28,9 @@ static void connect_next(rconn *c);
 
 static void connect_failed(rconn *c, const char *kind, const char *why) {
   rreq *r = c->connecting;
-  conn_teardown(c);
+  rconn_teardown(c);
   if (!r) return;
-  wake_error(r, kind, "%s", why);
+  rreq_fail(r, kind, "%s", why);
   rreq_unwait(r);
   rreq_maybe_free(r);
 }
@@ -190,8 +42,7 @@ static void connect_succeeded(rconn *c) {
   if (c->ai) uv_freeaddrinfo(c->ai);
   c->ai = c->ai_next = NULL;
   if (!r) return;
-  opsh_task_wake(r->task, 0);
-  rreq_unwait(r);
+  rreq_done(r);
   rreq_maybe_free(r);
 }
 
@@ -200,9 +51,9 @@ static void wake_all_lost(rconn *c, const char *kind) {
   while (c->head) {
     rreq *r = c->head;
     if (r->kind == REQ_MSG || r->kind == REQ_SUB || r->kind == REQ_CONNECT)
-      wake_error(r, kind, "%s", c->why);
+      rreq_fail(r, kind, "%s", c->why);
     else
-      wake_error(r, kind, "connection lost (%s)", c->why);
+      rreq_fail(r, kind, "connection lost (%s)", c->why);
     rreq_unwait(r);
     rreq_maybe_free(r);
   }
@@ -447,7 +298,7 @@ void rconn_tls_broken(rconn *c, const char *why) {
 /* ---- lifecycle ---- */
 
 /* stop connecting or drop the connection; the handle stays usable for a new connect */
-static void conn_teardown(rconn *c) {
+void rconn_teardown(rconn *c) {
   if (c->gai) {
     c->gai->data = NULL;
     uv_cancel((uv_req_t *)c->gai);
@@ -471,7 +322,7 @@ static void conn_teardown(rconn *c) {
 static void on_timer_closed(uv_handle_t *h) { free(h->data); }
 
 static void conn_release(rconn *c) {
-  conn_teardown(c);
+  rconn_teardown(c);
   rconn_drop_messages(c);
   if (c->ca) {
     OPENSSL_cleanse(c->ca, c->ca_len);
@@ -487,7 +338,7 @@ static void conn_shutdown(rconn *c, int collected) {
   snprintf(c->why, sizeof c->why, "connection closed");
   while (c->head) {
     rreq *r = c->head;
-    if (!collected) wake_error(r, "closed", "%s", "connection closed");
+    if (!collected) rreq_fail(r, "closed", "%s", "connection closed");
     rreq_unwait(r);
     rreq_maybe_free(r);
   }
@@ -496,6 +347,10 @@ static void conn_shutdown(rconn *c, int collected) {
     return;
   }
   conn_release(c);
+}
+
+rconn *rconn_get(lua_State *L, int idx) {
+  return ((conn_ud *)luaL_checkudata(L, idx, REDIS_CONN_META))->c;
 }
 
 rconn *rconn_check(lua_State *L, int idx) {
@@ -557,13 +412,18 @@ static const char *opt_string(lua_State *L, const char *name, size_t *len) {
   return s;
 }
 
+#define MAX_SECONDS 3153600000.0   /* a century: longer waits are a mistake, and would overflow */
+
 static uint64_t opt_ms(lua_State *L, const char *name, double dflt) {
   lua_getfield(L, 1, name);
   double s = luaL_optnumber(L, -1, dflt);
   lua_pop(L, 1);
-  if (s < 0) luaL_error(L, "bad argument #1 to 'connect' (field '%s' must not be negative)", name);
+  if (!(s >= 0) || s > MAX_SECONDS)
+    luaL_error(L, "bad argument #1 to 'connect' (field '%s' must be 0 to %.0f seconds)", name, MAX_SECONDS);
   return (uint64_t)(s * 1000.0 + 0.5);
 }
+
+static int connect_k(lua_State *L, int status, lua_KContext ctx);
 
 /* connect{host=, port=, tls=, ca=, servername=, verify=, timeout=, connect_timeout=} -> conn */
 static int redis_connect(lua_State *L) {
@@ -578,6 +438,7 @@ static int redis_connect(lua_State *L) {
   lua_pop(L, 1);
   luaL_argcheck(L, port > 0 && port < 65536, 1, "port must be 1 to 65535");
   const char *ca = opt_string(L, "ca", &calen);
+  luaL_argcheck(L, calen < INT_MAX, 1, "ca is too large");
   const char *sn = opt_string(L, "servername", &snlen);
   luaL_argcheck(L, snlen < 256, 1, "servername is too long");
   lua_getfield(L, 1, "tls");
@@ -591,11 +452,12 @@ static int redis_connect(lua_State *L) {
   conn_ud *ud = lua_newuserdatauv(L, sizeof *ud, 0);
   ud->c = NULL;
   luaL_setmetatable(L, REDIS_CONN_META);
+  rreq *r = rreq_push(L, NULL, REQ_CONNECT, t);
   rconn *c = calloc(1, sizeof *c);
   uv_getaddrinfo_t *gai = malloc(sizeof *gai);
-  rreq *r = c ? rreq_new(c, REQ_CONNECT, t) : NULL;
-  if (!c || !gai || !r) {
-    free(c), free(gai), free(r);
+  char *cacopy = ca ? malloc(calen + 1) : NULL;
+  if (!c || !gai || (ca && !cacopy)) {
+    free(c), free(gai), free(cacopy);   /* never fall back to the system store for want of a copy */
     return luaL_error(L, "out of memory");
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
@@ -613,12 +475,14 @@ static int redis_connect(lua_State *L) {
   c->timeout_ms = timeout;
   c->connect_timeout_ms = connect_timeout;
   if (ca) {
-    c->ca = malloc(calen + 1);
-    if (c->ca) memcpy(c->ca, ca, calen), c->ca[calen] = '\0';
+    memcpy(cacopy, ca, calen);
+    cacopy[calen] = '\0';
+    c->ca = cacopy;
     c->ca_len = calen;
   }
-  ud->c = c;
-  opsh_task_hold(L, -1);
+  ud->c = c;   /* from here on, the userdata's close releases c */
+  r->c = c;
+  opsh_task_hold(L, -2);
 
   char portstr[8];
   snprintf(portstr, sizeof portstr, "%d", c->port);
@@ -630,19 +494,69 @@ static int redis_connect(lua_State *L) {
   c->state = C_RESOLVING;
   int rc = uv_getaddrinfo(c->loop, gai, on_resolved, c->host, portstr, &hints);
   if (rc != 0) {
-    free(gai), free(r);
+    free(gai);
+    c->state = C_DOWN;
     opsh_error_push(L, "connect", "redis %s:%d: cannot resolve: %s", c->host, c->port, uv_strerror(rc));
     return lua_error(L);
   }
   c->gai = gai;
   c->connecting = r;
   rreq_wait(r, connect_timeout);
-  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), rconn_connect_k);
+  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), connect_k);
 }
 
-int rconn_connect_k(lua_State *L, int status, lua_KContext ctx) {
-  if (lua_gettop(L) > (int)ctx) return lua_error(L);
+/* the box at ctx, the connection below it */
+static int connect_k(lua_State *L, int status, lua_KContext ctx) {
+  rreq *r = rreq_take(L, (int)ctx);
+  if (r->err || r->oom) {
+    rreq_push_error(L, r);
+    rreq_release(L, (int)ctx);
+    return lua_error(L);
+  }
+  rreq_release(L, (int)ctx);
+  lua_settop(L, (int)ctx - 1);
   return 1;
+}
+
+/* conn:_timeout(seconds) -> the previous reply timeout: the Lua layer bounds AUTH and SELECT
+** by what is left of connect_timeout, then restores the user's timeout */
+static int conn_set_timeout(lua_State *L) {
+  rconn *c = rconn_check(L, 1);
+  double s = luaL_checknumber(L, 2);
+  luaL_argcheck(L, s >= 0 && s <= MAX_SECONDS, 2, "must be 0 to a century of seconds");
+  lua_pushnumber(L, (double)c->timeout_ms / 1000.0);
+  c->timeout_ms = (uint64_t)(s * 1000.0 + 0.5);
+  if (s > 0 && c->timeout_ms == 0) c->timeout_ms = 1;
+  return 1;
+}
+
+/* ---- a test hook: Lua allocations above a size fail ---- */
+
+static lua_Alloc real_alloc;
+static size_t fail_over;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  if (nsize > fail_over && nsize > (ptr ? osize : 0)) return NULL;
+  return real_alloc(ud, ptr, osize, nsize);
+}
+
+/* _fail_alloc_over(bytes | nil): (specs only) every Lua allocation larger than bytes fails, as
+** when memory runs out, until called with nil; shows where a reply becomes Lua values */
+static int redis_fail_alloc_over(lua_State *L) {
+  void *ud;
+  lua_Alloc cur = lua_getallocf(L, &ud);
+  if (lua_isnoneornil(L, 1)) {
+    if (cur == limited_alloc) lua_setallocf(L, real_alloc, ud);
+    return 0;
+  }
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n > 0, 1, "must be positive");
+  fail_over = (size_t)n;
+  if (cur != limited_alloc) {
+    real_alloc = cur;
+    lua_setallocf(L, limited_alloc, ud);
+  }
+  return 0;
 }
 
 static int redis_set_null(lua_State *L) {
@@ -654,6 +568,7 @@ static int redis_set_null(lua_State *L) {
 static const luaL_Reg conn_methods[] = {
   {"close", conn_close},
   {"status", conn_status},
+  {"_timeout", conn_set_timeout},
   {NULL, NULL}
 };
 
@@ -669,6 +584,7 @@ static const luaL_Reg redis_funcs[] = {
   {"connect", redis_connect},
   {"batch", rconn_batch_new},
   {"set_null", redis_set_null},
+  {"_fail_alloc_over", redis_fail_alloc_over},
   {NULL, NULL}
 };
 

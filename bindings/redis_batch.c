@@ -18,7 +18,28 @@ typedef struct batch {
   byte_buf out;             /* the commands in the wire format */
   size_t *ends;             /* ends[i]: where command i ends in out */
   int n, ncap;
+  int secret;               /* out holds the bytes of an opsh.secret: wiped before it is freed */
 } batch;
+
+/* room for `more` bytes; a buffer that held a secret is moved by hand so the old copy is wiped */
+static int reserve(batch *b, size_t more) {
+  if (!b->secret || b->out.cap - b->out.len >= more) return byte_buf_reserve(&b->out, more);
+  byte_buf fresh = {NULL, 0, 0};
+  if (byte_buf_reserve(&fresh, b->out.len + more) != 0) return -1;
+  memcpy(fresh.data, b->out.data, b->out.len);
+  fresh.len = b->out.len;
+  explicit_bzero(b->out.data, b->out.cap);
+  byte_buf_free(&b->out);
+  b->out = fresh;
+  return 0;
+}
+
+static void batch_free(batch *b) {
+  if (b->secret && b->out.data) explicit_bzero(b->out.data, b->out.cap);
+  byte_buf_free(&b->out);
+  free(b->ends);
+  memset(b, 0, sizeof *b);
+}
 
 static void put(batch *b, const char *s, size_t len) {
   memcpy(b->out.data + b->out.len, s, len);   /* after byte_buf_reserve */
@@ -42,11 +63,14 @@ static void add_command(lua_State *L, batch *b, const char *name, size_t namelen
   int top = lua_gettop(L);
   int argc = top - first + 2;
   size_t need = 16 + 24 + namelen;
+  int secret = 0;
   for (int i = first; i <= top; i++) {
     size_t len;
     if (!rconn_arg_bytes(L, i, &len))
       luaL_typeerror(L, i, "string, number or secret");
+    if (len > SIZE_MAX / 2 - need) luaL_error(L, "out of memory");
     need += len + 26;
+    secret |= opsh_is_secret(L, i);
   }
   if (b->n == b->ncap) {
     int ncap = b->ncap ? b->ncap * 2 : 256;
@@ -55,7 +79,8 @@ static void add_command(lua_State *L, batch *b, const char *name, size_t namelen
     b->ends = ends;
     b->ncap = ncap;
   }
-  if (byte_buf_reserve(&b->out, need) != 0) luaL_error(L, "out of memory");
+  if (reserve(b, need) != 0) luaL_error(L, "out of memory");
+  b->secret |= secret;
   put_count(b, '*', (size_t)argc);
   put_count(b, '$', namelen);
   put(b, name, namelen);
@@ -118,10 +143,7 @@ static int batch_count(lua_State *L) {
 }
 
 static int batch_gc(lua_State *L) {
-  batch *b = luaL_checkudata(L, 1, BATCH_META);
-  byte_buf_free(&b->out);
-  free(b->ends);
-  memset(b, 0, sizeof *b);
+  batch_free(luaL_checkudata(L, 1, BATCH_META));
   return 0;
 }
 
@@ -151,27 +173,36 @@ static void on_pipe_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   rreq *r = privdata;
   const redisReply *rep = reply;
   r->owed--;
-  int i = ++r->got;
+  r->got++;
   if (!rep) r->lost = 1;
-  /* the results table waits on the suspended task's stack, at r->ref */
-  if (r->task && !r->lost) {
-    lua_State *co = opsh_task_thread(r->task);
-    rconn_push_reply(co, rep, 1, NULL);
-    lua_rawseti(co, r->ref, i);
-  }
+  else if (r->task && !r->lost && !r->oom && rreply_save(&r->out, rep) != 0) r->oom = 1;
   if (r->task && r->got == r->n) {
-    if (r->lost) {
-      rreq_wake_lost(r, ac);
-    } else {
-      lua_State *co = opsh_task_thread(r->task);
-      lua_pushinteger(co, r->n);
-      lua_setfield(co, r->ref, "n");
-      lua_pushvalue(co, r->ref);
-      opsh_task_wake(r->task, 1);
-    }
-    rreq_unwait(r);
+    if (r->lost) rreq_wake_lost(r, ac);
+    else rreq_done(r);
   }
   rreq_maybe_free(r);
+}
+
+/* {replies..., n=} | nil, err from the pipeline boxed at ctx */
+static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
+  int box = (int)ctx;
+  rreq *r = rreq_take(L, box);
+  if (r->err || r->oom) {
+    lua_pushnil(L);
+    rreq_push_error(L, r);
+    rreq_release(L, box);
+    return 2;
+  }
+  lua_createtable(L, r->n, 1);
+  const char *p = r->out.data;
+  for (int i = 1; i <= r->n; i++) {
+    rreply_push(L, &p, 1, NULL);
+    lua_rawseti(L, -2, i);
+  }
+  lua_pushinteger(L, r->n);
+  lua_setfield(L, -2, "n");
+  rreq_release(L, box);
+  return 1;
 }
 
 /* conn:pipeline(batch) -> {replies..., n=} | nil, err. Every command is sent before any
@@ -189,13 +220,12 @@ static int conn_pipeline(lua_State *L) {
     return 1;
   }
   if (c->state != C_READY) return rconn_not_ready(L, c, "pipeline");
-  rreq *r = rreq_new(c, REQ_PIPE, t);
-  if (!r) return luaL_error(L, "out of memory");
+  rreq *r = rreq_push(L, c, REQ_PIPE, t);
   snprintf(r->cmd, sizeof r->cmd, "pipeline");
   r->n = b->n;
   /* while queueing, only a failed write can call back (NULL replies): keep r, wake nobody */
   r->task = NULL;
-  r->waiting = 1;
+  r->queueing = 1;
   size_t start = 0;
   for (int i = 0; i < b->n && !r->lost; i++) {
     if (redisAsyncFormattedCommand(c->ac, on_pipe_reply, r, b->out.data + start, b->ends[i] - start) != REDIS_OK)
@@ -204,10 +234,10 @@ static int conn_pipeline(lua_State *L) {
     start = b->ends[i];
     if (sdslen(c->ac->c.obuf) >= FLUSH_AT) redisAsyncHandleWrite(c->ac);
   }
-  r->waiting = 0;
+  r->queueing = 0;
   if (r->lost || r->owed == 0) {
     int sent = r->lost;
-    rreq_maybe_free(r);   /* a lost connection has answered everything it owed */
+    rreq_release(L, -1);   /* a lost connection has answered everything it owed */
     lua_pushnil(L);
     rconn_push_error(L, c, "connect", "pipeline", "connection lost (%s)", c->why[0] ? c->why : "closed");
     lua_pushboolean(L, sent);
@@ -215,10 +245,8 @@ static int conn_pipeline(lua_State *L) {
     return 2;
   }
   r->task = t;
-  lua_createtable(L, b->n, 1);
-  r->ref = lua_gettop(L);
   rreq_wait(r, c->timeout_ms);
-  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), rconn_results_k);
+  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), pipeline_k);
 }
 
 const luaL_Reg rconn_batch_methods[] = {

@@ -10,86 +10,6 @@
 #include <ctype.h>
 #include "redis_int.h"
 
-static char null_key;
-
-static int null_tostring(lua_State *L) {
-  lua_pushliteral(L, "redis.null");
-  return 1;
-}
-
-/* [-0, +1, m] the value nil replies become inside arrays and pipelines */
-void rconn_push_null(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &null_key) != LUA_TNIL) return;
-  lua_pop(L, 1);
-  lua_newuserdatauv(L, 0, 0);
-  if (luaL_newmetatable(L, "opsh.redis.null")) {
-    lua_pushcfunction(L, null_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &null_key);
-}
-
-/* [-0, +0, -] use the value at idx (json.null) as the null of replies */
-void rconn_set_null(lua_State *L, int idx) {
-  lua_pushvalue(L, idx);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &null_key);
-}
-
-/* [-0, +1, m] {kind="redis", message=<the server's text>, code="WRONGTYPE", command=} */
-static void push_reply_error(lua_State *L, const redisReply *rep, const char *cmd) {
-  opsh_error_push(L, "redis", "%s", rep->str ? rep->str : "error");
-  size_t n = 0;
-  while (rep->str && n < rep->len && n < 32 && (isupper((unsigned char)rep->str[n]) || rep->str[n] == '_'))
-    n++;
-  if (n > 0 && (n == rep->len || rep->str[n] == ' ')) {
-    lua_pushlstring(L, rep->str, n);
-    lua_setfield(L, -2, "code");
-  }
-  if (cmd && *cmd) opsh_error_setstr(L, "command", cmd);
-}
-
-/* [-0, +1, m] a reply as a Lua value: status and bulk strings as strings, integers, arrays as
-** sequences; nil is nil at the top and the null value inside arrays; an error reply inside an
-** array is an error object in place */
-void rconn_push_reply(lua_State *L, const redisReply *rep, int nested, const char *cmd) {
-  switch (rep->type) {
-  case REDIS_REPLY_STRING:
-  case REDIS_REPLY_STATUS:
-    lua_pushlstring(L, rep->str, rep->len);
-    break;
-  case REDIS_REPLY_INTEGER:
-    lua_pushinteger(L, (lua_Integer)rep->integer);
-    break;
-  case REDIS_REPLY_ERROR:
-    push_reply_error(L, rep, cmd);
-    break;
-  case REDIS_REPLY_ARRAY:
-    if (!lua_checkstack(L, 4)) {
-      rconn_push_null(L);
-      break;
-    }
-    lua_createtable(L, (int)rep->elements, 0);
-    for (size_t i = 0; i < rep->elements; i++) {
-      rconn_push_reply(L, rep->element[i], 1, cmd);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    break;
-#if HIREDIS_MAJOR >= 1
-  case REDIS_REPLY_DOUBLE:
-    lua_pushnumber(L, rep->dval);
-    break;
-  case REDIS_REPLY_BOOL:
-    lua_pushboolean(L, rep->integer != 0);
-    break;
-#endif
-  default:   /* REDIS_REPLY_NIL */
-    if (nested) rconn_push_null(L);
-    else lua_pushnil(L);
-  }
-}
-
 /* [-0, +0, m] the bytes of argument idx: a string, a number (the slot is replaced by its
 ** text, integers exactly, floats in the shortest form that reads back the same) or a secret;
 ** NULL for anything else */
@@ -157,20 +77,35 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   const redisReply *rep = reply;
   r->owed--;
   if (r->task) {
-    lua_State *co = opsh_task_thread(r->task);
     if (!rep) {
       rreq_wake_lost(r, ac);
-    } else if (rep->type == REDIS_REPLY_ERROR) {
-      lua_pushnil(co);
-      push_reply_error(co, rep, r->cmd);
-      opsh_task_wake(r->task, 2);
     } else {
-      rconn_push_reply(co, rep, 0, r->cmd);
-      opsh_task_wake(r->task, 1);
+      if (rreply_save(&r->out, rep) != 0) r->oom = 1;
+      rreq_done(r);
     }
-    rreq_unwait(r);
   }
   rreq_maybe_free(r);
+}
+
+/* reply | nil, err from the request boxed at ctx */
+static int call_k(lua_State *L, int status, lua_KContext ctx) {
+  int box = (int)ctx;
+  rreq *r = rreq_take(L, box);
+  if (r->err || r->oom) {
+    lua_pushnil(L);
+    rreq_push_error(L, r);
+    rreq_release(L, box);
+    return 2;
+  }
+  const char *p = r->out.data;
+  int n = 1;
+  if (rreply_is_error(p)) {
+    lua_pushnil(L);
+    n = 2;
+  }
+  rreply_push(L, &p, 0, r->cmd);
+  rreq_release(L, box);
+  return n;
 }
 
 /* conn:call(name, args...) -> reply | nil, err (never raises for the server's errors) */
@@ -194,16 +129,15 @@ static int conn_call(lua_State *L) {
   if (rconn_refused(cmd)) return opsh_error(L, "usage", "redis %s is not a plain command: use r:subscribe()", cmd);
   if (c->subscribed) return opsh_error(L, "usage", "this redis connection is subscribed");
   if (c->state != C_READY) return rconn_not_ready(L, c, cmd);
-  rreq *r = rreq_new(c, REQ_CALL, t);
-  if (!r) return luaL_error(L, "out of memory");
+  rreq *r = rreq_push(L, c, REQ_CALL, t);
   memcpy(r->cmd, cmd, sizeof cmd);
   if (redisAsyncCommandArgv(c->ac, on_reply, r, argc, argv, lens) != REDIS_OK) {
-    free(r);
+    rreq_release(L, -1);
     return rconn_not_ready(L, c, cmd);
   }
   r->owed = 1;
   rreq_wait(r, c->timeout_ms);
-  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), rconn_results_k);
+  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), call_k);
 }
 
 /* ---- pub/sub ---- */
@@ -222,29 +156,29 @@ static void push_message(lua_State *L, const char *pat, size_t patlen, const cha
   }
 }
 
+/* a message or pattern message: queued, and the reader (if one waits) woken to take it */
 static void deliver(rconn *c, const redisReply *pat, const redisReply *chan, const redisReply *payload) {
   if (chan->type != REDIS_REPLY_STRING || payload->type != REDIS_REPLY_STRING) return;
-  if (c->msgwait) {
-    rreq *r = c->msgwait;
-    push_message(opsh_task_thread(r->task), pat ? pat->str : NULL, pat ? pat->len : 0,
-                 chan->str, chan->len, payload->str, payload->len);
-    opsh_task_wake(r->task, 1);
-    rreq_unwait(r);
-    rreq_maybe_free(r);
-    return;
-  }
   size_t patlen = pat ? pat->len : 0;
   rmsg *m = malloc(sizeof *m + patlen + chan->len + payload->len);
-  if (!m) return;
-  m->next = NULL;
-  m->patlen = pat ? patlen : (size_t)-1;
-  m->chanlen = chan->len;
-  m->len = payload->len;
-  if (pat) memcpy(m->data, pat->str, patlen);
-  memcpy(m->data + patlen, chan->str, chan->len);
-  memcpy(m->data + patlen + chan->len, payload->str, payload->len);
-  if (c->mtail) c->mtail->next = m; else c->mhead = m;
-  c->mtail = m;
+  if (m) {
+    m->next = NULL;
+    m->patlen = pat ? patlen : (size_t)-1;
+    m->chanlen = chan->len;
+    m->len = payload->len;
+    if (pat) memcpy(m->data, pat->str, patlen);
+    memcpy(m->data + patlen, chan->str, chan->len);
+    memcpy(m->data + patlen + chan->len, payload->str, payload->len);
+    if (c->mtail) c->mtail->next = m; else c->mhead = m;
+    c->mtail = m;
+  } else {
+    c->dropped++;
+  }
+  if (c->msgwait) {
+    rreq *r = c->msgwait;
+    rreq_done(r);
+    rreq_maybe_free(r);
+  }
 }
 
 void rconn_drop_messages(rconn *c) {
@@ -267,9 +201,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata) {
   if (strcasecmp(type, "subscribe") == 0 || strcasecmp(type, "psubscribe") == 0) {
     rreq *r = c->subwait;
     if (r && --r->n == 0) {
-      lua_pushboolean(opsh_task_thread(r->task), 1);
-      opsh_task_wake(r->task, 1);
-      rreq_unwait(r);
+      rreq_done(r);
       rreq_maybe_free(r);
     }
   } else if (strcasecmp(type, "message") == 0) {
@@ -277,6 +209,21 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata) {
   } else if (strcasecmp(type, "pmessage") == 0 && rep->elements >= 4) {
     deliver(c, rep->element[1], rep->element[2], rep->element[3]);
   }
+}
+
+/* true | nil, err from the request boxed at ctx */
+static int subscribe_k(lua_State *L, int status, lua_KContext ctx) {
+  int box = (int)ctx;
+  rreq *r = rreq_take(L, box);
+  if (r->err || r->oom) {
+    lua_pushnil(L);
+    rreq_push_error(L, r);
+    rreq_release(L, box);
+    return 2;
+  }
+  rreq_release(L, box);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* conn:subscribe("SUBSCRIBE"|"PSUBSCRIBE", names...) -> true | nil, err, once the server
@@ -294,18 +241,55 @@ static int conn_subscribe(lua_State *L) {
   const char **argv = lua_newuserdatauv(L, (size_t)argc * (sizeof *argv + sizeof(size_t)), 0);
   size_t *lens = (size_t *)(argv + argc);
   collect_args(L, 2, argc, argv, lens, NULL);
-  rreq *r = rreq_new(c, REQ_SUB, t);
-  if (!r) return luaL_error(L, "out of memory");
+  rreq *r = rreq_push(L, c, REQ_SUB, t);
   snprintf(r->cmd, sizeof r->cmd, "%s", kind);
   if (redisAsyncCommandArgv(c->ac, on_sub, c, argc, argv, lens) != REDIS_OK) {
-    free(r);
+    rreq_release(L, -1);
     return rconn_not_ready(L, c, kind);
   }
   c->subscribed = 1;
   r->n = argc - 1;
   c->subwait = r;
   rreq_wait(r, c->timeout_ms);
-  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), rconn_results_k);
+  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), subscribe_k);
+}
+
+/* [-0, +(0|1), m] the first queued message, taken off the queue once it is a Lua value */
+static int pop_message(lua_State *L, rconn *c) {
+  if (c->dropped) {
+    size_t n = c->dropped;
+    c->dropped = 0;
+    opsh_error_push(L, "memory", "redis %s:%d: %zu message(s) were dropped: out of memory", c->host, c->port, n);
+    return lua_error(L);
+  }
+  rmsg *m = c->mhead;
+  if (!m) return 0;
+  size_t patlen = m->patlen == (size_t)-1 ? 0 : m->patlen;
+  push_message(L, m->patlen == (size_t)-1 ? NULL : m->data, patlen, m->data + patlen,
+               m->chanlen, m->data + patlen + m->chanlen, m->len);
+  c->mhead = m->next;
+  if (!c->mhead) c->mtail = NULL;
+  free(m);
+  return 1;
+}
+
+/* message | nil | nil, err for the wait boxed at ctx; the connection is at 1 */
+static int message_k(lua_State *L, int status, lua_KContext ctx) {
+  int box = (int)ctx;
+  rreq *r = rreq_take(L, box);
+  rconn *c = rconn_get(L, 1);
+  if (c && pop_message(L, c)) {
+    rreq_release(L, box);
+    return 1;
+  }
+  if (r->err || r->oom) {
+    lua_pushnil(L);
+    rreq_push_error(L, r);
+    rreq_release(L, box);
+    return 2;
+  }
+  rreq_release(L, box);
+  return 0;
 }
 
 /* conn:message([timeout]) -> {channel=, payload=[, pattern=]} | nil (nothing within timeout)
@@ -313,26 +297,17 @@ static int conn_subscribe(lua_State *L) {
 static int conn_message(lua_State *L) {
   rconn *c = rconn_check(L, 1);
   lua_Number timeout = luaL_optnumber(L, 2, 0);
-  luaL_argcheck(L, timeout >= 0, 2, "must not be negative");
+  luaL_argcheck(L, timeout >= 0 && timeout <= 3153600000.0, 2, "must be 0 to a century of seconds");
   opsh_task *t = opsh_task_check(L, "redis message");
   if (!c->subscribed) return opsh_error(L, "usage", "this redis connection is not subscribed");
-  if (c->mhead) {
-    rmsg *m = c->mhead;
-    c->mhead = m->next;
-    if (!c->mhead) c->mtail = NULL;
-    size_t patlen = m->patlen == (size_t)-1 ? 0 : m->patlen;
-    push_message(L, m->patlen == (size_t)-1 ? NULL : m->data, patlen, m->data + patlen,
-                 m->chanlen, m->data + patlen + m->chanlen, m->len);
-    free(m);
-    return 1;
-  }
+  if (pop_message(L, c)) return 1;
   if (c->state != C_READY) return rconn_not_ready(L, c, "message");
   if (c->msgwait) return opsh_error(L, "usage", "another task is already waiting for a message");
-  rreq *r = rreq_new(c, REQ_MSG, t);
-  if (!r) return luaL_error(L, "out of memory");
+  lua_settop(L, 2);
+  rreq *r = rreq_push(L, c, REQ_MSG, t);
   c->msgwait = r;
   rreq_wait(r, (uint64_t)(timeout * 1000.0 + 0.5));
-  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), rconn_results_k);
+  return opsh_yield(L, rreq_cancel, r, lua_gettop(L), message_k);
 }
 
 const luaL_Reg rconn_cmd_methods[] = {

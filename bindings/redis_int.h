@@ -1,7 +1,9 @@
 /*
-** redis_int.h — internal interface between the parts of opsh._redis: connections, commands
-** and replies on hiredis's async API (redis.c), and TLS through an OpenSSL session that
-** pumps bytes between hiredis and the server when hiredis has no TLS of its own (redis_tls.c).
+** redis_int.h — internal interface between the parts of opsh._redis: connections on hiredis's
+** async API (redis.c), the requests tasks wait for (redis_req.c), commands and pub/sub
+** (redis_cmd.c), pipelines (redis_batch.c), replies kept in C for the task (redis_reply.c), and
+** TLS through an OpenSSL session that pumps bytes between hiredis and the server when hiredis
+** has no TLS of its own (redis_tls.c).
 ** Nothing here is visible outside the module.
 */
 #ifndef opsh_redis_int_h
@@ -12,6 +14,7 @@
 #include <hiredis/async.h>
 #include <openssl/ssl.h>
 #include "opsh.h"
+#include "buf.h"
 
 #if HIREDIS_MAJOR >= 1 && defined(OPSH_HIREDIS_SSL)
 #define RTLS_NATIVE 1      /* hiredis_ssl does the TLS; redis_tls.c only builds the SSL object */
@@ -29,19 +32,37 @@ typedef struct rmsg rmsg;
 enum rconn_state { C_RESOLVING, C_TLS, C_CONNECTING, C_READY, C_DOWN };
 enum rreq_kind { REQ_CONNECT, REQ_CALL, REQ_PIPE, REQ_SUB, REQ_MSG };
 
-/* Something a task waits for. Its memory goes once it is neither waited for (off the list)
-** nor owed a callback by hiredis. */
+/* What a request ended with, kept in C until the task resumes (the connection may be gone by
+** then, so the fields are copies). */
+typedef struct rerr {
+  int sent;                 /* -1: the error has no `sent` field */
+  int port;
+  char kind[16];
+  char cmd[32];
+  char host[256];
+  char message[840];
+} rerr;
+
+/* Something a task waits for. Loop callbacks never touch Lua: they keep the outcome here (replies
+** serialized in `out`, or `err`) and wake the task with no values; the continuation, running in
+** the task, turns it into Lua values. The memory goes once the Lua box let go of it, it is off the
+** waiting list and hiredis owes it no callback. */
 struct rreq {
   rreq *prev, *next;        /* the connection's waiting list */
   rconn *c;
   opsh_task *task;          /* NULL once woken or cancelled: later replies are dropped */
+  struct rbox *box;         /* the userdata on the task's stack that owns it; NULL once let go */
   int kind;
   int waiting;
+  int queueing;             /* pipeline: commands are being handed to hiredis */
   int owed;                 /* hiredis callbacks still to come */
   int n, got;               /* pipeline: size and replies so far; subscribe: confirmations due */
-  int ref;                  /* pipeline: stack index of the results table on the task */
   int lost;                 /* a reply came back NULL: the connection went away */
+  int oom;                  /* the outcome could not be kept: out of memory */
+  int nomsg;                /* message: the wait ended without one */
   uint64_t deadline;        /* uv_hrtime() in ms, 0: none */
+  byte_buf out;             /* replies so far, in the rreply_save format */
+  rerr *err;
   char cmd[32];             /* the command name (never its arguments), for errors */
 };
 
@@ -74,26 +95,47 @@ struct rconn {
   rreq *head, *tail;        /* requests tasks wait for */
   rreq *subwait, *msgwait;
   rmsg *mhead, *mtail;
+  size_t dropped;           /* messages lost to out of memory, reported by the next read */
   char why[320];            /* why the connection went down */
 };
 
-/* redis.c: requests and waking */
-rreq *rreq_new(rconn *c, int kind, opsh_task *t);
+/* redis.c: connecting and closing */
+/* stop connecting or drop the connection; the handle stays usable for a new connect */
+void rconn_teardown(rconn *c);
+
+/* redis_req.c: requests and waking */
+/* [-0, +1, m] a new request owned by a box pushed on L (raises when out of memory) */
+rreq *rreq_push(lua_State *L, rconn *c, int kind, opsh_task *t);
+/* [-0, +0, v] the request of the box at idx, after the task resumed */
+rreq *rreq_take(lua_State *L, int idx);
+/* [-0, +0, -] the box at idx lets go of its request */
+void rreq_release(lua_State *L, int idx);
 void rreq_wait(rreq *r, uint64_t ms);
 void rreq_unwait(rreq *r);
 void rreq_maybe_free(rreq *r);
 void rreq_cancel(void *ud);
+/* the outcome is in r: wake its task (no values) */
+void rreq_done(rreq *r);
+/* the request failed: keep {kind, message, ...} for the task and wake it */
+void rreq_fail(rreq *r, const char *kind, const char *fmt, ...);
 void rreq_wake_lost(rreq *r, const redisAsyncContext *ac);
+/* [-0, +1, m] the kept error as an opsh.error */
+void rreq_push_error(lua_State *L, const rreq *r);
 /* [-0, +1, m] the error for a command that cannot get its reply: {kind, message, command, ...} */
 void rconn_push_error(lua_State *L, rconn *c, const char *kind, const char *cmd, const char *fmt, ...);
-int rconn_results_k(lua_State *L, int status, lua_KContext ctx);
-int rconn_connect_k(lua_State *L, int status, lua_KContext ctx);
 rconn *rconn_check(lua_State *L, int idx);
+rconn *rconn_get(lua_State *L, int idx);   /* NULL once closed */
+
+/* redis_reply.c: replies kept in C between the loop callback and the task */
+/* append rep to b; 0, or -1 when out of memory */
+int rreply_save(byte_buf *b, const redisReply *rep);
+/* is the saved reply at *p an error reply? */
+int rreply_is_error(const char *p);
+/* [-0, +1, m] the saved reply at *p as a Lua value (see rconn_push_reply), *p moved past it */
+void rreply_push(lua_State *L, const char **p, int nested, const char *cmd);
 
 /* redis_cmd.c: commands, replies and pub/sub */
 extern const luaL_Reg rconn_cmd_methods[];
-/* [-0, +1, m] a reply as a Lua value (nested: nil is the null value, errors are objects) */
-void rconn_push_reply(lua_State *L, const redisReply *rep, int nested, const char *cmd);
 /* [-0, +0, m] bytes of a string, number (slot replaced by its text) or secret; NULL otherwise */
 const char *rconn_arg_bytes(lua_State *L, int idx, size_t *len);
 void rconn_command_name(char *out, const char *s, size_t len);   /* upper case, <= 31 chars */

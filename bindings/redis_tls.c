@@ -5,6 +5,7 @@
 ** socket and this pump moves the bytes between the other end and the TCP connection through
 ** the SSL session (memory BIOs), with back-pressure on both sides.
 */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -25,6 +26,9 @@ SSL_CTX *rtls_ctx_new(const char *ca, size_t ca_len, char *err, size_t errlen) {
       snprintf(err, errlen, "cannot load the system CA store");
       goto fail;
     }
+  } else if (ca_len > INT_MAX) {
+    snprintf(err, errlen, "ca: too large");
+    goto fail;
   } else if (memmem(ca, ca_len, "-----BEGIN", 10)) {
     BIO *bio = BIO_new_mem_buf(ca, (int)ca_len);
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
@@ -179,6 +183,7 @@ static int queue_write(rtls *t, uv_stream_t *s, const char *data, size_t len, uv
 static void flush_tls(rtls *t) {
   size_t n;
   while ((n = BIO_ctrl_pending(t->wbio)) > 0) {
+    if (n > (1u << 30)) n = 1u << 30;   /* BIO_read takes an int */
     if (t->closing || queue_write(t, (uv_stream_t *)&t->tcp, NULL, n, on_tcp_written) != 0) {
       (void)BIO_reset(t->wbio);
       if (!t->closing) fail(t, "cannot write to the server");
@@ -325,6 +330,13 @@ rtls *rtls_start(uv_loop_t *loop, const struct sockaddr *addr, SSL *ssl, rconn *
   t->owner = owner;
   t->rbio = BIO_new(BIO_s_mem());
   t->wbio = BIO_new(BIO_s_mem());
+  if (!t->rbio || !t->wbio) {
+    BIO_free(t->rbio);
+    BIO_free(t->wbio);
+    SSL_free(ssl);
+    free(t);
+    return NULL;
+  }
   SSL_set_bio(ssl, t->rbio, t->wbio);
   uv_tcp_init(loop, &t->tcp);
   t->tcp.data = t;

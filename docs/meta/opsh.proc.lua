@@ -9,14 +9,16 @@
 ---@field elapsed number seconds
 ---@field timed_out boolean
 ---@field truncated boolean output beyond max_output was dropped
----@field pid integer
+---@field pid integer|nil nil in a dry-run
+---@field dry_run? boolean true when a dry-run recorded the command instead of running it
+---@field record? table the dry-run record
 
 ---@class opsh.proc.options
 ---@field argv (string|number)[] the program, then its arguments (no shell; never a secret)
 ---@field env? table<string, string|number|opsh.secret> replaces the environment
 ---@field env_add? table<string, string|number|opsh.secret|false> merged over it; false unsets
 ---@field cwd? string
----@field stdin? string data for stdin, then EOF
+---@field stdin? string|opsh.secret data for stdin, then EOF
 ---@field stdin_file? string
 ---@field stdin_inherit? boolean
 ---@field stdout? "capture"|"inherit"|"null"|"pipe"|fun(line: string)
@@ -30,10 +32,12 @@
 ---@field check? boolean run: raise on failure (true)
 ---@field stdin_pipe? boolean spawn: p:write()/p:close_stdin()
 ---@field detach? boolean spawn: own session, survives opsh
+---@field read? boolean the command only reads: it runs in a dry-run too
 
 ---@class opsh.proc.process
+---@field dry_run? boolean true for the handle a dry-run returns (nothing ran)
 local process = {}
----@return integer
+---@return integer|nil pid nil in a dry-run
 function process:pid() end
 ---@return boolean
 function process:running() end
@@ -54,7 +58,7 @@ function process:close_stdin() end
 ---@param signal? string|integer "TERM" by default
 ---@return boolean sent false when the child had already exited
 function process:kill(signal) end
----TERM, KILL after `grace` seconds, then wait.
+---TERM, KILL after `grace` seconds, then wait (for the child, not for a grandchild holding its pipes).
 ---@param grace? number
 ---@return opsh.proc.result
 function process:stop(grace) end

@@ -7,6 +7,9 @@ local redis = {}
 ---Nil replies inside arrays and pipelines (json.null when opsh.json is present).
 redis.null = nil ---@type any
 
+---What a command recorded by a dry-run returns (truthy; prints "redis.dry_run").
+redis.dry_run = {} ---@type table
+
 ---Commands retried once after a lost connection.
 ---@type table<string, boolean>
 redis.READONLY = {}
@@ -23,7 +26,7 @@ redis.READONLY = {}
 ---@field servername? string name to verify (default host)
 ---@field verify? boolean default true
 ---@field timeout? number seconds per reply (default none)
----@field connect_timeout? number seconds (default 10)
+---@field connect_timeout? number seconds for resolving, TCP, TLS, AUTH and SELECT (default 10)
 
 ---Connect, authenticate and select the database.
 ---@param opts opsh.redis.options|string options or a URL
@@ -43,10 +46,12 @@ function redis.parse_info(text) end
 ---@field [string] fun(self: opsh.redis.connection, ...: string|number|opsh.secret): any
 local conn = {}
 
----Send a command; raises {kind="redis", code=} for an error reply.
+---Send a command; raises {kind="redis", code=} for an error reply. In a dry-run a write is
+---recorded instead and returns redis.dry_run, the record.
 ---@param name string
 ---@param ... string|number|opsh.secret
----@return any
+---@return any reply
+---@return table? record the dry-run record, for a recorded write
 function conn:call(name, ...) end
 
 ---@param db integer
@@ -58,7 +63,8 @@ function conn:select(db) end
 function conn:info(section) end
 
 ---Record commands with p:<command>(...) or p:call(...); send them at once; replies in order
----(error replies as error objects in place, nil as redis.null), with field n.
+---(error replies as error objects in place, nil as redis.null), with field n. In a dry-run the
+---writes are recorded and their places hold redis.dry_run.
 ---@param fn fun(p: opsh.redis.pipeline)
 ---@return table
 function conn:pipeline(fn) end

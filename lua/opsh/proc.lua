@@ -4,6 +4,8 @@
 local C = require("opsh._proc")
 local core = require("opsh._core")
 local lines = require("opsh.lines")
+local dryrun = require("opsh.dryrun")
+local redact = require("opsh.redact")
 
 local M = {}
 
@@ -17,7 +19,7 @@ end
 
 local common_opts = {argv = true, env = true, env_add = true, cwd = true, stdin = true, stdin_file = true,
   stdin_inherit = true, stdout = true, stderr = true, stdout_file = true, stderr_file = true,
-  max_output = true, timeout = true, kill_grace = true}
+  max_output = true, timeout = true, kill_grace = true, read = true}
 local run_opts = setmetatable({check = true, truncate = true}, {__index = common_opts})
 local spawn_opts = setmetatable({stdin_pipe = true, detach = true}, {__index = common_opts})
 
@@ -53,7 +55,9 @@ local function build(opts, fname, allowed, is_spawn)
     + (opts.stdin_inherit and 1 or 0) + (opts.stdin_pipe and 1 or 0)
   if nin > 1 then usage(fname, "give only one of stdin, stdin_file, stdin_inherit, stdin_pipe") end
   if opts.stdin ~= nil then
-    if type(opts.stdin) ~= "string" then usage(fname, "stdin must be a string (the data to send)") end
+    if type(opts.stdin) ~= "string" and not core.is_secret(opts.stdin) then
+      usage(fname, "stdin must be a string or an opsh.secret (the data to send)")
+    end
     spec.input = opts.stdin
   end
   spec.stdin = opts.stdin_pipe and "pipe" or opts.stdin_inherit and "inherit" or "null"
@@ -88,7 +92,56 @@ local function build(opts, fname, allowed, is_spawn)
   if opts.detach and (opts.stdin ~= nil or opts.stdin_pipe) then
     usage(fname, "a detached process cannot take stdin data or a stdin pipe")
   end
+  if opts.read ~= nil and type(opts.read) ~= "boolean" then
+    usage(fname, "read must be true (the command only reads: it runs in a dry-run too) or false")
+  end
   return spec, handlers
+end
+
+-- The secrets a call carries (env and env_add values, stdin), scrubbed from its errors.
+local function secrets_of(spec)
+  return redact.collect({spec.env, spec.env_add, spec.input})
+end
+
+-- ---- dry-run: a spawn is recorded, not done, unless the call says read = true ----
+
+local function names(env)
+  if not env then return nil end
+  local set, unset = {}, {}
+  for k, v in pairs(env) do
+    if v == false then unset[#unset + 1] = k else set[#set + 1] = k end
+  end
+  table.sort(set)
+  table.sort(unset)
+  return set, unset
+end
+
+local function shell_word(a)
+  if a ~= "" and not a:find("[^%w%-_./:=@,+%%]") then return a end
+  return "'" .. a:gsub("'", "'\\''") .. "'"
+end
+
+local function record(spec, verb)
+  local words = {}
+  for i, a in ipairs(spec.argv) do words[i] = shell_word(a) end
+  local request = {argv = {table.unpack(spec.argv)}, cwd = spec.cwd, stdin_file = spec.stdin_file,
+    stdout_file = spec.stdout_file, stderr_file = spec.stderr_file, detach = spec.detach or nil}
+  request.env, request.env_unset = names(spec.env)
+  local add, unset = names(spec.env_add)
+  request.env_add = add
+  if unset and #unset > 0 then request.env_unset = unset end
+  if spec.input ~= nil then
+    request.stdin = core.is_secret(spec.input) and "<secret>" or string.format("<%d bytes>", #spec.input)
+  end
+  return dryrun.record{kind = "proc", action = verb .. " " .. table.concat(words, " "), target = spec.argv[1],
+    request = request, secrets = secrets_of(spec)}
+end
+
+-- What run returns for a recorded command: a successful, empty outcome marked dry_run.
+local function dry_result(spec, rec)
+  return {code = 0, stdout = spec.stdout == "capture" and "" or nil,
+    stderr = spec.stderr == "capture" and "" or nil, elapsed = 0, timed_out = false, truncated = false,
+    dry_run = true, record = rec}
 end
 
 local function signame(sig)
@@ -149,9 +202,8 @@ local function finish(r, argv0, opts, stderr_tail)
   return r
 end
 
---- run{argv=, ...} -> {code, signal, stdout, stderr, elapsed, timed_out, truncated, pid}
-function M.run(opts)
-  local spec, handlers = build(opts, "proc.run", run_opts, false)
+-- Spawns the command, feeds its line handlers and waits for it.
+local function execute(spec, handlers, opts)
   spec.overflow_kill = not opts.truncate
   local argv0 = spec.argv[1]
   local p <close> = C.spawn(spec)
@@ -178,6 +230,13 @@ function M.run(opts)
   return finish(p:_wait(), argv0, opts, stderr_tail)
 end
 
+--- run{argv=, ...} -> {code, signal, stdout, stderr, elapsed, timed_out, truncated, pid}
+function M.run(opts)
+  local spec, handlers = build(opts, "proc.run", run_opts, false)
+  if dryrun.active() and not opts.read then return dry_result(spec, record(spec, "run")) end
+  return redact.guard(secrets_of(spec), execute, spec, handlers, opts)
+end
+
 --- shell(command, opts) -> run{argv={"/bin/sh", "-c", command}, ...}: only when a shell is wanted.
 function M.shell(command, opts)
   if type(command) ~= "string" then
@@ -191,13 +250,32 @@ function M.shell(command, opts)
   return M.run(o)
 end
 
-local spawned = setmetatable({}, {__mode = "k"})   -- handle -> its timeout and max_output, for errors
+local spawned = setmetatable({}, {__mode = "k"})   -- handle -> its timeout, max_output and secrets, for errors
+
+-- A process handle in a dry-run: nothing runs; it reads as a child that exited at once with nothing.
+local Dry = {}
+local dry_mt = {__index = Dry, __name = "opsh.proc.dry_run", __close = function() end,
+  __tostring = function(self) return string.format("process (dry run) '%s'", self._argv0) end}
+function Dry.pid() return nil end
+function Dry.running() return false end
+function Dry:wait() return dry_result(self._spec, self.record) end
+Dry.stop = Dry.wait
+function Dry.read() return nil end
+function Dry.lines() return function() return nil end end
+function Dry.write() end
+function Dry.close_stdin() end
+function Dry.kill() return false end
+function Dry.close() end
 
 --- spawn{argv=, ...} -> process handle (see docs/proc.md)
 function M.spawn(opts)
   local spec = build(opts, "proc.spawn", spawn_opts, true)
-  local p = C.spawn(spec)
-  spawned[p] = {timeout = spec.timeout, max_output = spec.max_output}
+  if dryrun.active() and not opts.read then
+    return setmetatable({dry_run = true, record = record(spec, "spawn"), _spec = spec, _argv0 = spec.argv[1]}, dry_mt)
+  end
+  local secrets = secrets_of(spec)
+  local p = redact.guard(secrets, C.spawn, spec)
+  spawned[p] = {timeout = spec.timeout, max_output = spec.max_output, secrets = secrets}
   return p
 end
 
@@ -208,8 +286,9 @@ function methods:wait(opts)
   local r = self:_wait()
   r.truncated = (r.stdout_truncated or r.stderr_truncated) and true or false
   if opts and opts.check then
-    local err = outcome_error(r, self:_argv0(), spawned[self] or {}, r.stderr and tail_lines(r.stderr, STDERR_TAIL_LINES))
-    if err then error(err, 0) end
+    local info = spawned[self] or {}
+    local err = outcome_error(r, self:_argv0(), info, r.stderr and tail_lines(r.stderr, STDERR_TAIL_LINES))
+    if err then error(redact.error(err, info.secrets), 0) end
   end
   return r
 end

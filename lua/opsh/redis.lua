@@ -7,6 +7,7 @@
 local C = require("opsh._redis")
 local core = require("opsh._core")
 local opsh = require("opsh")
+local dryrun = require("opsh.dryrun")
 
 local M = {}
 
@@ -102,15 +103,35 @@ local function config(opts)
   return cfg
 end
 
--- A new C connection, authenticated and on the configured database.
+-- A new C connection, authenticated and on the configured database, within connect_timeout:
+-- resolving, TCP and TLS are bounded in C, AUTH and SELECT here by what is left of it.
 local function open(cfg)
+  local started = core.hrtime()
+  local limit = cfg.connect_timeout or 10
   local c = C.connect(cfg)
   local ready = false
   local _ <close> = setmetatable({}, {__close = function() if not ready then c:close() end end})
+  local function within(...)
+    local name = ...
+    if limit > 0 then   -- 0: no limit
+      local left = limit - (core.hrtime() - started)
+      if left <= 0 then
+        raise("timeout", string.format("redis %s:%d: not connected within %g s (before %s)", cfg.host,
+          cfg.port, limit, name), {host = cfg.host, port = cfg.port, command = name})
+      end
+      c:_timeout(left)
+    end
+    local v, err = c:call(...)
+    if err and err.kind == "timeout" then
+      raise("timeout", string.format("redis %s:%d: not connected within %g s (no reply to %s)", cfg.host,
+        cfg.port, limit, name), {host = cfg.host, port = cfg.port, command = name})
+    end
+    return v, err
+  end
   if cfg.password then
     local _, err
-    if cfg.username then _, err = c:call("AUTH", cfg.username, cfg.password)
-    else _, err = c:call("AUTH", cfg.password) end
+    if cfg.username then _, err = within("AUTH", cfg.username, cfg.password)
+    else _, err = within("AUTH", cfg.password) end
     if err then
       if err.kind ~= "redis" then error(err, 0) end
       raise("auth", string.format("redis %s:%d: authentication%s failed: %s", cfg.host, cfg.port,
@@ -119,9 +140,10 @@ local function open(cfg)
     end
   end
   if cfg.db and cfg.db ~= 0 then
-    local _, err = c:call("SELECT", cfg.db)
+    local _, err = within("SELECT", cfg.db)
     if err then error(err, 0) end
   end
+  c:_timeout(cfg.timeout or 0)
   ready = true
   return c
 end
@@ -158,9 +180,7 @@ local function check_open(self)
   return c
 end
 
---- r:call(name, ...) -> the reply; raises {kind="redis", code=} for an error reply.
-function Conn:call(name, ...)
-  if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
+local function send(self, name, ...)
   local c = check_open(self)
   local v, err = c:call(name, ...)
   if err == nil then
@@ -175,6 +195,124 @@ function Conn:call(name, ...)
   error(err, 0)
 end
 
+-- ---- dry-run: writes are recorded, not sent ----
+
+--- redis.dry_run: what a command returns when a dry-run recorded it instead of sending it.
+M.dry_run = setmetatable({}, {__name = "opsh.redis.dry_run", __tostring = function() return "redis.dry_run" end,
+  __newindex = function() error("redis.dry_run is read-only", 2) end})
+
+local function set(words)
+  local t = {}
+  for w in words:gmatch("%S+") do t[w] = true end
+  return t
+end
+
+-- Scripts and functions may write (their read-only variants, EVAL_RO and FCALL_RO, are flagged
+-- readonly); a published message can make its subscribers act: both count as writes.
+local MAY_WRITE = set("EVAL EVALSHA FCALL PUBLISH SPUBLISH SCRIPT|FLUSH SCRIPT|KILL SCRIPT|LOAD "
+  .. "FUNCTION|KILL MEMORY|PURGE")
+-- Administrative commands change the server unless they only read it.
+local ADMIN_READS = set("CONFIG|GET CONFIG|HELP CLIENT|LIST CLIENT|HELP SLOWLOG|GET SLOWLOG|LEN SLOWLOG|HELP "
+  .. "LATENCY|LATEST LATENCY|HISTORY LATENCY|DOCTOR LATENCY|GRAPH LATENCY|HISTOGRAM LATENCY|HELP ACL|LIST "
+  .. "ACL|GETUSER ACL|USERS ACL|LOG ACL|CAT ACL|DRYRUN ACL|WHOAMI ACL|HELP MODULE|LIST MODULE|HELP")
+-- Connection state, not data: sent even when COMMAND INFO cannot be had.
+local CONNECTION = set("AUTH SELECT HELLO PING ECHO QUIT RESET MULTI EXEC DISCARD WATCH UNWATCH READONLY "
+  .. "READWRITE CLIENT|SETNAME CLIENT|GETNAME CLIENT|ID CLIENT|INFO COMMAND")
+-- Commands whose first argument names what they do (Redis before 7 has no subcommand entries).
+local CONTAINERS = set("ACL CLIENT CLUSTER COMMAND CONFIG DEBUG FUNCTION LATENCY MEMORY MODULE OBJECT PUBSUB "
+  .. "SCRIPT SLOWLOG XGROUP XINFO")
+
+-- COMMAND INFO per server: "host:port" -> {["set"] = {flags = {write = true}, sub = bool} | false
+-- (unknown to the server)}. A connection whose user may not run COMMAND remembers it.
+local command_info = {}
+
+-- The flags of a command ("set", "config|set"), nil when COMMAND INFO cannot be had.
+local function flags_of(self, name)
+  if self._no_command_info then return nil end
+  local key = self._cfg.host .. ":" .. self._cfg.port
+  local cache = command_info[key]
+  if not cache then
+    cache = {}
+    command_info[key] = cache
+  end
+  local hit = cache[name]
+  if hit ~= nil then return hit end
+  local ok, v = pcall(send, self, "COMMAND", "INFO", name)
+  if not ok then
+    if core.is_error(v, "redis") then   -- refused (this user's ACL, a renamed COMMAND): decide without it
+      self._no_command_info = true
+      return nil
+    end
+    error(v, 0)
+  end
+  local e = type(v) == "table" and v[1]
+  hit = false
+  if type(e) == "table" then
+    hit = {flags = {}, sub = type(e[10]) == "table" and #e[10] > 0}
+    for _, f in ipairs(type(e[3]) == "table" and e[3] or {}) do hit.flags[f] = true end
+  end
+  cache[name] = hit
+  return hit
+end
+
+-- Would this command change anything? Decided by its COMMAND INFO flags: `write`; scripts,
+-- functions and PUBLISH; `admin` unless it only reads. Without COMMAND INFO, anything that is not
+-- a known read or connection state counts as a write.
+local function is_write(self, name, sub, arg2)
+  local NAME = name:upper()
+  local info = flags_of(self, NAME:lower())
+  local full = NAME
+  if type(sub) == "string" and (CONTAINERS[NAME] or (info and info.sub)) then
+    full = NAME .. "|" .. sub:upper()
+    if info and info.sub then
+      local si = flags_of(self, full:lower())
+      if si then info = si end
+    end
+  end
+  if full == "ACL|LOG" and type(arg2) == "string" and arg2:upper() == "RESET" then return true end
+  if info == nil then return not (READONLY[NAME] or CONNECTION[NAME] or CONNECTION[full] or ADMIN_READS[full]) end
+  if info == false then return false end   -- unknown to the server: it answers with an error
+  local f = info.flags
+  if f.write then return true end
+  if f.readonly then return false end
+  if MAY_WRITE[NAME] or MAY_WRITE[full] then return true end
+  if f.admin then return not ADMIN_READS[full] end
+  return false
+end
+
+-- One line for the plan: the command, its subcommand, and the key (never the values).
+local function describe(name, args)
+  local parts = {name:upper()}
+  local n = CONTAINERS[name:upper()] and 2 or 1
+  for i = 1, math.min(n, args.n) do
+    local a = args[i]
+    if core.is_secret(a) then a = "<redacted>" end
+    a = tostring(a):gsub("%c", function(ch) return string.format("\\x%02x", ch:byte()) end)
+    if #a > 120 then a = a:sub(1, 117) .. "..." end
+    parts[#parts + 1] = i < n and a:upper() or a
+  end
+  return table.concat(parts, " ")
+end
+
+local function record(self, name, args)
+  local cfg = self._cfg
+  local request = {command = name:upper(), args = {table.unpack(args, 1, args.n)},
+    server = cfg.host .. ":" .. cfg.port, db = cfg.db or 0}
+  return dryrun.record{kind = "redis", action = describe(name, args), target = request.server,
+    request = request, secrets = {cfg.password}}
+end
+
+--- r:call(name, ...) -> the reply; raises {kind="redis", code=} for an error reply.
+-- In a dry-run, a write is recorded instead: redis.dry_run, the record.
+function Conn:call(name, ...)
+  if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
+  if dryrun.active() and is_write(self, name, ...) then
+    check_open(self)
+    return M.dry_run, record(self, name, table.pack(...))
+  end
+  return send(self, name, ...)
+end
+
 --- r:select(db): later reconnects select it again.
 function Conn:select(db)
   if math.type(db) ~= "integer" then error("bad argument #1 to 'select' (integer expected)", 2) end
@@ -184,11 +322,8 @@ end
 --- r:pipeline(function(p) p:set(k, v) ... end) -> {reply1, reply2, ..., n=}
 -- Everything is sent at once, then every reply read. Error replies are error objects in place,
 -- nil replies are redis.null. A pipeline is never retried once sent.
-function Conn:pipeline(fn)
-  if type(fn) ~= "function" then error("bad argument #1 to 'pipeline' (function expected)", 2) end
+local function run_pipeline(self, p)
   local c = check_open(self)
-  local p = C.batch()
-  fn(p)
   local res, err = c:pipeline(p)
   if err and err.sent == false then
     c = reconnect(self)
@@ -196,6 +331,54 @@ function Conn:pipeline(fn)
   end
   if err then error(err, 0) end
   return res
+end
+
+-- In a dry-run the commands are kept as Lua values too, then the reads are sent and the writes
+-- recorded; each write's place in the results holds redis.dry_run.
+local function dry_pipeline(self, fn, all)
+  local cmds = {}
+  local proxy = {}
+  function proxy.call(_, name, ...)
+    all:call(name, ...)   -- checks the arguments as a real pipeline would
+    cmds[#cmds + 1] = table.pack(name, ...)
+  end
+  setmetatable(proxy, {__len = function() return #cmds end, __index = function(t, k)
+    if type(k) ~= "string" then return nil end
+    local name = k:upper()
+    local f = function(_, ...) return t.call(t, name, ...) end
+    rawset(t, k, f)
+    return f
+  end})
+  fn(proxy)
+  local reads, writes = C.batch(), {}
+  for i, cmd in ipairs(cmds) do
+    if is_write(self, cmd[1], cmd[2], cmd[3]) then writes[i] = true
+    else reads:call(table.unpack(cmd, 1, cmd.n)) end
+  end
+  if next(writes) == nil then return run_pipeline(self, all) end
+  check_open(self)
+  for i, cmd in ipairs(cmds) do
+    if writes[i] then record(self, cmd[1], table.pack(table.unpack(cmd, 2, cmd.n))) end
+  end
+  local got = run_pipeline(self, reads)
+  local res, j = {n = #cmds}, 0
+  for i = 1, #cmds do
+    if writes[i] then res[i] = M.dry_run
+    else
+      j = j + 1
+      res[i] = got[j]
+    end
+  end
+  return res
+end
+
+function Conn:pipeline(fn)
+  if type(fn) ~= "function" then error("bad argument #1 to 'pipeline' (function expected)", 2) end
+  check_open(self)
+  local p = C.batch()
+  if dryrun.active() then return dry_pipeline(self, fn, p) end
+  fn(p)
+  return run_pipeline(self, p)
 end
 
 -- subscriptions: their own connection, iterated

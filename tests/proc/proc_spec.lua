@@ -353,6 +353,139 @@ describe("opsh.proc", function()
   end)
 end)
 
+describe("opsh.proc safety", function()
+  local dryrun = require("opsh.dryrun")
+  local exe = require("opsh.runtime").exe()
+  local dir
+  setup(function() dir = fs.tmpdir("opsh-proc-safety-") end)
+  teardown(function() fs.rmtree(dir) end)
+
+  -- the pid a child wrote to path, once it did
+  local function pid_in(path)
+    local pid = S.poll(function() return tonumber(fs.read(path, {missing_ok = true}) or "") end,
+      function(p) return p end, 5)
+    assert.is_number(pid)
+    return pid
+  end
+
+  -- an opsh process running chunk, with the pid of the TERM-ignoring child it started
+  local function opsh_with_stubborn_child(name, chunk)
+    local pidfile = dir .. "/" .. name .. ".pid"
+    local stubborn = string.format("trap '' TERM; echo $$ > %s; while :; do sleep 0.05; done", pidfile)
+    local o = proc.spawn{argv = {exe, "-e", string.format(chunk, stubborn)}, stdout = "null"}
+    return o, pid_in(pidfile)
+  end
+
+  describe("at exit", function()
+    it("kills a child that ignores TERM when opsh is interrupted", function()
+      local o <close>, pid = opsh_with_stubborn_child("sigint", [[
+        require("opsh.proc").run{argv = {"sh", "-c", %q}, kill_grace = 0.3}]])
+      assert.is_true(alive(pid))
+      o:kill("INT")
+      local r = o:wait()
+      assert.are.equal(130, r.code)
+      local went = gone(pid)
+      if not went then proc.signal_pid(pid, "KILL") end
+      assert.is_true(went)
+    end)
+
+    it("stops the children still running when a script calls os.exit", function()
+      local o <close>, pid = opsh_with_stubborn_child("exit", [[
+        local proc = require("opsh.proc")
+        local p = proc.spawn{argv = {"sh", "-c", %q}, kill_grace = 0.2}
+        repeat require("opsh").sleep(0.02) until io.open("/proc/" .. p:pid() .. "/cmdline")
+        require("opsh").sleep(0.2)
+        os.exit(3)]])
+      assert.are.equal(3, o:wait().code)
+      local went = gone(pid)
+      if not went then proc.signal_pid(pid, "KILL") end
+      assert.is_true(went)
+    end)
+  end)
+
+  describe("stop", function()
+    it("returns once the child is gone, though a grandchild still holds its stdout", function()
+      local pidfile = dir .. "/grandchild.pid"
+      local p <close> = proc.spawn{argv = {"sh", "-c", "sleep 30 & echo $! > " .. pidfile .. "; echo started; wait"}}
+      local grandchild = pid_in(pidfile)
+      local r = opsh.timeout(5, p.stop, p, 0.3)
+      assert.are.equal(15, r.signal)
+      assert.are.equal("started\n", r.stdout)
+      assert.is_true(alive(grandchild))
+      -- a child that already exited by itself, its grandchild holding the pipe
+      local q <close> = proc.spawn{argv = {"sh", "-c", "sleep 30 & echo $! > " .. pidfile .. ".2; echo done"}}
+      local grandchild2 = pid_in(pidfile .. ".2")
+      assert.is_false(S.poll(function() return q:running() end, function(running) return not running end, 5))
+      r = opsh.timeout(5, q.stop, q, 0.3)
+      assert.are.equal(0, r.code)
+      assert.are.equal("done\n", r.stdout)
+      proc.signal_pid(grandchild, "KILL")
+      proc.signal_pid(grandchild2, "KILL")
+    end)
+  end)
+
+  describe("secrets", function()
+    it("keeps the secrets of env, env_add and stdin out of errors", function()
+      local tok = opsh.secret("tok-9a8b7c6d")
+      local err = catch(proc.run, {argv = {"sh", "-c", 'echo "token is $TOKEN" >&2; exit 1'}, env_add = {TOKEN = tok}})
+      assert.are.equal("'sh' exited with code 1: token is <redacted>", err.message)
+      assert.are.same({"token is <redacted>"}, err.stderr)
+      err = catch(proc.run, {argv = {"sh", "-c", "cat >&2; exit 2"}, stdin = tok})
+      assert.are.equal("'sh' exited with code 2: <redacted>", err.message)
+      err = catch(proc.run, {argv = {"sh", "-c", 'echo "$TOKEN"'}, env = {TOKEN = tok},
+        stdout = function(line) error("bad line: " .. line) end})
+      assert.are.equal("bad line: <redacted>", tostring(err):match("bad line: .*"))
+      local p <close> = proc.spawn{argv = {"sh", "-c", 'echo "$TOKEN" >&2; exit 4'}, env_add = {TOKEN = tok}}
+      err = catch(p.wait, p, {check = true})
+      assert.are.equal("'sh' exited with code 4: <redacted>", err.message)
+    end)
+
+    it("sends an opsh.secret on stdin", function()
+      assert.are.equal("tok-9a8b7c6d", proc.run{argv = {"cat"}, stdin = opsh.secret("tok-9a8b7c6d")}.stdout)
+    end)
+  end)
+
+  describe("dry-run", function()
+    it("records a run instead of doing it, and returns an empty successful outcome", function()
+      local marker = dir .. "/made by a dry run"
+      local records, r = dryrun.with(proc.run, {argv = {"touch", marker}, cwd = dir,
+        env_add = {TOKEN = opsh.secret("tok-1f2e3d4c"), HOME = false}, stdin = "abc"})
+      assert.is_nil(fs.read(marker, {missing_ok = true}))
+      assert.are.equal(1, #records)
+      local rec = records[1]
+      assert.are.same({code = 0, stdout = "", stderr = "", elapsed = 0, timed_out = false, truncated = false,
+        dry_run = true, record = rec}, r)
+      assert.are.equal("proc", rec.kind)
+      assert.are.equal("run touch '" .. marker .. "'", rec.action)
+      assert.are.equal("touch", rec.target)
+      assert.are.same({argv = {"touch", marker}, cwd = dir, env_add = {"TOKEN"}, env_unset = {"HOME"},
+        stdin = "<3 bytes>"}, rec.request)
+      records, r = dryrun.with(proc.shell, "rm -rf /tmp/x", {stdout = "null"})
+      assert.are.equal("run /bin/sh -c 'rm -rf /tmp/x'", records[1].action)
+      assert.is_nil(r.stdout)
+    end)
+
+    it("runs a call that says read = true", function()
+      local records, r = dryrun.with(proc.run, {argv = {"echo", "hi"}, read = true})
+      assert.are.same({}, records)
+      assert.are.equal("hi\n", r.stdout)
+      assert.is_nil(r.dry_run)
+    end)
+
+    it("gives spawn a handle of a process that never ran", function()
+      local records, p = dryrun.with(proc.spawn, {argv = {"sleep", "30"}, stdout = "pipe"})
+      assert.are.equal("spawn sleep 30", records[1].action)
+      assert.is_true(p.dry_run)
+      assert.is_nil(p:pid())
+      assert.is_false(p:running())
+      assert.is_nil(p:lines()())
+      assert.are.equal(0, p:wait().code)
+      assert.are.equal(0, p:stop().code)
+      p:close()
+    end)
+  end)
+end)
+
 describe("opsh.proc by pid", function()
   local proc = require("opsh.proc")
   it("signals a process by pid, tells whether it is alive and reads its command line", function()

@@ -3,7 +3,6 @@ local opsh = require("opsh")
 local redis = require("opsh.redis")
 local twin_redis = require("opsh.twin.redis")
 local fs = require("opsh.fs")
-local proc = require("opsh.proc")
 
 local PASSWORD = "spec-pw-7f3a9c"
 
@@ -31,7 +30,11 @@ describe("opsh.redis", function()
       assert.are.equal("PONG", r:ping())
       assert.are.equal("string", r:type("t:s"))
       assert.are.equal(1, r:del("t:s"))
-      assert.are.equal("integer", math.type(r:incr("t:n")))
+      r:del("t:n")
+      local n = r:incr("t:n")
+      assert.are.equal(1, n)
+      assert.are.equal("integer", math.type(n))
+      assert.are.equal(7, r:incrby("t:n", 6))
       assert.is_nil(r:get("t:missing"))
       local nested = r:eval("return {1, {2, 'x', {}}, 'y', false}", 0)
       assert.are.same({1, {2, "x", {}}, "y", redis.null}, nested)
@@ -74,8 +77,8 @@ describe("opsh.redis", function()
     end)
 
     it("rejects arguments that are not strings, numbers or secrets", function()
-      assert.has_error(function() r:set("k", true) end)
-      assert.has_error(function() r:set("k", {}) end)
+      assert.matches("string, number or secret expected, got boolean", tostring(S.catch(r.set, r, "k", true)))
+      assert.matches("string, number or secret expected, got table", tostring(S.catch(r.set, r, "k", {})))
       local ok, err = opsh.try(r.call, r, "SUBSCRIBE", "x")
       assert.is_false(ok)
       assert.are.equal("usage", err.kind)
@@ -116,12 +119,11 @@ describe("opsh.redis", function()
 
     it("sends nothing when an argument is unusable", function()
       r:del("p:never")
-      assert.has_error(function()
-        r:pipeline(function(p)
-          p:set("p:never", "1")
-          p:set("p:bad", nil)
-        end)
+      local err = S.catch(r.pipeline, r, function(p)
+        p:set("p:never", "1")
+        p:set("p:bad", nil)
       end)
+      assert.matches("string, number or secret expected, got nil", tostring(err))
       assert.is_nil(r:get("p:never"))
       assert.are.same({n = 0}, r:pipeline(function() end))
     end)
@@ -178,6 +180,141 @@ describe("opsh.redis", function()
       end
       assert.are.equal("v", v)
       rt:close()
+    end)
+  end)
+
+  describe("dry-run", function()
+    local dryrun = require("opsh.dryrun")
+    local json = require("opsh.json")
+
+    it("records a write instead of sending it, sends reads, and returns redis.dry_run and the record", function()
+      r:set("dry:k", "before")
+      local records, v, rec, got = dryrun.with(function()
+        local v, rec = r:set("dry:k", "after", "EX", 60)
+        return v, rec, r:get("dry:k")
+      end)
+      assert.are.equal(redis.dry_run, v)
+      assert.are.equal("redis.dry_run", tostring(v))
+      assert.are.equal("before", got)
+      assert.are.equal("before", r:get("dry:k"))
+      assert.are.equal(1, #records)
+      assert.are.equal(records[1], rec)
+      local server_id = "127.0.0.1:" .. server.port
+      assert.are.same({kind = "redis", action = "SET dry:k", target = server_id, seq = rec.seq, task = rec.task,
+        request = {command = "SET", args = {"dry:k", "after", "EX", 60}, server = server_id, db = 0}}, rec)
+    end)
+
+    it("counts scripts, functions, PUBLISH and server changes as writes; _RO, SELECT and MULTI are not", function()
+      r:set("dry:k", "before")
+      r:del("dry:e")
+      local sub = r:subscribe("dry-news", {timeout = 1})
+      local records, res = dryrun.with(function()
+        return {
+          r:eval("return redis.call('SET', KEYS[1], 'x')", 1, "dry:e"),
+          r:eval_ro("return redis.call('GET', KEYS[1])", 1, "dry:k"),
+          r:publish("dry-news", "go"),
+          r:config("SET", "maxmemory-policy", "allkeys-lru"),
+          r:config("GET", "maxmemory-policy")[2],
+          r:select(0),
+          r:client("SETNAME", "dry-spec"),
+          (r:flushall()),
+        }
+      end)
+      assert.are.same({redis.dry_run, "before", redis.dry_run, redis.dry_run, "noeviction", "OK", "OK",
+        redis.dry_run}, res)
+      local actions = {}
+      for i, rec in ipairs(records) do actions[i] = rec.action end
+      assert.are.same({"EVAL return redis.call('SET', KEYS[1], 'x')", "PUBLISH dry-news",
+        "CONFIG SET maxmemory-policy", "FLUSHALL"}, actions)
+      assert.is_nil(r:get("dry:e"))
+      assert.is_nil(sub:next(0.1))
+      sub:close()
+      assert.are.equal("noeviction", r:config("GET", "maxmemory-policy")[2])
+      assert.are.equal("before", r:get("dry:k"))
+    end)
+
+    it("sends a pipeline's reads and records its writes in place", function()
+      r:set("dry:k", "before")
+      r:set("dry:n", 5)
+      local records, res = dryrun.with(r.pipeline, r, function(p)
+        p:get("dry:k")
+        p:set("dry:k", "x")
+        p:multi()
+        p:incr("dry:n")
+        p:get("dry:n")
+        p:exec()
+      end)
+      assert.are.same({"before", redis.dry_run, "OK", redis.dry_run, "QUEUED", {"5"}, n = 6}, res)
+      assert.are.equal(2, #records)
+      assert.are.same({"SET dry:k", "INCR dry:n"}, {records[1].action, records[2].action})
+      assert.are.equal("5", r:get("dry:n"))
+      -- a pipeline of reads only is sent as it is
+      records, res = dryrun.with(r.pipeline, r, function(p) p:get("dry:k") end)
+      assert.are.same({}, records)
+      assert.are.same({"before", n = 1}, res)
+    end)
+
+    it("keeps secrets and the connection's password out of the records", function()
+      local records = dryrun.with(function()
+        r:set("dry:s", opsh.secret("tok-5e1f2a77"))
+        r:config("SET", "masterauth", PASSWORD)
+        r:pipeline(function(p) p:set("dry:s2", opsh.secret("tok-5e1f2a77")) end)
+      end)
+      assert.are.equal(3, #records)
+      local text = json.encode(require("opsh.out").redact(records))
+      assert.is_nil(text:find("tok-5e1f2a77", 1, true))
+      assert.is_nil(text:find(PASSWORD, 1, true))
+      assert.are.equal("<redacted>", records[1].request.args[2])
+      assert.is_nil(r:get("dry:s"))
+    end)
+
+    it("counts anything but known reads as a write when COMMAND INFO is refused", function()
+      r:acl("SETUSER", "nocmd", "reset", "on", ">nocmd-pw", "~*", "&*", "+@all", "-command")
+      local c = redis.connect{port = server.port, username = "nocmd", password = "nocmd-pw"}
+      c:set("dry:k", "before")
+      local records, res = dryrun.with(function()
+        return {c:get("dry:k"), c:hset("dry:h", "f", "v"), c:ping(), (c:call("OBJECT", "ENCODING", "dry:k"))}
+      end)
+      assert.are.same({"before", redis.dry_run, "PONG", redis.dry_run}, res)
+      assert.are.same({"HSET dry:h", "OBJECT ENCODING dry:k"}, {records[1].action, records[2].action})
+      assert.are.equal(0, r:exists("dry:h"))
+      c:close()
+    end)
+  end)
+
+  describe("out of memory", function()
+    -- A reply becomes Lua values in the task that waits for it, never in the loop callback
+    -- (where running out of memory has no protected call to land in and aborts opsh).
+    local C = require("opsh._redis")
+    local function starved(fn, ...)
+      C._fail_alloc_over(256 * 1024)
+      local res = table.pack(pcall(fn, ...))
+      C._fail_alloc_over(nil)
+      return table.unpack(res, 1, res.n)
+    end
+
+    it("is an error in the task for a reply, a pipeline and a message, and the connection goes on", function()
+      local big = string.rep("x", 1024 * 1024)
+      r:set("oom:big", big)
+      local ok, err = starved(r.get, r, "oom:big")
+      assert.is_false(ok)
+      assert.matches("not enough memory", tostring(err))
+      ok, err = starved(r.pipeline, r, function(p) p:get("oom:big") end)
+      assert.is_false(ok)
+      assert.matches("not enough memory", tostring(err))
+      assert.are.equal(big, r:get("oom:big"))
+
+      local sub = r:subscribe("oom-news", {timeout = 2})
+      local reader = opsh.spawn(starved, sub.next, sub)
+      opsh.sleep(0.05)
+      r:publish("oom-news", big)
+      ok, err = reader:wait()
+      assert.is_false(ok)
+      assert.matches("not enough memory", tostring(err))
+      -- the message stayed queued: the next read gets it
+      assert.are.equal(big, sub:next().payload)
+      sub:close()
+      assert.are.equal("PONG", r:ping())
     end)
   end)
 
@@ -303,6 +440,9 @@ describe("opsh.redis", function()
       ok, err = opsh.try(redis.connect, {port = server.port, tls = true, ca = certs.ca,
         connect_timeout = 0.5})
       assert.is_false(ok)
+      -- redis reads the ClientHello as the start of an inline command and waits for its end
+      assert.are.equal("timeout", err.kind)
+      assert.matches("not connected within 0.5 s", err.message)
     end)
 
     it("subscribes over TLS", function()
@@ -342,15 +482,18 @@ describe("opsh.redis", function()
     it("parses INFO into typed sections", function()
       r:set("info:k", "v")
       local info = r:info()
-      assert.are.equal("string", type(info.server.redis_version))
+      assert.are.equal(S.sh("redis-server --version"):match("v=(%S+)"), info.server.redis_version)
       assert.are.equal("integer", math.type(info.server.tcp_port))
       assert.are.equal(server.port, info.server.tcp_port)
       assert.are.equal("integer", math.type(info.memory.used_memory))
+      assert.is_true(info.memory.used_memory > 0)
       assert.are.equal("float", math.type(info.memory.mem_fragmentation_ratio))
-      assert.is_true(info.keyspace.db0.keys >= 1)
+      assert.is_true(info.memory.mem_fragmentation_ratio > 0)
+      assert.are.equal(r:dbsize(), info.keyspace.db0.keys)
+      assert.are.equal("integer", math.type(info.keyspace.db0.expires))
       local mem = r:info("memory")
-      assert.is_nil(mem.server)
-      assert.is_not_nil(mem.memory.used_memory_human)
+      assert.are.same({"memory"}, (function() local k = {} for name in pairs(mem) do k[#k + 1] = name end return k end)())
+      assert.matches("^%d+%.?%d*[BKMG]$", mem.memory.used_memory_human)
     end)
 
     it("reconnects after a server restart, selecting the database again", function()
@@ -372,18 +515,26 @@ describe("opsh.redis", function()
       c:close()
     end)
 
+    it("ends a connect within connect_timeout when AUTH or SELECT get no reply", function()
+      local _ <close>, port = S.silent_server()
+      for _, o in ipairs({{password = "pw", command = "AUTH"}, {db = 2, command = "SELECT"}}) do
+        local ok, err = opsh.try(opsh.timeout, 5, redis.connect, {port = port, connect_timeout = 0.3,
+          password = o.password, db = o.db})
+        assert.is_false(ok)
+        assert.are.equal("timeout", err.kind)
+        assert.are.equal(o.command, err.command)
+        assert.are.equal(string.format("redis 127.0.0.1:%d: not connected within 0.3 s (no reply to %s)",
+          port, o.command), err.message)
+      end
+    end)
+
     it("times out connecting to a server that never answers", function()
-      -- accepts, reads until the client hangs up, never answers
-      local silent = proc.spawn{argv = {"python3", "-c", "import socket\n" ..
-        "s=socket.socket(); s.bind((\"127.0.0.1\",0)); s.listen(8)\n" ..
-        "print(s.getsockname()[1], flush=True); c,_=s.accept()\n" ..
-        "while c.recv(65536): pass"}, stdout = "pipe"}
-      local port = tonumber(silent:lines()())
+      local _ <close>, port = S.silent_server()
       local ok, err = opsh.try(redis.connect, {port = port, tls = true, ca = certs.ca,
         connect_timeout = 0.2})
       assert.is_false(ok)
       assert.are.equal("timeout", err.kind)
-      silent:stop()
+      assert.are.equal(string.format("redis 127.0.0.1:%d: not connected within 0.2 s", port), err.message)
     end)
   end)
 end)

@@ -142,4 +142,19 @@ function S.server_certs(dir)
   return {cert = server.cert, key = server.key, ca = ca.cert, ca_key = ca.key, other_ca = other.cert}
 end
 
+--- silent_server() -> process, port: a TCP server on 127.0.0.1 that accepts every connection, reads
+-- until the client hangs up and never answers (a peer that hangs a client). Stop it with process:stop().
+function S.silent_server()
+  local p = proc.spawn{argv = {"python3", "-c", table.concat({
+    "import socket, threading",
+    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(64)",
+    "print(s.getsockname()[1], flush=True)",
+    "def hold(c):",
+    "    while c.recv(65536): pass",
+    "while True:",
+    "    c, _ = s.accept(); threading.Thread(target=hold, args=(c,), daemon=True).start()"}, "\n")},
+    stdout = "pipe"}
+  return p, tonumber(p:lines()())
+end
+
 return S
