@@ -529,7 +529,9 @@ local function dispatch(argv)
   elseif cmd == "scripts" then return M.cmd_scripts(opts, rest)
   elseif cmd == "test" then return M.cmd_test(opts, rest)
   elseif cmd == "repl" then return require("opsh.repl").run(opts)
-  elseif cmd == "twin" then return require("opsh.twin.cli").main(opts, rest)
+  elseif cmd == "twin" then
+    if opts.dry_run then usage("the twin has no dry-run: it only starts and stops servers on this machine") end
+    return require("opsh.twin.cli").main(opts, rest)
   elseif cmd == "lsp-setup" then return M.cmd_lsp_setup(opts, rest)
   elseif cmd:match("%.lua$") or cmd:find("/") then return M.cmd_file(opts, cmd, rest)
   end

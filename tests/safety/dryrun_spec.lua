@@ -82,6 +82,12 @@ io.stdout:write("ran\n")
       assert.equal("change the world", doc.dry_run.planned[1].action)
     end)
 
+    it("refuses --dry-run for the twin, which only changes this machine", function()
+      local code, _, err = opsh("--dry-run", "twin", "status")
+      assert.equal(2, code)
+      assert.truthy(err:find("no dry-run", 1, true))
+    end)
+
     it("records nothing and reports nothing without --dry-run", function()
       local code, out = opsh(file)
       assert.equal(0, code)
