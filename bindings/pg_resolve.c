@@ -107,7 +107,7 @@ static int resolve_k(lua_State *L, int status, lua_KContext ctx) {
   return 3;
 }
 
-/* resolve(host, timeout_seconds) -> {address, ...} | nil, message, timed_out */
+/* resolve(host, timeout_seconds (0: none)) -> {address, ...} | nil, message, timed_out */
 static int pg_resolve(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   double timeout = luaL_checknumber(L, 2);
@@ -139,7 +139,7 @@ static int pg_resolve(lua_State *L) {
     return 3;
   }
   r->pending = 1;
-  uv_timer_start(r->timer, on_deadline, timeout > 0 ? (uint64_t)(timeout * 1000.0 + 0.5) : 1, 0);
+  if (timeout > 0 && timeout < 1e9) uv_timer_start(r->timer, on_deadline, (uint64_t)(timeout * 1000.0 + 0.5), 0);
   return opsh_yield(L, resolve_cancel, r, 0, resolve_k);
 }
 

@@ -159,21 +159,26 @@ local warned = {}
 
 -- sslmode verify-full unless one is asked for by name (option, conninfo, PGSSLMODE), with the
 -- system CA bundle unless sslrootcert says otherwise. Unix-domain sockets have no TLS in libpq.
+-- -> whether the mode is opsh's default
 local function tls_policy(params, parsed)
   local host = params.host or parsed.host or os.getenv("PGHOST")
-  local tcp = (params.hostaddr or parsed.hostaddr or os.getenv("PGHOSTADDR")) ~= nil
+  local hostaddr = params.hostaddr or parsed.hostaddr or os.getenv("PGHOSTADDR")
+  local service = params.service or parsed.service or os.getenv("PGSERVICE")
+  -- no host at all is libpq's default socket; a service file may name any host
+  local tcp = hostaddr ~= nil or service ~= nil
   for _, h in ipairs(host and split(host) or {}) do
     if h ~= "" and not unix_host(h) then tcp = true end
   end
   local mode = params.sslmode or parsed.sslmode or os.getenv("PGSSLMODE")
-  if mode == nil or mode == "" then mode = "verify-full" end
+  local defaulted = mode == nil or mode == ""
+  if defaulted then mode = "verify-full" end
   if mode ~= "verify-full" and not WEAK_SSLMODES[mode] then
     raise("usage", string.format("connect: sslmode '%s' (from PGSSLMODE) is not one of %s", mode, SSLMODE_NAMES))
   end
   params.sslmode = mode
-  if not tcp then return end
+  if not tcp then return defaulted end
   if WEAK_SSLMODES[mode] then
-    local target = string.format("%s:%s", host or params.hostaddr or parsed.hostaddr or os.getenv("PGHOSTADDR"),
+    local target = string.format("%s:%s", host or hostaddr or ("service " .. tostring(service)),
       params.port or parsed.port or os.getenv("PGPORT") or "5432")
     local key = mode .. " " .. target
     if not warned[key] then
@@ -185,11 +190,13 @@ local function tls_policy(params, parsed)
       and not os.getenv("PGSSLROOTCERT") then
     params.sslrootcert = system_ca_bundle()
   end
+  return defaulted
 end
 
 -- Every host name becomes one entry per address (hostaddr), resolved on libuv's thread pool
--- within the deadline; `host` stays for the certificate check. libpq tries the entries in order.
-local function resolve_hosts(params, parsed, deadline)
+-- within the time left (left() -> seconds, 0 for no limit); `host` stays for the certificate
+-- check. libpq tries the entries in order.
+local function resolve_hosts(params, parsed, left)
   if params.hostaddr or parsed.hostaddr or os.getenv("PGHOSTADDR") then return end
   local host = params.host or parsed.host or os.getenv("PGHOST")
   if not host or host == "" then return end
@@ -208,7 +215,7 @@ local function resolve_hosts(params, parsed, deadline)
     if h == "" or unix_host(h) or ip_literal(h) then
       H[#H + 1], A[#A + 1], P[#P + 1] = h, "", port
     elseif not failure or not failure.timeout then
-      local addrs, err, timed_out = C.resolve(h, math.max(0, deadline - core.hrtime()))
+      local addrs, err, timed_out = C.resolve(h, left())
       if addrs then
         for _, a in ipairs(addrs) do H[#H + 1], A[#A + 1], P[#P + 1] = h, a, port end
       elseif not failure then
@@ -229,16 +236,19 @@ local password_of = setmetatable({}, {__mode = "k"})   -- conn -> its password (
 
 -- spec: the result of connect_params; opens one connection
 local function open(spec)
-  local deadline = core.hrtime() + spec.timeout
+  -- connect_timeout 0 waits as long as it takes, as in libpq
+  local deadline = spec.timeout > 0 and core.hrtime() + spec.timeout or nil
+  local function left() return deadline and math.max(0.001, deadline - core.hrtime()) or 0 end
   local params = {}
   for k, v in pairs(spec.params) do params[k] = v end
-  tls_policy(params, spec.parsed)
-  resolve_hosts(params, spec.parsed, deadline)
+  local defaulted = tls_policy(params, spec.parsed)
+  resolve_hosts(params, spec.parsed, left)
   local ro = dryrun.active()
   if ro then params.options = params.options .. " " .. setting("default_transaction_read_only", "on") end
-  local ok, conn = pcall(C.connect, spec.conninfo, params, math.max(0.001, deadline - core.hrtime()), spec.timeout)
+  local ok, conn = pcall(C.connect, spec.conninfo, params, left(), spec.timeout)
   if not ok then
-    if core.is_error(conn) and type(conn.message) == "string" and conn.message:find("does not support SSL", 1, true) then
+    if defaulted and core.is_error(conn) and type(conn.message) == "string"
+        and conn.message:find("does not support SSL", 1, true) then
       conn.message = conn.message .. " (opsh.pg requires TLS: sslmode=verify-full unless asked otherwise; ask for "
         .. "sslmode = \"disable\" only for a server you trust)"
     end
@@ -353,6 +363,9 @@ local function changes_anyway(sql)
     local one, two = words[k], words[k] and words[k + 1] and (words[k] .. " " .. words[k + 1])
     local what = CHANGING_STATEMENTS[two or ""] or CHANGING_STATEMENTS[one or ""]
     if what then return what end
+    if one == "copy" and (st:find("%f[%w_]to%s+program%f[^%w_]") or st:find("%f[%w_]to%s+''")) then
+      return "COPY TO a server file or program"
+    end
     if (one == "set" or one == "reset" or one == "begin" or one == "start")
         and (st:find("transaction_read_only", 1, true) or st:find("read%s+write")) then
       return "turning the read-only session off"

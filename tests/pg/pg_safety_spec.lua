@@ -198,20 +198,27 @@ describe("opsh.pg safety", function()
       local ctl = tonumber(dns_lines())
       fs.write(tmp .. "/resolv.conf", "nameserver " .. addr .. "\noptions timeout:3 attempts:1\n")
       fs.write(tmp .. "/nsswitch.conf", "hosts: dns\n")
-      -- the answer comes only after a ticker task ran three times: if the name were resolved on
-      -- the loop thread, the ticker could not run and the lookup would time out
+      -- The answers are held until a ticker task ran three times after `armed`: if the name were
+      -- resolved on the loop thread, the ticker could not run and the lookup would time out.
+      -- Before that, a connect_timeout ends a lookup that gets no answer, while the ticker runs.
       local code = string.format([[
         local opsh = require("opsh")
-        local ticks = 0
+        local pg = require("opsh.pg")
+        local ticks, armed = 0, false
         local ticker = opsh.spawn(function()
           while true do
             ticks = ticks + 1
-            if ticks == 3 then require("opsh.net").port_open("127.0.0.1", %d) end
+            if armed and ticks == 3 then require("opsh.net").port_open("127.0.0.1", %d) end
             opsh.sleep(0.01)
           end
         end)
-        local c = require("opsh.pg").connect{host = "db.opsh.test", port = %d, user = "opsh", dbname = "opsh",
-          sslrootcert = %q, connect_timeout = 20}
+        local target = {host = "db.opsh.test", port = %d, user = "opsh", dbname = "opsh", sslrootcert = %q}
+        target.connect_timeout = 0.3
+        local ok, err = pcall(pg.connect, target)
+        print(ok, err.kind, err.timeout, err.host, ticks >= 3)
+        target.connect_timeout = 20
+        ticks, armed = 0, true
+        local c = pg.connect(target)
         ticker:cancel()
         local info = c:info()
         print(ticks >= 3, info.host, info.hostaddr, info.ssl, c:query("SELECT 1 AS one")[1].one)]],
@@ -222,7 +229,8 @@ describe("opsh.pg safety", function()
         env_add = {PGPASSWORD = server.password}, check = false, timeout = 30})
       dns:kill()
       dns:wait()
-      assert.are.equal("true\tdb.opsh.test\t127.0.0.1\ttrue\t1\n", r.stdout, r.stderr)
+      assert.are.equal("false\tpg_connect\ttrue\tdb.opsh.test\ttrue\n"
+        .. "true\tdb.opsh.test\t127.0.0.1\ttrue\t1\n", r.stdout, r.stderr)
     end)
 
     it("tries every address of a name in turn", function()
@@ -346,6 +354,7 @@ describe("opsh.pg safety", function()
         end)
         results.terminate = c:query("SELECT pg_terminate_backend($1)", victim_pid)
         results.vacuum = c:exec("VACUUM items")
+        results.notify = c:exec("DO $$ BEGIN NOTIFY deploys, 'from a DO block'; END $$")
         results.role = c:exec("ALTER ROLE dr_role PASSWORD 'changed'")
         results.createdb = c:exec("CREATE DATABASE dry_run_db")
         results.defeat = c:query("SELECT set_config('default_transaction_read_only', 'off', false)")
@@ -363,8 +372,8 @@ describe("opsh.pg safety", function()
       -- reads ran, the procedure carried on inside its transaction
       assert.are.equal("one", results.read)
       assert.are.equal(1, results.in_tx)
-      for _, name in ipairs({"update", "insert", "terminate", "vacuum", "role", "createdb", "defeat", "copy",
-          "before"}) do
+      for _, name in ipairs({"update", "insert", "terminate", "vacuum", "notify", "role", "createdb", "defeat",
+          "copy", "before"}) do
         local r = results[name]
         assert.is_true(r.dry_run, name)
         assert.are.equal("DRY RUN", r.command, name)
@@ -374,7 +383,8 @@ describe("opsh.pg safety", function()
       end
       assert.matches("pg_terminate_backend", results.terminate.reason)
       assert.matches("25006", results.role.reason)
-      assert.are.equal(9, #records)
+      assert.matches("NOTIFY", results.notify.reason)
+      assert.are.equal(10, #records)
       local u = records[1]
       assert.are.equal("pg", u.kind)
       assert.are.equal("UPDATE items SET name = $1 WHERE id = $2", u.action)
