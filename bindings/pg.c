@@ -83,6 +83,18 @@ static int op_gc(lua_State *L) {
   return 0;
 }
 
+/* the operation failed at the connection level: msg (malloc'ed, scrubbed; NULL when it could not
+** be allocated, then fallback says it) is kept unless an earlier error is */
+void pg_op_error(pgop *op, char *msg, const char *fallback) {
+  op->failed = 1;
+  if (!op->err && !op->why_static) {
+    op->err = msg;
+    op->why_static = fallback;
+    return;
+  }
+  free(msg);
+}
+
 void pg_op_finish(pgconn *c) {
   pgop *op = c->op;
   if (!op) return;
@@ -124,11 +136,8 @@ void pg_fail(pgconn *c, const char *msg) {
   char *m = pg_scrub(c->pg, msg && *msg ? msg : "connection lost");
   c->state = PG_BROKEN;
   c->flushing = 0;
-  if (c->op && !c->op->err) {
-    c->op->err = m;
-    m = NULL;
-  }
-  free(m);
+  if (c->op) pg_op_error(c->op, m, "connection lost");
+  else free(m);
   pg_op_finish(c);
   pg_update_poll(c);
 }
@@ -381,7 +390,7 @@ static void connect_failed(pgconn *c, const char *msg) {
   if (c->poll && c->events) uv_poll_stop(c->poll);
   c->events = 0;
   c->state = PG_BROKEN;
-  if (c->op && !c->op->err) c->op->err = pg_scrub(c->pg, msg);
+  if (c->op) pg_op_error(c->op, pg_scrub(c->pg, msg), "connecting failed (out of memory)");
   pg_op_finish(c);
 }
 
@@ -471,6 +480,14 @@ static void push_connect_error(lua_State *L, pgconn *c, const char *msg) {
   }
 }
 
+/* [-1, +0, v] raise the error on top, scrubbed of the password of the connection at ud_idx */
+static int raise_scrubbed(lua_State *L, int ud_idx) {
+  pg_push_secrets(L, ud_idx, 0, 0);
+  pg_scrub_fields(L, -2, -1);
+  lua_pop(L, 1);
+  return lua_error(L);
+}
+
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   pgud *u = lua_touserdata(L, 4);
   pgop *op = lua_touserdata(L, 5);
@@ -479,7 +496,7 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
     push_connect_error(L, NULL, "the connection was closed while connecting");
     return lua_error(L);
   }
-  if (op->err || op->timed_out) {
+  if (op->failed || op->timed_out) {
     if (op->timed_out) {
       const char *m = lua_pushfstring(L, "timed out after %f s connecting to %s:%s", (lua_Number)c->timeout,
                                       PQhost(c->pg), PQport(c->pg));
@@ -488,20 +505,22 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
       lua_pushboolean(L, 1);
       lua_setfield(L, -2, "timeout");
     } else {
-      push_connect_error(L, c, op->err);
+      push_connect_error(L, c, op->err ? op->err : op->why_static);
     }
     close_ud(u);
-    return lua_error(L);
+    return raise_scrubbed(L, 4);
   }
   lua_settop(L, 4);
   return 1;
 }
 
-/* connect(conninfo|nil, {keyword = string|secret}|nil, timeout_seconds|nil) -> conn */
+/* connect(conninfo|nil, {keyword = string|secret}|nil, timeout_seconds|nil, reported_timeout|nil) -> conn
+** (the Lua layer has resolved host names into hostaddr: libpq never resolves on the loop) */
 static int pg_connect(lua_State *L) {
   const char *conninfo = luaL_optstring(L, 1, NULL);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   double timeout = luaL_optnumber(L, 3, 0);
+  double reported = luaL_optnumber(L, 4, timeout);   /* the whole connect_timeout, for the message */
   opsh_task_check(L, "pg.connect");
   lua_settop(L, 3);
   enum { MAXKW = 48 };
@@ -526,14 +545,18 @@ static int pg_connect(lua_State *L) {
     }
   }
   kw[n] = val[n] = NULL;
-  pgud *u = lua_newuserdatauv(L, sizeof *u, 0);   /* 4 */
+  pgud *u = lua_newuserdatauv(L, sizeof *u, 1);   /* 4 */
   u->c = NULL;
   luaL_setmetatable(L, PG_CONN_META);
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "password");
+    lua_setiuservalue(L, 4, 1);
+  }
   pgconn *c = calloc(1, sizeof *c);
   if (!c) return luaL_error(L, "out of memory");
   c->loop = opsh_loop(L);
   c->fd = -1;
-  c->timeout = timeout;
+  c->timeout = reported;
   c->state = PG_CONNECTING;
   u->c = c;
   c->timer = malloc(sizeof *c->timer);
@@ -546,7 +569,7 @@ static int pg_connect(lua_State *L) {
     push_connect_error(L, c, m ? m : "out of memory");
     free(m);
     close_ud(u);
-    return lua_error(L);
+    return raise_scrubbed(L, 4);
   }
   PQsetNoticeReceiver(c->pg, notice_receiver, c);
   opsh_task_hold(L, 4);
@@ -603,6 +626,11 @@ static int conn_info(lua_State *L) {
   if (!c || !c->pg) return 1;
   lua_pushstring(L, PQhost(c->pg));
   lua_setfield(L, -2, "host");
+  const char *addr = PQhostaddr(c->pg);
+  if (addr && *addr) {
+    lua_pushstring(L, addr);
+    lua_setfield(L, -2, "hostaddr");
+  }
   lua_pushinteger(L, atoi(PQport(c->pg)));
   lua_setfield(L, -2, "port");
   lua_pushstring(L, PQdb(c->pg));
@@ -739,5 +767,6 @@ int luaopen_opsh_pg(lua_State *L) {
   lua_pop(L, 1);
   lua_pushinteger(L, PQlibVersion());
   lua_setfield(L, -2, "libpq_version");
+  pg_resolve_register(L);
   return 1;
 }

@@ -20,7 +20,7 @@ void pg_copy_step(pgconn *c) {
       PQfreemem(buf);
       if (bad) {
         pg_start_drain(c, 1);
-        op->err = strdup("out of memory reading COPY data");
+        pg_op_error(op, NULL, "out of memory reading COPY data");
         pg_op_finish(c);
         return;
       }
@@ -40,15 +40,15 @@ void pg_copy_step(pgconn *c) {
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
   pgop *op = lua_touserdata(L, 2);
   pgud *u = lua_touserdata(L, 1);
-  if (!u->c || op->closed || op->err) {
+  if (!u->c || op->closed || op->failed) {
     pg_push_op_error(L, u->c, op, "a COPY");
-    return lua_error(L);
+    return pg_raise(L, op);
   }
   if (op->copy_end && op->result) {
     ExecStatusType st = PQresultStatus(op->result);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
       pg_push_error(L, op->result);
-      return lua_error(L);
+      return pg_raise(L, op);
     }
   }
   if (op->copy.len > 0) lua_pushlstring(L, op->copy.data, op->copy.len);
@@ -80,9 +80,9 @@ static int conn_copy_read(lua_State *L) {
 static int flush_k(lua_State *L, int status, lua_KContext ctx) {
   pgop *op = lua_touserdata(L, lua_gettop(L));
   pgud *u = lua_touserdata(L, 1);
-  if (!u->c || op->closed || op->err) {
+  if (!u->c || op->closed || op->failed) {
     pg_push_op_error(L, u->c, op, "a COPY");
-    return lua_error(L);
+    return pg_raise(L, op);
   }
   return 0;
 }

@@ -37,8 +37,11 @@ typedef struct pgop {
   int done;            /* the callback finished this operation */
   int closed;          /* the connection was closed while the task waited */
   int timed_out;
+  int failed;          /* a connection-level error: err says which, or why_static if err is NULL */
+  int nparams;         /* the query's parameters are at stack slots 3..nparams+2 (scrubbing) */
   PGresult *result;    /* the result to hand back: the first error, else the last result */
   char *err;           /* a connection-level error message (malloc'ed, secrets scrubbed) */
+  const char *why_static;   /* the message when err could not be allocated */
   PGnotify *notify;
   byte_buf copy;       /* COPY TO STDOUT data read for this call */
   int copy_end;        /* COPY TO STDOUT ended; result holds its final status */
@@ -66,6 +69,8 @@ typedef struct pgconn {
   int nnotices;
 } pgconn;
 
+/* the userdata; its user value 1 is the password (string or opsh.secret) it connected with, so
+** that every error raised on the connection is scrubbed of it */
 typedef struct pgud { pgconn *c; } pgud;
 
 /* pg.c */
@@ -76,6 +81,7 @@ void pg_op_cancel(void *ud);                          /* opsh_cancel_fn for any 
 pgop *pg_newop(lua_State *L, pgconn *c, int type);    /* [-0, +1, m] */
 void pg_op_finish(pgconn *c);                         /* wake the waiting task */
 void pg_fail(pgconn *c, const char *msg);             /* the connection broke */
+void pg_op_error(pgop *op, char *msg, const char *fallback);   /* fail op; takes msg (may be NULL) */
 char *pg_scrub(PGconn *pg, const char *msg);          /* malloc'ed copy without the password */
 /* raises if busy; while a cancelled operation drains, yields and resumes in k(ctx) */
 int pg_wait_ready(lua_State *L, pgconn *c, lua_KContext ctx, lua_KFunction k);
@@ -89,8 +95,20 @@ void pg_notify_step(pgconn *c);                       /* PG_IDLE with an OP_NOTI
 void pg_push_result(lua_State *L, pgconn *c, PGresult *r);        /* [-0, +1, e] */
 void pg_push_error(lua_State *L, PGresult *r);                   /* [-0, +1, m] */
 void pg_push_op_error(lua_State *L, pgconn *c, pgop *op, const char *what);  /* [-0, +1, m] */
+/* [-0, +1, m] the secrets an error on the connection at ud_idx may carry: its password and the
+** opsh.secret values among the n stack slots from first (a list for opsh_scrub_push) */
+void pg_push_secrets(lua_State *L, int ud_idx, int first, int n);
+/* [-0, +0, m] every string field of the table at idx (and the strings of the list in its field
+** `notices`) scrubbed of the secrets in the list at list_idx */
+void pg_scrub_fields(lua_State *L, int idx, int list_idx);
+/* [-1, +0, v] raise the error on top, scrubbed of the password of the connection at stack slot 1
+** and of the secret parameters of op (its nparams slots from 3) */
+int pg_raise(lua_State *L, pgop *op);
 void pg_query_register(lua_State *L);                 /* [-0, +0, m] methods into the table on top */
 int pg_send_k(lua_State *L, int status, lua_KContext ctx);
+
+/* pg_resolve.c */
+void pg_resolve_register(lua_State *L);               /* [-0, +0, m] functions into the table on top */
 
 /* pg_copy.c */
 void pg_copy_step(pgconn *c);                         /* PG_COPY_OUT with an OP_COPY_READ waiting */

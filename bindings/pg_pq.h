@@ -13,7 +13,7 @@
   X(PQconnectStartParams) X(PQconninfoFree) X(PQconninfoParse) X(PQconsumeInput) X(PQdb) \
   X(PQerrorMessage) X(PQescapeIdentifier) X(PQfinish) X(PQflush) X(PQfname) X(PQfreeCancel) \
   X(PQfreemem) X(PQftype) X(PQgetCancel) X(PQgetCopyData) X(PQgetResult) X(PQgetisnull) \
-  X(PQgetlength) X(PQgetvalue) X(PQhost) X(PQisBusy) X(PQlibVersion) X(PQnfields) X(PQnotifies) \
+  X(PQgetlength) X(PQgetvalue) X(PQhost) X(PQhostaddr) X(PQisBusy) X(PQlibVersion) X(PQnfields) X(PQnotifies) \
   X(PQntuples) X(PQparameterStatus) X(PQpass) X(PQport) X(PQputCopyData) X(PQputCopyEnd) \
   X(PQresultErrorField) X(PQresultErrorMessage) X(PQresultStatus) X(PQsendQuery) \
   X(PQsendQueryParams) X(PQserverVersion) X(PQsetNoticeReceiver) X(PQsetnonblocking) X(PQsocket) \
@@ -53,6 +53,7 @@ void opsh_pq_load(lua_State *L);
 #define PQgetlength opsh_pq.PQgetlength
 #define PQgetvalue opsh_pq.PQgetvalue
 #define PQhost opsh_pq.PQhost
+#define PQhostaddr opsh_pq.PQhostaddr
 #define PQisBusy opsh_pq.PQisBusy
 #define PQlibVersion opsh_pq.PQlibVersion
 #define PQnfields opsh_pq.PQnfields

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include "pg_internal.h"
 
+/* PostgreSQL keeps no value of 1 GiB or more (MaxAllocSize), and libpq's lengths are ints */
+#define PG_MAX_VALUE ((size_t)1 << 30)
+
 /* type OIDs (catalog/pg_type_d.h, stable across versions) */
 enum {
   BOOLOID = 16, BYTEAOID = 17, INT8OID = 20, INT2OID = 21, INT4OID = 23, OIDOID = 26, JSONOID = 114,
@@ -66,10 +69,43 @@ void pg_push_op_error(lua_State *L, pgconn *c, pgop *op, const char *what) {
   if (op->closed || !c) {
     opsh_error_push(L, "pg", "the connection was closed during %s", what);
   } else {
-    opsh_error_push(L, "pg", "%s", op->err ? op->err : "connection lost");
+    opsh_error_push(L, "pg", "%s", op->err ? op->err : op->why_static ? op->why_static : "connection lost");
     lua_pushboolean(L, 1);
     lua_setfield(L, -2, "broken");
   }
+}
+
+void pg_push_secrets(lua_State *L, int ud_idx, int first, int n) {
+  ud_idx = lua_absindex(L, ud_idx);
+  lua_createtable(L, n + 1, 0);
+  int k = 0;
+  if (lua_getiuservalue(L, ud_idx, 1) != LUA_TNONE && !lua_isnil(L, -1)) lua_rawseti(L, -2, ++k);
+  else lua_pop(L, 1);
+  for (int i = 0; i < n; i++) {
+    if (!opsh_is_secret(L, first + i)) continue;
+    lua_pushvalue(L, first + i);
+    lua_rawseti(L, -2, ++k);
+  }
+}
+
+void pg_scrub_fields(lua_State *L, int idx, int list_idx) {
+  idx = lua_absindex(L, idx);
+  list_idx = lua_absindex(L, list_idx);
+  if (!lua_istable(L, idx) || luaL_len(L, list_idx) == 0) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {                  /* key, value */
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      size_t len;
+      const char *v = lua_tolstring(L, -1, &len);
+      opsh_scrub_push(L, v, len, list_idx);   /* key, value, scrubbed */
+      lua_pushvalue(L, -3);
+      lua_insert(L, -2);                      /* key, value, key, scrubbed */
+      lua_rawset(L, idx);                     /* an existing field: lua_next may go on */
+    }
+    lua_pop(L, 1);
+  }
+  if (lua_getfield(L, idx, "notices") == LUA_TTABLE) pg_scrub_fields(L, -1, list_idx);
+  lua_pop(L, 1);
 }
 
 /* ---- typed values ---- */
@@ -229,6 +265,13 @@ void pg_push_result(lua_State *L, pgconn *c, PGresult *r) {
 
 /* ---- sending ---- */
 
+/* [-0, +0, v] a value libpq's int lengths and the server can take */
+static void check_size(lua_State *L, int i, size_t len) {
+  if (len >= PG_MAX_VALUE)
+    opsh_error(L, "usage", "parameter $%d is %d MiB: PostgreSQL takes values under 1 GiB (use COPY or "
+               "split the value)", i + 1, (int)(len >> 20));
+}
+
 /* [-0, +0, e] every parameter at first..first+n-1 as text (or bytes) for libpq, in place:
 ** numbers become strings, tables go through the JSON encoder, nil and json.null are NULL,
 ** secrets are sent without becoming Lua strings */
@@ -274,6 +317,7 @@ static void prepare_params(lua_State *L, int first, int n, const char **vals, in
         if (lua_rawequal(L, idx, nullidx)) continue;
         if (opsh_is_secret(L, idx)) {
           vals[i] = opsh_secret_check(L, idx, &len);
+          check_size(L, i, len);
           lens[i] = (int)len;
           fmts[i] = memchr(vals[i], '\0', len) != NULL;
           continue;
@@ -281,9 +325,10 @@ static void prepare_params(lua_State *L, int first, int n, const char **vals, in
         luaL_argerror(L, idx - 1, "nil, boolean, number, string, table or secret expected");
     }
     vals[i] = lua_tolstring(L, idx, &len);
+    check_size(L, i, len);
     lens[i] = (int)len;
     /* text parameters end at a NUL byte: a string holding one goes in binary format, which
-    ** for bytea and text is the bytes themselves */
+    ** for bytea is the bytes themselves (text refuses a NUL byte in any format) */
     fmts[i] = memchr(vals[i], '\0', len) != NULL;
   }
   lua_settop(L, nullidx - 1);
@@ -298,21 +343,49 @@ static int ready_k(lua_State *L, int status, lua_KContext ctx) {
   return send_start(L, (int)(ctx & 3));
 }
 
+/* the first of the n parameters from first that holds a NUL byte (1-based), or 0 */
+static int nul_param(lua_State *L, int first, int n) {
+  for (int i = 0; i < n; i++) {
+    size_t len;
+    const char *v = NULL;
+    if (lua_type(L, first + i) == LUA_TSTRING) v = lua_tolstring(L, first + i, &len);
+    else if (opsh_is_secret(L, first + i)) v = opsh_secret_check(L, first + i, &len);
+    if (v && memchr(v, '\0', len)) return i + 1;
+  }
+  return 0;
+}
+
+int pg_raise(lua_State *L, pgop *op) {
+  pg_push_secrets(L, 1, 3, op->nparams);
+  pg_scrub_fields(L, -2, -1);
+  lua_pop(L, 1);
+  return lua_error(L);
+}
+
 int pg_send_k(lua_State *L, int status, lua_KContext ctx) {
   int mode = (int)(ctx & 3), opidx = (int)(ctx >> 2);
   pgop *op = lua_touserdata(L, opidx);
   pgud *u = lua_touserdata(L, 1);
   pgconn *c = u->c;
-  if (!c || op->closed || op->err) {
+  if (!c || op->closed || op->failed) {
     pg_push_op_error(L, c, op, "a query");
-    return lua_error(L);
+    return pg_raise(L, op);
   }
   PGresult *r = op->result;
   if (!r) return opsh_error(L, "pg", "the server returned no result");
   ExecStatusType st = PQresultStatus(r);
   if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR || st == PGRES_BAD_RESPONSE) {
     pg_push_error(L, r);
-    return lua_error(L);
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    int nul = code && strcmp(code, "22021") == 0 ? nul_param(L, 3, op->nparams) : 0;
+    if (nul) {   /* the server cannot say which value it was */
+      lua_getfield(L, -1, "message");
+      lua_pushfstring(L, "%s (parameter $%d holds a NUL byte, which PostgreSQL text cannot store: send bytes "
+                      "to a bytea column, or encode them)", lua_tostring(L, -1), nul);
+      lua_setfield(L, -3, "message");
+      lua_pop(L, 1);
+    }
+    return pg_raise(L, op);
   }
   if (st == PGRES_COPY_OUT || st == PGRES_COPY_IN) {
     if (mode != MODE_COPY) {
@@ -326,6 +399,12 @@ int pg_send_k(lua_State *L, int status, lua_KContext ctx) {
   pg_push_result(L, c, r);
   PQclear(op->result);
   op->result = NULL;
+  if (lua_getfield(L, -1, "notices") == LUA_TTABLE) {   /* RAISE NOTICE may echo a secret */
+    pg_push_secrets(L, 1, 3, op->nparams);
+    pg_scrub_fields(L, -2, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -364,7 +443,7 @@ static int send_start(lua_State *L, int mode) {
     return lua_error(L);
   }
   c->state = PG_BUSY;
-  pg_newop(L, c, OP_RESULT);
+  pg_newop(L, c, OP_RESULT)->nparams = n;
   pg_flush(c);
   return opsh_yield(L, pg_op_cancel, c, (lua_KContext)lua_gettop(L) << 2 | mode, pg_send_k);
 }
@@ -428,9 +507,9 @@ static void push_notify(lua_State *L, PGnotify *n) {
 static int notify_k(lua_State *L, int status, lua_KContext ctx) {
   pgop *op = lua_touserdata(L, (int)ctx);
   pgud *u = lua_touserdata(L, 1);
-  if (!u->c || op->closed || op->err) {
+  if (!u->c || op->closed || op->failed) {
     pg_push_op_error(L, u->c, op, "a wait for notifications");
-    return lua_error(L);
+    return pg_raise(L, op);
   }
   if (!op->notify) return 0;
   push_notify(L, op->notify);

@@ -11,14 +11,15 @@
 ---@field user? string
 ---@field password? string|opsh.secret never appears in errors, logs or argv
 ---@field passfile? string
----@field sslmode? "disable"|"allow"|"prefer"|"require"|"verify-ca"|"verify-full"
----@field sslrootcert? string
+---@field sslmode? "disable"|"allow"|"prefer"|"require"|"verify-ca"|"verify-full" default "verify-full"; a weaker mode logs a warning
+---@field sslrootcert? string default: the system CA bundle (SSL_CERT_FILE, /etc/ssl/certs/ca-certificates.crt, ...)
+---@field gssencmode? "disable"|"prefer"|"require" default "disable" (GSSAPI would block the loop)
 ---@field sslcert? string
 ---@field sslkey? string
 ---@field application_name? string
 ---@field options? string server options, e.g. "-c search_path=app"
 ---@field target_session_attrs? string
----@field connect_timeout? number seconds for the whole connect; default 10
+---@field connect_timeout? number seconds for the whole connect (DNS included); default 10
 ---@field statement_timeout? number seconds; the server cancels longer statements (57014)
 ---@field timezone? string session TimeZone; default "UTC"
 
@@ -34,6 +35,9 @@
 ---@field affected? integer rows affected/returned/copied
 ---@field notices? string[] server notices during the statement
 ---@field bytes? integer copy_out only: bytes written
+---@field dry_run? true in a dry-run: the statement was not run (no rows; see `reason`, `record`)
+---@field reason? string dry-run: why it was not run
+---@field record? table dry-run: the opsh.dryrun record made for it
 
 ---@class opsh.pg.notification
 ---@field channel string
@@ -43,6 +47,7 @@
 ---@class opsh.pg.info
 ---@field state "idle"|"busy"|"copy_out"|"copy_in"|"draining"|"broken"|"closed"
 ---@field host? string
+---@field hostaddr? string the address connected to (absent on a Unix socket)
 ---@field port? integer
 ---@field dbname? string
 ---@field user? string
@@ -55,6 +60,8 @@
 local conn = {}
 
 ---Run one statement with $1..$n parameters (nil/pg.null, boolean, number, string, table → JSON, secret).
+---Secret parameters and the connection's password are scrubbed from its errors. In a dry-run, a write
+---returns {dry_run = true, command = "DRY RUN", reason =, record =} instead of running.
 ---@param sql string
 ---@param ... any
 ---@return opsh.pg.result
@@ -135,7 +142,8 @@ function pool:close() end
 ---@field libpq_version integer
 local pg = {}
 
----Connect (suspends the task). Raises {kind="pg_connect", host, port, dbname, user} on failure.
+---Connect (suspends the task): TLS verify-full unless a weaker sslmode is named; host names resolved
+---off the loop. Raises {kind="pg_connect", host, port, dbname, user} on failure.
 ---@param target? string|opsh.pg.options a URI, a conninfo string or a table
 ---@param overrides? opsh.pg.options with a string target
 ---@return opsh.pg.conn

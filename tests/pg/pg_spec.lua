@@ -166,6 +166,12 @@ describe("opsh.pg", function()
     assert.are.equal(0, s.busy)
     assert.is_true(s.open <= 2)
     pool:close()
+    -- a closed pool says so, with the fields every pg_pool error has
+    err = S.catch(pool.acquire, pool)
+    assert.are.equal("pg_pool", err.kind)
+    assert.matches("closed", err.message)
+    assert.are.equal(2, err.size)
+    assert.are.equal(0.2, err.timeout)
   end)
 
   it("delivers notifications between two connections", function()
@@ -300,7 +306,7 @@ describe("opsh.pg", function()
 
   it("reports a wrong password as a structured error that never contains it", function()
     for _, pw in ipairs({"Wr0ng-Passw0rd-4711", opsh.secret("Wr0ng-Passw0rd-4711")}) do
-      local ok, err = pcall(pg.connect, params({password = pw, sslmode = "disable"}))
+      local ok, err = pcall(pg.connect, params({password = pw}))
       assert.is_false(ok)
       assert.are.equal("pg_connect", err.kind)
       assert.matches("password authentication failed", err.message)
@@ -313,7 +319,8 @@ describe("opsh.pg", function()
       assert.is_nil(tostring(err):find("Wr0ng", 1, true))
     end
     -- a password in a URI stays out of the error as well
-    local uri = string.format("postgresql://opsh:Wr0ng-Passw0rd-4711@127.0.0.1:%d/opsh?sslmode=disable", server.port)
+    local uri = string.format("postgresql://opsh:Wr0ng-Passw0rd-4711@127.0.0.1:%d/opsh?sslrootcert=%s", server.port,
+      certs.ca)
     local ok, err = pcall(pg.connect, uri)
     assert.is_false(ok)
     assert.is_nil(tostring(err):find("Wr0ng", 1, true))
@@ -321,12 +328,14 @@ describe("opsh.pg", function()
 
   it("connects with a URI, a conninfo string and overrides", function()
     local pw = core.reveal(server.password)
-    local uri = string.format("postgresql://opsh@127.0.0.1:%d/opsh?sslmode=require", server.port)
+    -- no sslmode: verify-full, against the sslrootcert in the URI
+    local uri = string.format("postgresql://opsh@127.0.0.1:%d/opsh?sslrootcert=%s", server.port, certs.ca)
     local c <close> = pg.connect(uri, {password = server.password, application_name = "spec"})
     assert.is_true(c:info().ssl)
     assert.are.equal("spec", c:query("SELECT current_setting('application_name') AS a")[1].a)
-    local d <close> = pg.connect(string.format("host=127.0.0.1 port=%d user=opsh dbname=opsh password=%s",
-      server.port, pw))
+    local d <close> = pg.connect(string.format("host=127.0.0.1 port=%d user=opsh dbname=opsh password=%s sslrootcert=%s",
+      server.port, pw, certs.ca))
+    assert.is_true(d:info().ssl)
     assert.are.equal("UTC", d:query("SELECT current_setting('TimeZone') AS tz")[1].tz)
     local ok, err = pcall(pg.connect, {host = "127.0.0.1", bogus = 1})
     assert.is_false(ok)
@@ -351,8 +360,7 @@ describe("opsh.pg", function()
   end)
 
   it("tries the next host when one refuses, watching the new socket", function()
-    local c <close> = pg.connect(params({host = "127.0.0.1,127.0.0.1", port = "1," .. server.port,
-      sslmode = "disable"}))
+    local c <close> = pg.connect(params({host = "127.0.0.1,127.0.0.1", port = "1," .. server.port}))
     assert.are.equal(server.port, c:info().port)
     assert.are.equal(1, c:query("SELECT 1 AS one")[1].one)
   end)
@@ -390,19 +398,22 @@ describe("opsh.pg", function()
   it("runs queries on 50 connections at once", function()
     local ids = {}
     for i = 1, 50 do ids[i] = i end
-    local active, peak = 0, 0
+    local active, peak, arrived = 0, 0, 0
     local res = opsh.parallel(ids, function(i)
       local c <close> = pg.connect(params())
       active = active + 1
       peak = math.max(peak, active)
       local sum = 0
       for j = 1, 20 do sum = sum + c:query("SELECT $1::int * $2::int AS p", i, j)[1].p end
-      c:query("SELECT pg_sleep(0.05)")
+      -- a barrier: every task holds its connection, mid-query, until all 50 have one
+      arrived = arrived + 1
+      S.wait_until(function() return arrived == 50 end, "all 50 connections", 30)
+      c:query("SELECT pg_sleep(0.01)")
       active = active - 1
       return sum
     end)
     for i = 1, 50 do assert.are.equal(i * 210, res[i]) end
-    assert.is_true(peak > 1, "connections should overlap")
+    assert.are.equal(50, peak)
   end)
 
   it("starts a streaming replica that follows the primary and refuses writes", function()
