@@ -136,7 +136,13 @@ local function make_handle(fields)
   --- handle:connect_params([extra]) -> a table for opsh.pg.connect
   function h.connect_params(extra)
     local p = {host = h.host, port = h.port, user = h.user, password = h.password, dbname = h.dbname}
-    if h.tls then p.sslmode, p.sslrootcert = "verify-full", h.tls.ca end
+    if h.tls then
+      p.sslmode, p.sslrootcert = "verify-full", h.tls.ca
+    elseif socket_dir(h.dir, h.port) then
+      p.host = socket_dir(h.dir, h.port)     -- no TLS without certificates: the local socket, not plain TCP
+    else
+      p.sslmode = "disable"
+    end
     for k, v in pairs(extra or {}) do p[k] = v end
     return p
   end
@@ -150,7 +156,7 @@ end
 
 local function with_conn(h, dbname, fn)
   local pg = require("opsh.pg")
-  local conn <close> = pg.connect(h.connect_params({dbname = dbname, sslmode = "disable"}))
+  local conn <close> = pg.connect(h.connect_params({dbname = dbname}))
   return fn(conn)
 end
 
