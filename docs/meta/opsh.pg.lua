@@ -133,6 +133,14 @@ function pool:release(c) end
 ---@param fn fun(conn: opsh.pg.conn): R
 ---@return R
 function pool:with(fn) end
+---One statement on a borrowed connection.
+---@param sql string
+---@return opsh.pg.result
+function pool:query(sql, ...) end
+---One simple-protocol statement (or several) on a borrowed connection.
+---@param sql string
+---@return opsh.pg.result
+function pool:exec(sql) end
 ---@return {size: integer, open: integer, idle: integer, busy: integer, waiting: integer}
 function pool:stats() end
 function pool:close() end

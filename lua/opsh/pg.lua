@@ -750,6 +750,19 @@ function Pool:with(fn)
   return fn(conn)
 end
 
+--- pool:query(sql, ...) / pool:exec(sql) -> the result, on a connection borrowed for that one statement
+function Pool:query(sql, ...)
+  local conn = self:acquire()
+  local _ <close> = closer(function() self:release(conn) end)
+  return conn:query(sql, ...)
+end
+
+function Pool:exec(sql)
+  local conn = self:acquire()
+  local _ <close> = closer(function() self:release(conn) end)
+  return conn:exec(sql)
+end
+
 --- pool:stats() -> {size, open, idle, busy, waiting}
 function Pool:stats()
   return {size = self.size, open = self.open, idle = #self.idle, busy = self.busy, waiting = #self.waiters}

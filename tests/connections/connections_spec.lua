@@ -39,6 +39,9 @@ describe("opsh.connections", function()
     assert.is_true(row.ssl)
     assert.is_false(row.replica)
     assert.equal(pool, connections.pg(env))          -- one pool per environment and role
+    assert.equal(7, pool:query("SELECT $1::int + 1 AS n", 6)[1].n)
+    assert.equal("SELECT 1", pool:exec("SELECT 1").command)
+    assert.equal(0, pool:stats().busy)
   end)
 
   it("gives the replica when asked", function()
