@@ -14,6 +14,8 @@
 
 /* a streamed body is paused once this much is waiting to be read by the task */
 #define HTTP_STREAM_HIGH_WATER (1024 * 1024)
+/* curl's upload buffer for body_file (the blocks read ahead are larger: http_upload.c) */
+#define HTTP_UPLOAD_BUFFER (256 * 1024)
 
 
 /* XF_OPENING: body_file is being opened on the thread pool; the transfer joins the multi

@@ -667,6 +667,18 @@ http {
       assert.matches("Is a directory", err.message)
     end)
 
+    it("sends body_file in order whether it is in the page cache or must be read from disk", function()
+      local parts = {}
+      for i = 1, 60000 do parts[i] = string.format("%07d\n", i) end
+      local want = table.concat(parts)
+      local path = tmp .. "/lines.txt"
+      fs.write(path, want)
+      assert.are.equal(want, http.put(base .. "/echo", {body_file = path}):json().body)
+      -- out of the page cache (where the file system allows): read on the thread pool instead
+      proc.run{argv = {"dd", "if=" .. path, "iflag=nocache", "count=0", "status=none"}}
+      assert.are.equal(want, http.put(base .. "/echo", {body_file = path}):json().body)
+    end)
+
     it("sends body_file again after a redirect (curl rewinds it)", function()
       local path = tmp .. "/redirected.txt"
       fs.write(path, string.rep("0123456789", 5000))
