@@ -219,7 +219,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   if (events != c->events || !uv_is_active((uv_handle_t *)&c->poll)) {
     c->events = events;
-    uv_poll_start(&c->poll, events, on_poll);
+    if (uv_poll_start(&c->poll, events, on_poll) != 0) return -1;   /* curl fails the transfer */
   }
   return 0;
 }

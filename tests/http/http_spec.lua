@@ -331,6 +331,9 @@ describe("opsh.http", function()
       local ok, err = opsh.try(http.get, base .. "/slow?delay=3", {timeout = 0.3})
       assert.is_false(ok)
       assert.are.equal("timeout", err.kind)
+      assert.are.equal(1, err.attempts)
+      assert.matches("^GET " .. base .. "/slow%?delay=3: Operation timed out with 0 bytes received "
+        .. "%(1 attempt in %d+ ms%)$", err.message)
     end)
 
     it("keeps secrets out of errors: query values, secret headers, echoed bodies", function()
