@@ -37,7 +37,7 @@ typedef struct http_xfer {
   int nomem;
   int read_failed;            /* errno: body_file could not be opened or read */
   int cut_head;               /* the connection ended inside the response headers */
-  int os_errno;               /* errno of the failed connection, 0 if none */
+  int os_errno;               /* errno of a failed connect, 0 if none */
   CURLMcode start_failed;     /* curl_multi_add_handle's error after body_file opened */
   int fresh_tls;              /* the transfer opened a new https connection */
   int dirty;                  /* options beyond those every request sets: reset before reuse */

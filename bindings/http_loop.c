@@ -82,8 +82,10 @@ static void check_done(void) {
     curl_easy_getinfo(x->easy, CURLINFO_SCHEME, &scheme);
     x->fresh_tls = connects > 0 && scheme && strcasecmp(scheme, "https") == 0;
     if (!x->status) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+    /* why a connection failed; curl keeps the value across transfers on the handle, so only
+    ** a connect failure of this one is read */
     long os_errno = 0;
-    if (x->result != CURLE_OK && curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
+    if (x->result == CURLE_COULDNT_CONNECT && curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
       x->os_errno = (int)os_errno;
     /* curl reports success for a connection closed inside the headers of a response (it had
     ** some header bytes): there is no response to give */

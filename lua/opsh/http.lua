@@ -39,6 +39,12 @@ local CREDENTIAL_WORDS = {"auth", "token", "key", "secret", "pass", "pwd", "sign
 local REQUEST_ID_HEADERS = {"x-ms-request-id", "x-request-id", "request-id", "x-amzn-requestid"}
 local NO_OPTIONS = setmetatable({}, {__newindex = function() error("read-only", 2) end})
 
+-- a plain-string credential to scrub from what the call shows; one shorter than 4 bytes is left
+-- (removing every "ab" from an error would garble it, and URLs hide such values anyway)
+local function add_plain(secrets, v)
+  if #v >= 4 then secrets[#secrets + 1] = v end
+end
+
 -- ---- URLs ----
 
 local function escape(s)
@@ -63,10 +69,10 @@ local function redact_url(url, hidden)
   base = base:gsub("^(%a[%w+.-]*://)([^/@]*)@", function(scheme, userinfo)
     if hidden then
       local pass = userinfo:match(":(.*)$")
-      if pass and pass ~= "" then
-        hidden[#hidden + 1] = pass
+      if pass then
+        add_plain(hidden, pass)
         local plain = unescape(pass)
-        if plain ~= pass then hidden[#hidden + 1] = plain end
+        if plain ~= pass then add_plain(hidden, plain) end
       end
     end
     return scheme .. "REDACTED@"
@@ -77,10 +83,10 @@ local function redact_url(url, hidden)
     local k, eq, v = pair:match("^([^=]*)(=?)(.*)$")
     if eq == "=" and sensitive(k) then
       parts[#parts + 1] = k .. "=REDACTED"
-      if hidden and v ~= "" then
-        hidden[#hidden + 1] = v
+      if hidden then
+        add_plain(hidden, v)
         local plain = unescape(v)
-        if plain ~= v then hidden[#hidden + 1] = plain end
+        if plain ~= v then add_plain(hidden, plain) end
       end
     else
       parts[#parts + 1] = pair
@@ -126,7 +132,7 @@ local function encode_query(query, fname, secrets)
     flat[#flat + 1] = k
     flat[#flat + 1] = v
     local hidden = core.is_secret(v) or sensitive(k)
-    if hidden then secrets[#secrets + 1] = v end
+    if core.is_secret(v) then secrets[#secrets + 1] = v elseif hidden then add_plain(secrets, v) end
     shown[#shown + 1] = escape(k) .. "=" .. (hidden and "REDACTED" or escape(v))
   end
   for _, k in ipairs(sorted_keys(query)) do
@@ -403,14 +409,10 @@ end
 -- the plain-string value of a credential header -> secrets: the value, the credentials after an
 -- auth scheme ("Bearer <token>"), each cookie's value
 local function add_credential(secrets, v)
-  if v == "" then return end
-  secrets[#secrets + 1] = v
+  add_plain(secrets, v)
   local cred = v:match("^[%w!#$%%&'*+.^_`|~-]+ +(%S.*)$")
-  if cred and #cred >= 4 then secrets[#secrets + 1] = cred end
-  for value in v:gmatch("=%s*([^;,]+)") do
-    value = value:gsub("%s+$", "")
-    if #value >= 4 then secrets[#secrets + 1] = value end
-  end
+  if cred then add_plain(secrets, cred) end
+  for value in v:gmatch("=%s*([^;,]+)") do add_plain(secrets, (value:gsub("%s+$", ""))) end
 end
 
 -- options (url and method given apart: get() and friends pass the caller's table as it is)
