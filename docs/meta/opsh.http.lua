@@ -35,7 +35,7 @@
 ---@field status integer|nil nil when not sent (dry_run)
 ---@field reason string status line phrase ("" over HTTP/2)
 ---@field headers table<string, string> lower-case names; lookup is case-insensitive
----@field body string empty when streamed
+---@field body string|nil empty when streamed, nil when not sent (dry_run)
 ---@field version? "1.0"|"1.1"|"2"
 ---@field method string
 ---@field url string the URL with secrets redacted
