@@ -412,7 +412,7 @@ void http_global_init(lua_State *L) {
     free(prepare);
     opsh_error(L, "protocol", "libcurl could not create its multi or share handle");
   }
-  /* neither fails for an initialised loop; the handles are not started yet if they did */
+  /* uv_timer_init and uv_prepare_init cannot fail on a running loop */
   uv_timer_init(g->loop, timer);
   timer->data = timer;
   g->timer = timer;

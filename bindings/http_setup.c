@@ -2,8 +2,8 @@
 ** http_setup.c — a request spec table (built by lua/opsh/http.lua) onto an easy handle:
 ** URL and query, method, headers (values may be opsh.secret), body (string, secret or a
 ** file streamed through the read callback, http_upload.c), timeouts, TLS (CA, client
-** certificate and key as PEM in memory or as files), proxy. Secret bytes are read here only, and only into
-** memory that is wiped (headers) or borrowed from the secret itself (bodies, keys).
+** certificate and key as PEM in memory or as files), proxy. Secret bytes are read here only,
+** and only into memory that is wiped (headers) or borrowed from the secret itself (bodies, keys).
 **
 ** spec = {method=, url=, query={k1, v1, ...}, headers={n1, v1, ...}, body=, body_file=,
 **         timeout_ms=, connect_timeout_ms=, ca=, cert=, key=, insecure=, proxy=,
