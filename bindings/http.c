@@ -9,7 +9,6 @@
 **     t:read()             -> chunk | nil at the end of the body
 **     t:finish()           -> {status=, ...} | nil, err       (waits for the end)
 **     t:close()
-**   scrub(text, {secret, ...}) -> text with each secret's bytes replaced by REDACTED
 **   configure{max_host_connections=, max_total_connections=, max_idle_connections=}
 **   stats()                -> {running=, pooled=, sockets=}
 **   version()              -> libcurl version, has HTTP/2
@@ -29,6 +28,8 @@ static void xfer_close(http_xfer *x) {
   x->state = XF_CLOSED;
   byte_buf_free(&x->body);
   byte_buf_free(&x->head);
+  free(x->upload_path);
+  x->upload_path = NULL;
 }
 
 static http_xfer *xfer_check(lua_State *L, int idx) {
@@ -41,6 +42,7 @@ static int xfer_gc(lua_State *L) {
   xfer_box *b = luaL_checkudata(L, 1, HTTP_XFER_META);
   if (b->x) {
     xfer_close(b->x);
+    free(b->x->upload_path);   /* kept by a transfer the state's teardown closed first */
     free(b->x);
     b->x = NULL;
   }
@@ -68,7 +70,6 @@ static http_xfer *xfer_new(lua_State *L) {
   http_xfer *x = calloc(1, sizeof *x);
   if (!x) luaL_error(L, "out of memory");
   x->state = XF_CLOSED;
-  x->upload_fd = -1;
   b->x = x;
   return x;
 }
@@ -85,8 +86,10 @@ static http_xfer *xfer_start(lua_State *L, int stream) {
   x->easy = http_easy_get();
   if (!x->easy) opsh_error(L, "protocol", "libcurl could not create a handle");
   http_setup(L, 1, ud, x);
-  CURLMcode rc = http_xfer_start(x);
-  if (rc != CURLM_OK) opsh_error(L, "protocol", "libcurl: %s", curl_multi_strerror(rc));
+  if (x->state == XF_NEW) {   /* not a body_file being opened (which starts when it is) */
+    CURLMcode rc = http_xfer_start(x);
+    if (rc != CURLM_OK) opsh_error(L, "protocol", "libcurl: %s", curl_multi_strerror(rc));
+  }
   opsh_task_hold(L, ud);
   return x;
 }
@@ -113,7 +116,7 @@ static int push_outcome(lua_State *L, http_xfer *x) {
 
 static int request_k(lua_State *L, int status, lua_KContext ctx) {
   http_xfer *x = xfer_check(L, (int)ctx);
-  if (x->state == XF_RUNNING) return xfer_wait(L, x, WAIT_DONE, (int)ctx, request_k);
+  if (http_xfer_pending(x)) return xfer_wait(L, x, WAIT_DONE, (int)ctx, request_k);
   int n = push_outcome(L, x);
   xfer_close(x);
   return n;
@@ -131,8 +134,8 @@ static int http_open(lua_State *L) {
 
 static int head_k(lua_State *L, int status, lua_KContext ctx) {
   http_xfer *x = xfer_check(L, 1);
-  if (x->state == XF_RUNNING && !x->head_done) return xfer_wait(L, x, WAIT_HEAD, 1, head_k);
-  if (x->state != XF_RUNNING && (http_xfer_failed(x) || !x->head_done)) {
+  if (http_xfer_pending(x) && !x->head_done) return xfer_wait(L, x, WAIT_HEAD, 1, head_k);
+  if (!http_xfer_pending(x) && (http_xfer_failed(x) || !x->head_done)) {
     if (!http_xfer_failed(x)) x->head_done = 1;   /* a response without a body */
     else {
       lua_pushnil(L);
@@ -158,11 +161,11 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
     x->body.len = 0;
     if (x->paused && x->state == XF_RUNNING) {
       x->paused = 0;
-      curl_easy_pause(x->easy, CURLPAUSE_CONT);   /* may deliver the held chunk at once */
+      http_xfer_unpause(x);   /* may deliver the held chunk at once */
     }
     return 1;
   }
-  if (x->state == XF_RUNNING) return xfer_wait(L, x, WAIT_DATA, 1, read_k);
+  if (http_xfer_pending(x)) return xfer_wait(L, x, WAIT_DATA, 1, read_k);
   return 0;
 }
 
@@ -174,14 +177,14 @@ static int xfer_read(lua_State *L) {
 
 static int finish_k(lua_State *L, int status, lua_KContext ctx) {
   http_xfer *x = xfer_check(L, 1);
-  if (x->state == XF_RUNNING) {
-    if (x->paused) {
+  if (http_xfer_pending(x)) {
+    if (x->paused && x->state == XF_RUNNING) {
       /* the caller gave up reading: drop what is buffered and let the rest flow */
       x->body.len = 0;
       x->paused = 0;
-      curl_easy_pause(x->easy, CURLPAUSE_CONT);
+      http_xfer_unpause(x);
     }
-    if (x->state == XF_RUNNING) return xfer_wait(L, x, WAIT_DONE, 1, finish_k);
+    if (http_xfer_pending(x)) return xfer_wait(L, x, WAIT_DONE, 1, finish_k);
   }
   int n = push_outcome(L, x);
   xfer_close(x);
@@ -196,7 +199,7 @@ static int xfer_finish(lua_State *L) {
 
 static int xfer_tostring(lua_State *L) {
   xfer_box *b = luaL_checkudata(L, 1, HTTP_XFER_META);
-  static const char *const states[] = {"new", "running", "done", "closed"};
+  static const char *const states[] = {"new", "opening", "running", "done", "closed"};
   lua_pushfstring(L, "opsh.http.transfer (%s)", b->x ? states[b->x->state] : "closed");
   return 1;
 }
@@ -218,37 +221,6 @@ static const luaL_Reg transfer_meta[] = {
 };
 
 /* ---- module functions ---- */
-
-/* scrub(text, {secret, ...}) -> text; only C sees the secrets' bytes */
-static int http_scrub(lua_State *L) {
-  size_t len;
-  const char *text = luaL_checklstring(L, 1, &len);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  lua_pushvalue(L, 1);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 2, i);
-    size_t slen;
-    const char *s = opsh_secret_check(L, -1, &slen);
-    text = lua_tolstring(L, -2, &len);
-    if (slen >= 4 && memmem(text, len, s, slen)) {
-      luaL_Buffer b;
-      luaL_buffinit(L, &b);
-      const char *p = text, *end = text + len, *hit;
-      while ((hit = memmem(p, (size_t)(end - p), s, slen))) {
-        luaL_addlstring(&b, p, (size_t)(hit - p));
-        luaL_addstring(&b, "REDACTED");
-        p = hit + slen;
-      }
-      luaL_addlstring(&b, p, (size_t)(end - p));
-      luaL_pushresult(&b);
-      lua_replace(L, -3);
-    }
-    lua_pop(L, 1);
-  }
-  return 1;
-}
 
 static int http_configure_l(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -278,7 +250,6 @@ static int http_version(lua_State *L) {
 static const luaL_Reg http_funcs[] = {
   {"request", http_request},
   {"open", http_open},
-  {"scrub", http_scrub},
   {"configure", http_configure_l},
   {"stats", http_stats},
   {"version", http_version},

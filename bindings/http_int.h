@@ -14,9 +14,13 @@
 
 /* a streamed body is paused once this much is waiting to be read by the task */
 #define HTTP_STREAM_HIGH_WATER (1024 * 1024)
+/* curl's upload buffer for body_file (the blocks read ahead are larger: http_upload.c) */
+#define HTTP_UPLOAD_BUFFER (256 * 1024)
 
 
-enum http_state { XF_NEW, XF_RUNNING, XF_DONE, XF_CLOSED };
+/* XF_OPENING: body_file is being opened on the thread pool; the transfer joins the multi
+** handle (XF_RUNNING) once its size is known */
+enum http_state { XF_NEW, XF_OPENING, XF_RUNNING, XF_DONE, XF_CLOSED };
 enum http_wait { WAIT_NONE, WAIT_HEAD, WAIT_DATA, WAIT_DONE };
 
 typedef struct http_xfer {
@@ -31,7 +35,10 @@ typedef struct http_xfer {
   int has_location;           /* the current response has a Location header */
   int too_large;              /* the body passed max_body */
   int nomem;
-  int read_failed;            /* body_file could not be read */
+  int read_failed;            /* errno: body_file could not be opened or read */
+  int cut_head;               /* the connection ended inside the response headers */
+  int os_errno;               /* errno of a failed connect, 0 if none */
+  CURLMcode start_failed;     /* curl_multi_add_handle's error after body_file opened */
   int fresh_tls;              /* the transfer opened a new https connection */
   int dirty;                  /* options beyond those every request sets: reset before reuse */
   long status;                /* status of the current response, 0 before one */
@@ -39,7 +46,8 @@ typedef struct http_xfer {
   curl_off_t max_body;        /* 0: no limit */
   byte_buf body;              /* the buffered body, or the chunks not yet read (stream) */
   byte_buf head;              /* header lines of the current response */
-  int upload_fd;              /* body_file, -1 if none */
+  struct http_upload *upload; /* body_file being read, NULL if none (http_upload.c) */
+  char *upload_path;          /* body_file, for errors; freed on close */
   opsh_task *waiter;          /* the task suspended on this transfer */
   int waiting_for;            /* enum http_wait */
   struct http_xfer *prev, *next;   /* the running list */
@@ -59,6 +67,13 @@ CURLMcode http_xfer_start(http_xfer *x);
 void http_xfer_release(http_xfer *x);
 /* wake the waiting task if what it waits for has happened */
 void http_xfer_notify(http_xfer *x);
+/* lift curl's pauses but the ones still needed (receiving while a stream's buffer is full,
+** sending while body_file's next block is being read) */
+void http_xfer_unpause(http_xfer *x);
+/* opening or running: the task has more to wait for */
+static inline int http_xfer_pending(const http_xfer *x) {
+  return x->state == XF_OPENING || x->state == XF_RUNNING;
+}
 /* [-0, +1, m] {running=, pooled=, sockets=, connections=} */
 void http_push_stats(lua_State *L);
 /* limits on connections (0 = no limit) and on idle connections kept; -1 leaves one as it is */
@@ -73,7 +88,6 @@ void http_setup(lua_State *L, int spec, int ud, http_xfer *x);
 /* ---- http_response.c ---- */
 size_t http_on_write(char *p, size_t size, size_t n, void *ud);
 size_t http_on_header(char *p, size_t size, size_t n, void *ud);
-size_t http_on_read(char *p, size_t size, size_t n, void *ud);
 /* [-0, +1, m] the headers of the current response as {lowercase name = value} */
 void http_push_headers(lua_State *L, http_xfer *x);
 /* [-0, +1, m] {status=, headers=, body=, version=} of a finished transfer */
@@ -82,5 +96,17 @@ void http_push_response(lua_State *L, http_xfer *x);
 void http_push_error(lua_State *L, http_xfer *x);
 /* did the transfer end in failure (curl error, body too large, unreadable body_file)? */
 int http_xfer_failed(http_xfer *x);
+
+/* ---- http_upload.c: body_file, opened and read on libuv's thread pool ----
+** Reads run ahead of curl into two buffers; curl's read callback only copies, and pauses the
+** upload (CURL_READFUNC_PAUSE) when the next block has not arrived yet. */
+/* start opening path (x->state becomes XF_OPENING); 0, or -1 when out of memory */
+int http_upload_open(http_xfer *x, uv_loop_t *loop, const char *path);
+size_t http_on_read(char *p, size_t size, size_t n, void *ud);
+int http_on_seek(void *ud, curl_off_t offset, int origin);
+/* is the upload paused waiting for a block? */
+int http_upload_paused(const http_xfer *x);
+/* the transfer lets go of its upload: the file is closed once no read is in flight */
+void http_upload_detach(http_xfer *x);
 
 #endif

@@ -82,6 +82,14 @@ static void check_done(void) {
     curl_easy_getinfo(x->easy, CURLINFO_SCHEME, &scheme);
     x->fresh_tls = connects > 0 && scheme && strcasecmp(scheme, "https") == 0;
     if (!x->status) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+    /* why a connection failed; curl keeps the value across transfers on the handle, so only
+    ** a connect failure of this one is read */
+    long os_errno = 0;
+    if (x->result == CURLE_COULDNT_CONNECT && curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
+      x->os_errno = (int)os_errno;
+    /* curl reports success for a connection closed inside the headers of a response (it had
+    ** some header bytes): there is no response to give */
+    if (x->result == CURLE_OK && !x->head_done) x->cut_head = 1;
     http_xfer_release(x);
     http_xfer_notify(x);
   }
@@ -97,13 +105,23 @@ static void check_done(void) {
 static void on_poll(uv_poll_t *h, int status, int events) {
   sock_ctx *c = h->data;
   int flags = 0;
-  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (status < 0) {
+    /* libuv reports a socket with an error pending (POLLERR: a reset, typically a server that
+    ** closed a keep-alive connection as it was reused) as a failed poll, and stops watching it.
+    ** curl is told the socket is ready, not CURL_CSELECT_ERR: it reads or writes, sees the
+    ** reset, and retries a request on a dead reused connection by itself; told
+    ** CURL_CSELECT_ERR it fails the transfer ("select/poll returned error") instead. */
+    events = c->events ? c->events : UV_READABLE | UV_WRITABLE;
+  }
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
   if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   int running;
   /* c may be closed by curl during the call: keep only the fd */
   curl_socket_t fd = c->fd;
   curl_multi_socket_action(G->multi, fd, flags, &running);
+  if (status < 0 && G && fd < G->nfds && (c = G->fds[fd].ctx) && !c->parked &&
+      !uv_is_active((uv_handle_t *)&c->poll) && c->events)
+    uv_poll_start(&c->poll, c->events, on_poll);   /* curl still watches it */
   check_done();
 }
 
@@ -203,7 +221,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
   if (events != c->events || !uv_is_active((uv_handle_t *)&c->poll)) {
     c->events = events;
-    uv_poll_start(&c->poll, events, on_poll);
+    if (uv_poll_start(&c->poll, events, on_poll) != 0) return -1;   /* curl fails the transfer */
   }
   return 0;
 }
@@ -306,6 +324,8 @@ void http_xfer_release(http_xfer *x) {
     unlink_running(x);
     if (G) curl_multi_remove_handle(G->multi, x->easy);
     x->state = XF_DONE;
+  } else if (x->state == XF_OPENING) {
+    x->state = XF_DONE;
   }
   if (x->easy) {
     if (G) easy_put(x->easy, x->dirty); else curl_easy_cleanup(x->easy);
@@ -315,15 +335,18 @@ void http_xfer_release(http_xfer *x) {
     wipe_slist(x->headers);
     x->headers = NULL;
   }
-  if (x->upload_fd >= 0) {
-    close(x->upload_fd);
-    x->upload_fd = -1;
-  }
+  http_upload_detach(x);
+}
+
+void http_xfer_unpause(http_xfer *x) {
+  if (x->state != XF_RUNNING || !x->easy) return;
+  int mask = (x->paused ? CURLPAUSE_RECV : 0) | (http_upload_paused(x) ? CURLPAUSE_SEND : 0);
+  curl_easy_pause(x->easy, mask);   /* may deliver a held chunk at once */
 }
 
 void http_xfer_notify(http_xfer *x) {
   if (!x->waiter) return;
-  int ready = x->state != XF_RUNNING;
+  int ready = !http_xfer_pending(x);
   if (!ready) {
     switch (x->waiting_for) {
       case WAIT_HEAD: ready = x->head_done; break;
@@ -353,7 +376,7 @@ static int global_gc(lua_State *L) {
   while (G->npool > 0) curl_easy_cleanup(G->pool[--G->npool]);
   curl_multi_cleanup(G->multi);   /* closes cached connections, telling on_socket */
   while (G->sockets) sock_forget(G->sockets);
-  curl_share_cleanup(G->share);
+  if (G->share) curl_share_cleanup(G->share);
   uv_close((uv_handle_t *)G->timer, free_handle);
   uv_close((uv_handle_t *)G->prepare, free_handle);
   free(G->fds);
@@ -381,6 +404,15 @@ void http_global_init(lua_State *L) {
   g->loop = opsh_loop(L);
   g->multi = curl_multi_init();
   g->share = curl_share_init();
+  if (!g->multi || !g->share) {
+    if (g->multi) curl_multi_cleanup(g->multi);
+    if (g->share) curl_share_cleanup(g->share);
+    free(g);
+    free(timer);
+    free(prepare);
+    opsh_error(L, "protocol", "libcurl could not create its multi or share handle");
+  }
+  /* uv_timer_init and uv_prepare_init cannot fail on a running loop */
   uv_timer_init(g->loop, timer);
   timer->data = timer;
   g->timer = timer;
@@ -389,8 +421,12 @@ void http_global_init(lua_State *L) {
   uv_prepare_start(prepare, on_prepare);
   uv_unref((uv_handle_t *)prepare);
   g->prepare = prepare;
-  curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-  curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  if (curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+      curl_share_setopt(g->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+    /* only a libcurl built without sharing: requests still work, each with its own cache */
+    curl_share_cleanup(g->share);
+    g->share = NULL;
+  }
   curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
   curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_timer);
   curl_multi_setopt(g->multi, CURLMOPT_MAX_HOST_CONNECTIONS, DEFAULT_MAX_HOST_CONNECTIONS);

@@ -2,7 +2,6 @@
 ** http_response.c — what comes back: curl's write/header callbacks fill C buffers (never
 ** Lua: these run inside curl), and the task, once woken, turns them into Lua values:
 ** the status, a {lowercase name = value} header table, the body, or a structured error.
-** Also the read callback that streams a request body from a file.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +39,9 @@ size_t http_on_write(char *p, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* a response curl follows when it has a Location (and follow is on) */
 static int is_redirect(long status) {
-  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+  return status >= 300 && status < 400 && status != 304;
 }
 
 size_t http_on_header(char *p, size_t size, size_t n, void *ud) {
@@ -68,17 +68,6 @@ size_t http_on_header(char *p, size_t size, size_t n, void *ud) {
     return 0;
   }
   return len;
-}
-
-size_t http_on_read(char *p, size_t size, size_t n, void *ud) {
-  http_xfer *x = ud;
-  ssize_t got;
-  do got = read(x->upload_fd, p, size * n); while (got < 0 && errno == EINTR);
-  if (got < 0) {
-    x->read_failed = errno;
-    return CURL_READFUNC_ABORT;
-  }
-  return (size_t)got;
 }
 
 /* ---- Lua values (called by the task, never from a curl callback) ---- */
@@ -174,7 +163,8 @@ void http_push_response(lua_State *L, http_xfer *x) {
 }
 
 int http_xfer_failed(http_xfer *x) {
-  return x->result != CURLE_OK || x->too_large || x->nomem || x->read_failed;
+  return x->result != CURLE_OK || x->too_large || x->nomem || x->read_failed || x->cut_head ||
+         x->start_failed != CURLM_OK;
 }
 
 static int tls_alert(http_xfer *x) {
@@ -221,18 +211,42 @@ static const char *error_kind(http_xfer *x) {
   }
 }
 
+/* [-0, +1, m] curl's message for a failed transfer, the system's reason in place of curl's
+** generic one ("Couldn't connect to server" -> "Connection refused") */
+static void push_curl_detail(lua_State *L, http_xfer *x) {
+  const char *generic = curl_easy_strerror(x->result);
+  const char *detail = x->errbuf[0] ? x->errbuf : generic;
+  size_t dlen = strlen(detail);
+  while (dlen > 0 && (detail[dlen - 1] == '\n' || detail[dlen - 1] == '\r')) dlen--;
+  const char *os = x->os_errno ? strerror(x->os_errno) : NULL;
+  size_t glen = strlen(generic);
+  if (os && !memmem(detail, dlen, os, strlen(os))) {
+    if (dlen > glen + 2 && memcmp(detail + dlen - glen, generic, glen) == 0 &&
+        memcmp(detail + dlen - glen - 2, ": ", 2) == 0)
+      dlen -= glen + 2;
+    lua_pushlstring(L, detail, dlen);
+    lua_pushfstring(L, ": %s", os);
+    lua_concat(L, 2);
+  } else {
+    lua_pushlstring(L, detail, dlen);
+  }
+}
+
 void http_push_error(lua_State *L, http_xfer *x) {
   if (x->too_large) {
     opsh_error_push(L, "protocol", "response body larger than max_body (%I bytes)",
                     (lua_Integer)x->max_body);
   } else if (x->read_failed) {
-    opsh_error_push(L, "io", "reading body_file: %s", strerror(x->read_failed));
+    const char *path = x->upload_path ? x->upload_path : "";
+    opsh_error_push(L, "io", "body_file %s: %s", path, strerror(x->read_failed));
+    opsh_error_setstr(L, "path", path);
   } else if (x->nomem) {
     opsh_error_push(L, "protocol", "out of memory while receiving the response");
+  } else if (x->start_failed != CURLM_OK) {
+    opsh_error_push(L, "protocol", "libcurl: %s", curl_multi_strerror(x->start_failed));
+  } else if (x->cut_head) {
+    opsh_error_push(L, "protocol", "the server closed the connection inside the response headers");
   } else {
-    const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(x->result);
-    size_t dlen = strlen(detail);
-    while (dlen > 0 && (detail[dlen - 1] == '\n' || detail[dlen - 1] == '\r')) dlen--;
     const char *kind = error_kind(x);
     if (!strcmp(kind, "tls") && !tls_alert(x))
       opsh_error_push(L, kind, "the server closed the connection after the TLS handshake "
@@ -240,10 +254,10 @@ void http_push_error(lua_State *L, http_xfer *x) {
     else
       opsh_error_push(L, kind, "%s", "");
     lua_getfield(L, -1, "message");
-    lua_pushlstring(L, detail, dlen);
+    push_curl_detail(L, x);
     lua_concat(L, 2);
     lua_setfield(L, -2, "message");
   }
   if (x->result != CURLE_OK) opsh_error_setint(L, "curl_code", (lua_Integer)x->result);
-  if (x->status > 0) opsh_error_setint(L, "status", x->status);
+  if (x->status > 0 && !x->cut_head) opsh_error_setint(L, "status", x->status);
 }

@@ -1,9 +1,9 @@
 /*
 ** http_setup.c — a request spec table (built by lua/opsh/http.lua) onto an easy handle:
 ** URL and query, method, headers (values may be opsh.secret), body (string, secret or a
-** file streamed through the read callback), timeouts, TLS (CA, client certificate and key
-** as PEM in memory or as files), proxy. Secret bytes are read here only, and only into
-** memory that is wiped (headers) or borrowed from the secret itself (bodies, keys).
+** file streamed through the read callback, http_upload.c), timeouts, TLS (CA, client
+** certificate and key as PEM in memory or as files), proxy. Secret bytes are read here only,
+** and only into memory that is wiped (headers) or borrowed from the secret itself (bodies, keys).
 **
 ** spec = {method=, url=, query={k1, v1, ...}, headers={n1, v1, ...}, body=, body_file=,
 **         timeout_ms=, connect_timeout_ms=, ca=, cert=, key=, insecure=, proxy=,
@@ -12,10 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
-#include <errno.h>
-#include <unistd.h>
-#include <sys/stat.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include "http_int.h"
 
@@ -95,6 +92,11 @@ static char *build_url(lua_State *L, int spec, size_t *out_len) {
         byte_buf_free(&b);
         luaL_error(L, "http: query entries must be strings");
       }
+      if (klen > INT_MAX || vlen > INT_MAX) {   /* curl_easy_escape takes an int length */
+        OPENSSL_cleanse(b.data, b.len);
+        byte_buf_free(&b);
+        luaL_error(L, "http: a query entry is larger than 2 GiB");
+      }
       char *ek = curl_easy_escape(NULL, k, (int)klen);
       char *ev = curl_easy_escape(NULL, v, (int)vlen);
       if (!ek || !ev) ok = 0;
@@ -173,26 +175,20 @@ static void set_headers(lua_State *L, int spec, http_xfer *x) {
   lua_pop(L, 1);
 }
 
-static void set_body(lua_State *L, int spec, int ud, http_xfer *x, const char *method) {
+/* the body; a body_file is opened by http_setup once nothing else can fail: returns its path */
+static const char *set_body(lua_State *L, int spec, int ud, http_xfer *x, const char *method) {
   const char *file = opt_string(L, spec, "body_file");
   if (file) {
     x->dirty = 1;
-    int fd = open(file, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-      int e = errno;
-      if (fd >= 0) close(fd);
-      opsh_error_push(L, "io", "body_file %s: %s", file, strerror(e));
-      opsh_error_setstr(L, "path", file);
-      lua_error(L);
-    }
-    x->upload_fd = fd;
     curl_easy_setopt(x->easy, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(x->easy, CURLOPT_READFUNCTION, http_on_read);
     curl_easy_setopt(x->easy, CURLOPT_READDATA, x);
-    if (S_ISREG(st.st_mode)) curl_easy_setopt(x->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+    curl_easy_setopt(x->easy, CURLOPT_SEEKFUNCTION, http_on_seek);
+    curl_easy_setopt(x->easy, CURLOPT_SEEKDATA, x);
+    /* bigger sends (curl's default is 64 KiB): fewer read callbacks and system calls */
+    curl_easy_setopt(x->easy, CURLOPT_UPLOAD_BUFFERSIZE, (long)HTTP_UPLOAD_BUFFER);
     curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
-    return;
+    return file;
   }
   int t = field(L, spec, "body");
   if (t != LUA_TNIL || strcmp(method, "GET") != 0) x->dirty = 1;
@@ -214,6 +210,7 @@ static void set_body(lua_State *L, int spec, int ud, http_xfer *x, const char *m
     curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
   }
   lua_pop(L, 1);
+  return NULL;
 }
 
 /* a PEM string (in memory, borrowed) or a file path for CA, certificate or key */
@@ -274,7 +271,7 @@ void http_setup(lua_State *L, int spec, int ud, http_xfer *x) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   set_url(L, spec, x);
   set_headers(L, spec, x);
-  set_body(L, spec, ud, x, method);
+  const char *file = set_body(L, spec, ud, x, method);
   set_tls(L, spec, ud, x);
   /* set on every request, to its value or curl's default, since a pooled handle may keep
   ** the last request's */
@@ -294,4 +291,6 @@ void http_setup(lua_State *L, int spec, int ud, http_xfer *x) {
     x->dirty = 1;
     curl_easy_setopt(e, CURLOPT_PROXY, proxy);
   }
+  /* last: once the file is being opened, its completion starts the transfer */
+  if (file && http_upload_open(x, opsh_loop(L), file) != 0) luaL_error(L, "out of memory");
 }

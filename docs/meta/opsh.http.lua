@@ -28,21 +28,27 @@
 ---@field compressed? boolean accept gzip/br/zstd (true unless streaming)
 ---@field missing_ok? boolean 404 → nil
 ---@field raise_for_status? boolean status >= 400 raises kind "http" (true)
+---@field read? boolean in a dry-run: true sends a POST-shaped read, false records a GET that changes something (default: GET/HEAD/OPTIONS are reads)
+---@field dry_run? "server" the request carries the server's own dry-run (e.g. dryRun=All): sent in a dry-run, recorded by the caller
 
 ---@class opsh.http.response
----@field status integer
+---@field status integer|nil nil when not sent (dry_run)
 ---@field reason string status line phrase ("" over HTTP/2)
 ---@field headers table<string, string> lower-case names; lookup is case-insensitive
----@field body string empty when streamed
+---@field body string|nil empty when streamed, nil when not sent (dry_run)
 ---@field version? "1.0"|"1.1"|"2"
 ---@field method string
 ---@field url string the URL with secrets redacted
+---@field dry_run? true the request was recorded in a dry-run, not sent (status and body are nil)
+---@field record? table the opsh.dryrun record made instead of sending it
 local response = {}
 ---The body decoded with opsh.json (nil when empty); raises kind "protocol" if it is not JSON.
 ---@return any
 function response:json() end
 
 ---@class opsh.http
+---Errors are opsh.error tables: kind "http" (status, body, code, headers, request_id, attempts, elapsed),
+---"connect", "timeout", "tls", "protocol" (attempts, elapsed, curl_code), "io" (path), "usage".
 local http = {}
 
 ---Defaults for every request.

@@ -5,6 +5,9 @@ local http = require("opsh.http")
 local net = require("opsh.net")
 local proc = require("opsh.proc")
 local fs = require("opsh.fs")
+local crypto = require("opsh.crypto")
+local dryrun = require("opsh.dryrun")
+local runtime = require("opsh.runtime")
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/http"
 local SERVER = here .. "/../support/http_server.py"
@@ -112,7 +115,7 @@ describe("opsh.http", function()
       -- one request at a time: each takes the handle the previous one gave back
       local doc = echo(http.get(base .. "/echo", {headers = {["X-Custom"] = "v1"}}))
       assert.are.equal("v1", doc.headers["x-custom"])
-      assert.is_not_nil(doc.headers["accept-encoding"])
+      assert.matches("gzip", doc.headers["accept-encoding"])
       doc = echo(http.get(base .. "/echo", {compressed = false}))
       assert.is_nil(doc.headers["x-custom"])
       assert.is_nil(doc.headers["accept-encoding"])
@@ -120,12 +123,12 @@ describe("opsh.http", function()
       doc = echo(http.get(base .. "/echo"))
       assert.are.equal("GET", doc.method)
       assert.are.equal("", doc.body)
-      assert.is_not_nil(doc.headers["accept-encoding"])
+      assert.matches("gzip", doc.headers["accept-encoding"])
       assert.are.equal("", http.head(base .. "/echo").body)
       assert.are.equal("GET", echo(http.get(base .. "/echo")).method)
       local port = base:match(":(%d+)$")
       doc = echo(http.get("http://user:pw123456@127.0.0.1:" .. port .. "/echo"))
-      assert.is_not_nil(doc.headers.authorization)
+      assert.are.equal("Basic " .. crypto.base64_encode("user:pw123456"), doc.headers.authorization)
       assert.is_nil(echo(http.get(base .. "/echo")).headers.authorization)
       assert.are.equal("GET", echo(http.get(base .. "/redirect", {follow = true})).method)
       assert.are.equal(302, http.get(base .. "/redirect", {raise_for_status = false}).status)
@@ -205,31 +208,135 @@ describe("opsh.http", function()
       assert.matches("max_body", err.message)
     end)
 
-    it("raises programmer errors with the argument position", function()
-      local ok, err = pcall(http.get, 42)
-      assert.is_false(ok)
-      assert.matches("bad argument #1 to 'get'", err)
-      ok, err = pcall(http.request, {url = "ftp://x"})
-      assert.matches("bad argument #1 to 'request' %(url must be", err)
-      ok, err = pcall(http.post, base, {body = "a", json = {}})
-      assert.matches("bad argument #2 to 'post' %(give one of body, json, body_file%)", err)
+    it("raises programmer errors as usage errors with the argument position", function()
+      local err = S.catch(http.get, 42)
+      assert.are.equal("usage", err.kind)
+      assert.are.equal("bad argument #1 to 'get' (url expected, got number)", err.message)
+      err = S.catch(http.post, base, {body = "a", json = {}})
+      assert.are.equal("usage", err.kind)
+      assert.are.equal("bad argument #2 to 'post' (give one of body, json, body_file)", err.message)
+    end)
+
+    it("names an unknown option and the nearest valid one", function()
+      local err = S.catch(http.get, base .. "/echo", {timout = 5})
+      assert.are.equal("usage", err.kind)
+      assert.are.equal("bad argument #2 to 'get' (unknown option 'timout'; did you mean 'timeout'?)", err.message)
+      err = S.catch(http.request, {url = base .. "/echo", hedaers = {}})
+      assert.are.equal("bad argument #1 to 'request' (unknown option 'hedaers'; did you mean 'headers'?)",
+        err.message)
+      err = S.catch(http.get, base .. "/echo", {zzzzzzzz = 1})
+      assert.are.equal("bad argument #2 to 'get' (unknown option 'zzzzzzzz')", err.message)
+    end)
+
+    it("names a URL of another scheme, without its secrets, as argument #1", function()
+      local err = S.catch(http.get, "ftp://bob:hunter22@files.example/x?sig=abcdef")
+      assert.are.equal("usage", err.kind)
+      assert.are.equal("bad argument #1 to 'get' (url 'ftp://REDACTED@files.example/x?sig=REDACTED' is not "
+        .. "http:// or https://)", err.message)
+      err = S.catch(http.request, {url = "ftp://x"})
+      assert.are.equal("bad argument #1 to 'request' (url 'ftp://x' is not http:// or https://)", err.message)
+      err = S.catch(http.request, {})
+      assert.are.equal("bad argument #1 to 'request' (url is required)", err.message)
     end)
   end)
 
   describe("failures", function()
-    it("raises kind connect on connection refused", function()
+    it("raises kind connect on connection refused, saying how many attempts and how long", function()
       local port = net.free_port()
-      local ok, err = opsh.try(http.get, "http://127.0.0.1:" .. port .. "/", {retries = 1, backoff = 0.01})
+      local ok, err = opsh.try(http.get, "http://127.0.0.1:" .. port .. "/", {retries = 2, backoff = 0.05})
       assert.is_false(ok)
       assert.are.equal("connect", err.kind)
-      assert.are.equal(2, err.attempts)
-      assert.matches("^GET http://127.0.0.1:%d+/: ", err.message)
+      assert.are.equal(3, err.attempts)
+      -- the waits between attempts are at least backoff/2 and 2 * backoff/2
+      assert.is_true(err.elapsed >= 0.075, "elapsed " .. tostring(err.elapsed))
+      assert.matches("^GET http://127.0.0.1:" .. port .. "/: .*Connection refused %(3 attempts in %d+ ms%)$",
+        err.message)
+      assert.is_nil(err.message:find(" after 0 ms", 1, true), err.message)
+    end)
+
+    it("logs each retry at debug level with the attempt count", function()
+      local port = net.free_port()
+      local r = proc.run{argv = {runtime.exe(), "-v", "-e", string.format([[
+        local http = require("opsh.http")
+        pcall(http.get, "http://127.0.0.1:%d/x?sig=qs-secret-1", {retries = 2, backoff = 0.01,
+          headers = {Authorization = "Bearer plain-token-0042"}})
+      ]], port)}, check = false, env_add = {OPSH_ENV = false}}
+      local retries = {}
+      for line in r.stderr:gmatch("[^\n]+") do
+        if line:find("retry", 1, true) then retries[#retries + 1] = line end
+      end
+      assert.are.equal(2, #retries, r.stderr)
+      assert.matches("attempt 1 of 3", retries[1])
+      assert.matches("attempt 2 of 3", retries[2])
+      assert.matches("sig=REDACTED", retries[1])
+      assert.is_nil(r.stderr:find("qs-secret-1", 1, true))
+      assert.is_nil(r.stderr:find("plain-token-0042", 1, true))
+    end)
+
+    it("summarises an HTML error page in one line and keeps the whole page in err.body", function()
+      local err = S.catch(http.post, base .. "/page/501?type=html")
+      assert.are.equal("http", err.kind)
+      assert.are.equal(501, err.status)
+      assert.are.equal("page-req-501", err.request_id)
+      assert.are.equal(string.format("POST %s/page/501?type=html: HTTP 501 Not Implemented: The requested method "
+        .. "is not supported for this resource.", base), err.message)
+      assert.matches("resource%. %(request%-id page%-req%-501%)$", tostring(err))
+      assert.matches("^<!DOCTYPE html>.*<!%-%- padding %-%->\r\n$", err.body)
+      err = S.catch(http.get, base .. "/page/404?type=html")
+      assert.are.equal(404, err.status)
+      assert.is_nil(err.message:find("<", 1, true), err.message)
+    end)
+
+    it("summarises JSON error bodies of Azure and Kubernetes", function()
+      local err = S.catch(http.get, base .. "/page/404?type=azure")
+      assert.are.equal(string.format("GET %s/page/404?type=azure: HTTP 404 Not Found: ResourceNotFound: The Resource "
+        .. "'Microsoft.Web/sites/legal' under resource group 'rg' was not found.", base), err.message)
+      assert.are.equal("ResourceNotFound", err.code)
+      err = S.catch(http.get, base .. "/page/404?type=k8s")
+      assert.are.equal(string.format("GET %s/page/404?type=k8s: HTTP 404 Not Found: pods \"web-0\" not found",
+        base), err.message)
+      assert.are.equal("NotFound", err.code)
+    end)
+
+    it("raises kind protocol for a response cut off inside its headers", function()
+      local err = S.catch(http.get, base .. "/cut-head", {retries = 0})
+      assert.are.equal("protocol", err.kind)
+      assert.matches("closed the connection inside the response headers", err.message)
+      err = S.catch(http.get, base .. "/cut-head", {retries = 0, on_data = function() end})
+      assert.are.equal("protocol", err.kind)
+    end)
+
+    it("keeps every credential the call carried out of an error that echoes the request", function()
+      local port = base:match(":(%d+)$")
+      local err = S.catch(http.get, "http://bob:basic-pw-31337@127.0.0.1:" .. port
+        .. "/status/500?echo=1&pass=query-pass-555&sv=2022", {retries = 0, headers = {
+          Authorization = "Bearer plain-bearer-1111", Cookie = "session=cookie-val-2222; theme=dark",
+          ["X-Api-Key"] = "api-key-3333", ["Ocp-Apim-Subscription-Key"] = "apim-4444",
+          ["x-ms-account-key"] = "ms-key-5555", ["X-Vault-Token"] = "vault-6666",
+          ["api-key"] = "azure-openai-7777", ["X-Trace"] = "trace-visible-8888"},
+        query = {code = "oauth-code-9999", page = "2"}})
+      assert.are.equal(500, err.status)
+      local text = tostring(err) .. "\n" .. err.url .. "\n" .. err.body .. "\n" .. require("opsh.json").encode(err)
+      for _, s in ipairs({"basic-pw-31337", crypto.base64_encode("bob:basic-pw-31337"), "query-pass-555",
+          "plain-bearer-1111", "cookie-val-2222", "api-key-3333", "apim-4444", "ms-key-5555", "vault-6666",
+          "azure-openai-7777", "oauth-code-9999"}) do
+        assert.is_nil(text:find(s, 1, true), s .. " leaked: " .. text)
+      end
+      assert.matches("trace%-visible%-8888", err.body)   -- not a credential: left alone
+      assert.matches("page=2", err.body)
+      assert.matches("sv=2022", err.url)
+      -- a credential shorter than 4 bytes is not scrubbed from texts (it would garble them)
+      err = S.catch(http.get, base .. "/status/500?echo=1", {retries = 0, query = {key = "1"}})
+      assert.matches("^GET http://127%.0%.0%.1:%d+/status/500%?echo=1&key=REDACTED: HTTP 500", err.message)
     end)
 
     it("raises kind timeout when the overall deadline passes", function()
       local ok, err = opsh.try(http.get, base .. "/slow?delay=3", {timeout = 0.3})
       assert.is_false(ok)
       assert.are.equal("timeout", err.kind)
+      assert.are.equal(1, err.attempts)
+      assert.matches("^GET " .. base .. "/slow%?delay=3: Operation timed out with 0 bytes received "
+        .. "%(1 attempt in %d+ ms%)$", err.message)
     end)
 
     it("keeps secrets out of errors: query values, secret headers, echoed bodies", function()
@@ -246,7 +353,7 @@ describe("opsh.http", function()
       assert.matches("user=bob", err.url)
       assert.matches("page=2", err.url)
       assert.matches("token=REDACTED", err.url)
-      assert.matches("'Authorization': 'REDACTED'", err.body)   -- the server echoed it; scrubbed
+      assert.matches("'Authorization': '<redacted>'", err.body)   -- the server echoed it; scrubbed
       ok, err = opsh.try(http.get, "http://user:hunter2@127.0.0.1:" .. net.free_port() .. "/x?code=oauth-code-1",
         {retries = 0, headers = {Authorization = opsh.secret("Bearer s3cr3t-token-value")}})
       assert.are.equal("connect", err.kind)
@@ -259,6 +366,100 @@ describe("opsh.http", function()
         http.redact("https://u:p@h/p?sv=2022&sig=abc%2B&se=1#frag"))
       assert.are.equal("http://h/?client_secret=REDACTED&access_token=REDACTED&x=1",
         http.redact("http://h/?client_secret=s&access_token=t&x=1"))
+    end)
+  end)
+
+  describe("dry-run", function()
+    local function count(id)
+      return http.get(base .. "/count/" .. id):json().count
+    end
+
+    after_each(function()
+      dryrun.enable(false)
+      dryrun.reset()
+    end)
+
+    it("records a mutation instead of sending it and returns a response that says so", function()
+      local records, res = dryrun.with(http.post, base .. "/flaky/dr1?x=1", {json = {replicas = 3}})
+      assert.are.equal(0, count("dr1"))
+      assert.are.equal(1, #records)
+      local r = records[1]
+      assert.are.equal("http", r.kind)
+      assert.are.equal("POST " .. base .. "/flaky/dr1?x=1", r.action)
+      assert.are.equal("dr1", r.target)
+      assert.are.same({method = "POST", url = base .. "/flaky/dr1?x=1", json = {replicas = 3},
+        headers = {["Content-Type"] = "application/json", Accept = "application/json"}}, r.request)
+      assert.is_nil(res.status)
+      assert.is_true(res.dry_run)
+      assert.are.equal(r, res.record)
+      assert.are.equal("POST", res.method)
+      assert.is_nil(res:json())
+      for _, m in ipairs({"PUT", "PATCH", "DELETE"}) do
+        records = dryrun.with(http.request, {method = m, url = base .. "/flaky/dr2", body = "b"})
+        assert.are.equal(m .. " " .. base .. "/flaky/dr2", records[1].action)
+        assert.are.equal("b", records[1].request.body)
+      end
+      assert.are.equal(0, count("dr2"))
+    end)
+
+    it("sends GET, HEAD and OPTIONS, and what declares itself a read", function()
+      local records = dryrun.with(function()
+        assert.are.equal("ok", http.get(base .. "/flaky/dr3?fail=0").body)
+        http.head(base .. "/flaky/dr3?fail=0")
+        http.request{method = "OPTIONS", url = base .. "/flaky/dr3?fail=0"}
+        assert.are.equal("ok", http.post(base .. "/flaky/dr3?fail=0", {read = true, json = {query = "x"}}).body)
+      end)
+      assert.are.equal(0, #records)
+      assert.are.equal(4, count("dr3"))
+      -- a GET that changes something says so, and is recorded
+      records = dryrun.with(http.get, base .. "/flaky/dr4", {read = false})
+      assert.are.equal("GET " .. base .. "/flaky/dr4", records[1].action)
+      assert.are.equal(0, count("dr4"))
+    end)
+
+    it("sends a request that carries the server's own dry-run, recording nothing", function()
+      local records, res = dryrun.with(http.patch, base .. "/echo", {dry_run = "server",
+        query = {dryRun = "All"}, json = {spec = {replicas = 2}}})
+      assert.are.equal(0, #records)
+      assert.are.equal(200, res.status)
+      assert.are.equal("All", res:json().query.dryRun)
+    end)
+
+    it("scrubs every credential from the record", function()
+      local port = base:match(":(%d+)$")
+      local records = dryrun.with(http.put, "http://bob:basic-pw-31337@127.0.0.1:" .. port
+        .. "/blob/x?sig=sas-sig-4242&sv=2022", {
+        headers = {Authorization = "Bearer plain-bearer-1111", ["X-Api-Key"] = opsh.secret("api-key-3333"),
+          ["X-Trace"] = "t-1"},
+        body = "password=plain-bearer-1111&user=bob"})
+      local r = records[1]
+      local text = require("opsh.json").encode(r)
+      for _, secret in ipairs({"basic-pw-31337", "sas-sig-4242", "plain-bearer-1111", "api-key-3333"}) do
+        assert.is_nil(text:find(secret, 1, true), secret .. " leaked: " .. text)
+      end
+      assert.are.equal("PUT http://REDACTED@127.0.0.1:" .. port .. "/blob/x?sig=REDACTED&sv=2022", r.action)
+      assert.are.equal("<redacted>", r.request.headers.Authorization)
+      assert.are.equal("<redacted>", r.request.headers["X-Api-Key"])
+      assert.are.equal("t-1", r.request.headers["X-Trace"])
+      assert.are.equal("password=<redacted>&user=bob", r.request.body)
+    end)
+
+    it("records a body_file by path and size, not its bytes", function()
+      local path = tmp .. "/dry.bin"
+      fs.write(path, string.rep("z", 4096))
+      local records = dryrun.with(http.put, base .. "/upload", {body_file = path})
+      assert.are.same({path = path, size = 4096}, records[1].request.body_file)
+      assert.is_nil(records[1].request.body)
+      local err = S.catch(dryrun.with, http.put, base .. "/upload", {body_file = tmp .. "/missing"})
+      assert.are.equal("io", err.kind)
+    end)
+
+    it("refuses a dry_run or read option it does not know", function()
+      local err = S.catch(http.post, base .. "/echo", {dry_run = "yes"})
+      assert.are.equal("usage", err.kind)
+      assert.matches("dry_run must be \"server\"", err.message)
+      err = S.catch(http.post, base .. "/echo", {read = "yes"})
+      assert.matches("read must be a boolean", err.message)
     end)
   end)
 
@@ -462,9 +663,85 @@ http {
     end)
 
     it("raises kind io for a body_file that cannot be read", function()
-      local ok, err = opsh.try(http.put, base .. "/upload", {body_file = tmp .. "/nope"})
-      assert.is_false(ok)
+      local err = S.catch(http.put, base .. "/upload", {body_file = tmp .. "/nope"})
       assert.are.equal("io", err.kind)
+      assert.are.equal(tmp .. "/nope", err.path)
+      assert.are.equal(string.format("PUT %s/upload: body_file %s/nope: No such file or directory", base, tmp),
+        err.message)
+      err = S.catch(http.put, base .. "/upload", {body_file = tmp})
+      assert.are.equal("io", err.kind)
+      assert.matches("Is a directory", err.message)
+    end)
+
+    it("sends body_file in order whether it is in the page cache or must be read from disk", function()
+      local parts = {}
+      for i = 1, 60000 do parts[i] = string.format("%07d\n", i) end
+      local want = table.concat(parts)
+      local path = tmp .. "/lines.txt"
+      fs.write(path, want)
+      assert.are.equal(want, http.put(base .. "/echo", {body_file = path}):json().body)
+      -- out of the page cache (where the file system allows): read on the thread pool instead
+      proc.run{argv = {"dd", "if=" .. path, "iflag=nocache", "count=0", "status=none"}}
+      assert.are.equal(want, http.put(base .. "/echo", {body_file = path}):json().body)
+    end)
+
+    it("sends body_file again after a redirect (curl rewinds it)", function()
+      local path = tmp .. "/redirected.txt"
+      fs.write(path, string.rep("0123456789", 5000))
+      local doc = http.put(base .. "/redirect", {body_file = path, follow = true}):json()
+      assert.are.equal("PUT", doc.method)
+      assert.are.equal("/echo", doc.path)
+      assert.are.equal(string.rep("0123456789", 5000), doc.body)
+    end)
+
+    it("opens and reads body_file off the loop: other tasks run while it blocks", function()
+      local fifo = tmp .. "/upload.fifo"
+      proc.run{argv = {"mkfifo", fifo}}
+      -- should the open block the loop, this writer ends the wait (and the test fails)
+      local valve = proc.spawn{argv = {"sh", "-c", "sleep 3; exec 3>" .. fifo}}
+      local writer
+      local ok, err = pcall(function()
+        local t = opsh.spawn(http.put, base .. "/upload", {body_file = fifo})
+        local ticks = 0
+        for _ = 1, 5 do
+          opsh.sleep(0.01)
+          ticks = ticks + 1
+        end
+        assert.are.equal(5, ticks)
+        assert.are.equal("suspended", t:status())
+        writer = proc.spawn{argv = {"sh", "-c", "printf 'payload' >" .. fifo}}
+        assert.are.equal(7, t:wait():json().bytes)
+      end)
+      valve:stop(1)
+      if writer then writer:stop(1) end
+      fs.remove(fifo)
+      assert(ok, err)
+    end)
+
+    it("survives a server that closes keep-alive connections as they are reused: 300/300 without retries", function()
+      -- /ka/2: every second connection is closed (FIN, then a reset) when its next request comes
+      local items = {}
+      for i = 1, 300 do items[i] = i end
+      local got = opsh.parallel(items, function(i)
+        local method = i % 2 == 0 and "GET" or "PATCH"
+        local res = http.request{method = method, url = base .. "/ka/2", retries = 0,
+          body = method == "PATCH" and string.rep("p", i) or nil}
+        return res:json().bytes
+      end, {limit = 32})
+      for i = 1, 300 do assert.are.equal(i % 2 == 0 and 0 or i, got[i]) end
+      -- /ka/1, one request at a time: each reuses the connection of the last, which is closed
+      local path = tmp .. "/small.bin"
+      fs.write(path, string.rep("u", 3000))
+      for i = 1, 60 do
+        local res
+        if i % 3 == 0 then
+          res = http.put(base .. "/ka/1", {body_file = path, retries = 0})
+        else
+          res = http.request{method = i % 3 == 1 and "GET" or "PATCH", url = base .. "/ka/1", retries = 0,
+            body = i % 3 == 2 and "patch" or nil}
+        end
+        assert.are.equal(({3000, 0, 5})[i % 3 + 1], res:json().bytes)
+      end
     end)
 
     it("aborts the transfer when the task is cancelled", function()

@@ -22,13 +22,23 @@ Routes (any method):
   /notjson              200 with a body that is not JSON
   /big                  ?size=N bytes of 'x'
   /redirect             302 to /echo
+  /cut-head             part of a response head, then the connection is closed
+  /page/CODE            an error page as servers send them: ?type=html (an nginx-like page),
+                        azure ({"error": {"code", "message"}}), k8s (a Status), with X-Request-Id
+  /ka/N                 reads the body and answers {"bytes": N} on a keep-alive connection; every
+                        Nth connection (default: each) is then reset when the client sends its next
+                        request on it (a server that closed an idle keep-alive connection just as
+                        the client reused it: its FIN, then a reset)
 """
 import argparse
 import email.utils
 import json
 import os
+import select
+import socket
 import socketserver
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -51,6 +61,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         pass
+
+    def handle_one_request(self):
+        if getattr(self, "reset_next", False):
+            # what a client sees when it reuses a keep-alive connection the server closed as idle
+            # just before: the server's FIN, then a reset for the request that came after it
+            select.select([self.connection], [], [], 60)
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        super().handle_one_request()
 
     # ---- helpers ----
     def read_body(self, sink=None):
@@ -88,7 +110,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Request-Id", "req-%d" % threading.get_ident())
+        if "X-Request-Id" not in (headers or {}):
+            self.send_header("X-Request-Id", "req-%d" % threading.get_ident())
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -118,6 +141,22 @@ class Handler(BaseHTTPRequestHandler):
         if route == "upload":
             n, _ = self.read_body(sink=True)
             return self.reply(200, json.dumps({"bytes": n}), "application/json")
+        if route == "ka":
+            n, _ = self.read_body(sink=True)
+            self.reply(200, json.dumps({"bytes": n}), "application/json")
+            if not hasattr(self, "ordinal"):
+                with LOCK:
+                    COUNTS["ka-connections"] = COUNTS.get("ka-connections", 0) + 1
+                    self.ordinal = COUNTS["ka-connections"]
+            self.reset_next = self.ordinal % int(key or "1") == 0
+            return None
+        if route == "cut-head":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Len")
+            self.wfile.flush()
+            self.close_connection = True
+            return None
+        if route == "page":
+            return self.page(int(key), query.get("type", "html"))
         _, body = self.read_body()
         if route == "echo":
             doc = {
@@ -171,6 +210,26 @@ class Handler(BaseHTTPRequestHandler):
                 state = STATES.get(key, "none")
             return self.reply(200, state)
         return self.reply(404, "no route %s" % url.path)
+
+    def page(self, code, kind):
+        reason = self.responses.get(code, ("Error",))[0]
+        if kind == "azure":
+            body = json.dumps({"error": {"code": "ResourceNotFound", "message":
+                               "The Resource 'Microsoft.Web/sites/legal' under resource group 'rg' was not found."}})
+            ctype = "application/json"
+        elif kind == "k8s":
+            body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": 'pods "web-0" not found', "reason": "NotFound", "code": code})
+            ctype = "application/json"
+        else:
+            body = ("<!DOCTYPE html>\r\n<html>\r\n<head><title>%d %s</title>\r\n"
+                    "<style>body { font-family: sans-serif; }</style></head>\r\n<body>\r\n"
+                    "<center><h1>%d %s</h1></center>\r\n"
+                    "<p>The requested method is not supported for this resource.</p>\r\n"
+                    "<hr><center>test-server/1.0</center>\r\n</body>\r\n</html>\r\n" + "<!-- padding -->\r\n" * 20) % (
+                        code, reason, code, reason)
+            ctype = "text/html"
+        return self.reply(code, body, ctype, headers={"X-Request-Id": "page-req-%d" % code})
 
     def chunk(self, data):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
