@@ -5,6 +5,7 @@
 ** Debian's lua-cjson 2.1.0 (linked in the binary) is not used here: it decodes every number as
 ** a float, encodes numbers with 14 significant digits and cannot tell [] from {} once decoded.
 */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,7 +199,9 @@ static const char *dec_number(dec *d, const char *p) {
     }
     /* beyond 64 bits: a float, as Lua itself reads such a literal */
   }
-  lua_pushnumber(d->L, strtod(s, NULL));
+  double v = strtod(s, NULL);
+  if (isinf(v)) dec_fail(d, s, "number out of range");   /* JSON has no infinity to read back */
+  lua_pushnumber(d->L, v);
   return p;
 }
 
