@@ -31,15 +31,14 @@ static const char *skip_ws(const char *p) {
 
 /* [-0, +0, v] raise {kind="json", message="what at line L column C (byte N)", line, column, offset} */
 __attribute__((noreturn)) static void dec_fail(dec *d, const char *at, const char *what) {
-  int line = 1;
+  lua_Integer line = 1, column = 1;   /* inputs of 2 GiB and more count past an int */
   const char *bol = d->start;
   for (const char *q = d->start; q < at; q++)
     if (*q == '\n') { line++; bol = q + 1; }
-  int column = 1;
   for (const char *q = bol; q < at; q++)
     if (((unsigned char)*q & 0xC0) != 0x80) column++;
   lua_Integer offset = (lua_Integer)(at - d->start);
-  opsh_error_push(d->L, "json", "%s at line %d column %d (byte %I)", what, line, column, offset);
+  opsh_error_push(d->L, "json", "%s at line %I column %I (byte %I)", what, line, column, offset);
   opsh_error_setint(d->L, "line", line);
   opsh_error_setint(d->L, "column", column);
   opsh_error_setint(d->L, "offset", offset);
