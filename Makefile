@@ -8,7 +8,7 @@ PREFIX     ?= /usr/local
 # Servers the tests start (nginx) and runuser live in sbin, which a trimmed PATH may lack.
 export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
 
-.PHONY: all deps build demo test test-fast lint asan test-asan bench install clean
+.PHONY: all deps build demo test test-fast lint asan test-asan fuzz fuzz-build bench install clean
 
 all: build
 
@@ -55,6 +55,24 @@ SANITIZER_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:quarantine_size_mb=
 test-asan: asan
 	$(SANITIZER_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
 	$(SANITIZER_ENV) $(ASAN_BUILD)/opsh test
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SHORT)
+
+# libFuzzer (clang) harnesses for the JSON and YAML decoders, HTTP response parsing and the
+# command line (tests/fuzz). `make fuzz` runs each for FUZZ_SECONDS; make test runs each briefly.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_SHORT   ?= 20
+FUZZ_TARGETS  = json yaml http args
+
+$(FUZZ_BUILD)/Makefile:
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+	  -DCMAKE_C_FLAGS_DEBUG="-O1 -g" -DOPSH_FUZZ=ON >/dev/null
+
+fuzz-build: $(FUZZ_BUILD)/Makefile
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+
+fuzz: fuzz-build
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench: build
 	bash bench/run.sh $(OPSH)
@@ -63,4 +81,4 @@ install: build
 	install -D -m 0755 $(OPSH) $(DESTDIR)$(PREFIX)/bin/opsh
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -5,6 +5,7 @@
 ** Debian's lua-cjson 2.1.0 (linked in the binary) is not used here: it decodes every number as
 ** a float, encodes numbers with 14 significant digits and cannot tell [] from {} once decoded.
 */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,15 +31,14 @@ static const char *skip_ws(const char *p) {
 
 /* [-0, +0, v] raise {kind="json", message="what at line L column C (byte N)", line, column, offset} */
 __attribute__((noreturn)) static void dec_fail(dec *d, const char *at, const char *what) {
-  int line = 1;
+  lua_Integer line = 1, column = 1;   /* inputs of 2 GiB and more count past an int */
   const char *bol = d->start;
   for (const char *q = d->start; q < at; q++)
     if (*q == '\n') { line++; bol = q + 1; }
-  int column = 1;
   for (const char *q = bol; q < at; q++)
     if (((unsigned char)*q & 0xC0) != 0x80) column++;
   lua_Integer offset = (lua_Integer)(at - d->start);
-  opsh_error_push(d->L, "json", "%s at line %d column %d (byte %I)", what, line, column, offset);
+  opsh_error_push(d->L, "json", "%s at line %I column %I (byte %I)", what, line, column, offset);
   opsh_error_setint(d->L, "line", line);
   opsh_error_setint(d->L, "column", column);
   opsh_error_setint(d->L, "offset", offset);
@@ -198,7 +198,9 @@ static const char *dec_number(dec *d, const char *p) {
     }
     /* beyond 64 bits: a float, as Lua itself reads such a literal */
   }
-  lua_pushnumber(d->L, strtod(s, NULL));
+  double v = strtod(s, NULL);
+  if (isinf(v)) dec_fail(d, s, "number out of range");   /* JSON has no infinity to read back */
+  lua_pushnumber(d->L, v);
   return p;
 }
 

@@ -35,7 +35,8 @@ static int enc_gc(lua_State *L) {
 }
 
 static void reserve(lua_State *L, enc *e, size_t n) {
-  if (byte_buf_reserve(&e->out, n) != 0) luaL_error(L, "json.encode: out of memory");
+  if (byte_buf_reserve(&e->out, n) != 0)
+    opsh_error(L, "json", "out of memory encoding JSON (output reached %I bytes)", (lua_Integer)e->out.len);
 }
 
 static void put(lua_State *L, enc *e, const char *s, size_t n) {

@@ -165,7 +165,7 @@ size_t json_keys_sorted(lua_State *L, json_keys *ks, int idx, const char *kind, 
     if (ks->n == ks->cap) {
       size_t cap = ks->cap ? ks->cap * 2 : 64;
       json_key *nk = realloc(ks->v, cap * sizeof *nk);
-      if (!nk) luaL_error(L, "out of memory");
+      if (!nk) opsh_error(L, kind, "out of memory sorting the keys of an object");
       ks->v = nk;
       ks->cap = cap;
     }

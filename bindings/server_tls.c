@@ -2,10 +2,18 @@
 ** server_tls.c — TLS for opsh._server: OpenSSL over memory BIOs (ciphertext moves through
 ** libuv, OpenSSL never touches the socket), certificates and keys from PEM text, optional
 ** client-certificate verification, and the verified client certificate's subject for handlers.
+** A private key given as a file path is read here, into memory wiped as soon as OpenSSL has
+** parsed it, so that no copy of it is ever a Lua string.
 */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -34,6 +42,77 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
   return SSL_TLSEXT_ERR_OK;
 }
 
+#define PEM_MAX (64 << 20)   /* far beyond any certificate bundle; and BIOs count in int */
+#define KEY_FILE_MAX (1 << 20)
+
+/* [-0, +0, -] a key file's bytes in *out (malloc'ed; the caller wipes and frees them), or -1
+** with err set */
+static int read_key_file(const char *path, char **out, size_t *len, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    snprintf(err, errlen, "tls.key: cannot read the key file: %s", strerror(errno));
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size > KEY_FILE_MAX) {
+    snprintf(err, errlen, "tls.key: the key file is not a regular file under 1 MiB");
+    close(fd);
+    return -1;
+  }
+  size_t cap = (size_t)st.st_size + 1, n = 0;
+  char *buf = malloc(cap);
+  if (!buf) {
+    snprintf(err, errlen, "tls.key: out of memory");
+    close(fd);
+    return -1;
+  }
+  for (;;) {
+    ssize_t got = read(fd, buf + n, cap - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      snprintf(err, errlen, "tls.key: cannot read the key file: %s", strerror(errno));
+      OPENSSL_cleanse(buf, n);
+      free(buf);
+      close(fd);
+      return -1;
+    }
+    if (got == 0 || (n += (size_t)got) == cap) break;   /* a file that grew: the first 1 MiB */
+  }
+  close(fd);
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+/* [-0, +0, -] the private key in key: PEM text, or else the path of a PEM file */
+static EVP_PKEY *read_key(const char *key, size_t key_len, char *err, size_t errlen) {
+  char *file = NULL;
+  size_t file_len = 0;
+  const char *pem = key;
+  size_t pem_len = key_len;
+  if (!memmem(key, key_len, "-----BEGIN", 10)) {
+    if (strlen(key) != key_len || read_key_file(key, &file, &file_len, err, errlen) != 0) {
+      if (strlen(key) != key_len) snprintf(err, errlen, "tls.key is not an unencrypted PEM private key");
+      return NULL;
+    }
+    pem = file;
+    pem_len = file_len;
+  }
+  BIO *b = BIO_new_mem_buf(pem, (int)pem_len);
+  EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
+  BIO_free(b);
+  if (file) {
+    OPENSSL_cleanse(file, file_len);
+    free(file);
+  }
+  if (!pk) {
+    ERR_clear_error();
+    snprintf(err, errlen, "tls.key is not an unencrypted PEM private key");
+  }
+  return pk;
+}
+
 SSL_CTX *srv_tls_ctx(const char *cert, size_t cert_len, const char *key, size_t key_len,
                      const char *client_ca, size_t ca_len, int require_client, char *err, size_t errlen) {
   ERR_clear_error();
@@ -46,6 +125,10 @@ SSL_CTX *srv_tls_ctx(const char *cert, size_t cert_len, const char *key, size_t 
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"opsh", 4);
   SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
 
+  if (cert_len > PEM_MAX || key_len > PEM_MAX || (client_ca && ca_len > PEM_MAX)) {
+    snprintf(err, errlen, "tls.cert, tls.key and tls.client_ca must each be under 64 MiB");
+    goto fail;
+  }
   BIO *b = BIO_new_mem_buf(cert, (int)cert_len);
   X509 *x = b ? PEM_read_bio_X509(b, NULL, no_passphrase, NULL) : NULL;
   if (!x || SSL_CTX_use_certificate(ctx, x) != 1) {
@@ -58,15 +141,8 @@ SSL_CTX *srv_tls_ctx(const char *cert, size_t cert_len, const char *key, size_t 
   ERR_clear_error();
   BIO_free(b);
 
-  b = BIO_new_mem_buf(key, (int)key_len);
-  EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
-  BIO_free(b);
-  b = NULL;
-  if (!pk) {
-    ERR_clear_error();
-    snprintf(err, errlen, "tls.key is not an unencrypted PEM private key");
-    goto fail;
-  }
+  EVP_PKEY *pk = read_key(key, key_len, err, errlen);
+  if (!pk) goto fail;
   int ok = SSL_CTX_use_PrivateKey(ctx, pk);
   EVP_PKEY_free(pk);
   if (ok != 1 || SSL_CTX_check_private_key(ctx) != 1) {
@@ -82,7 +158,8 @@ SSL_CTX *srv_tls_ctx(const char *cert, size_t cert_len, const char *key, size_t 
     int n = 0;
     while (b && names && (x = PEM_read_bio_X509(b, NULL, no_passphrase, NULL)) != NULL) {
       X509_STORE_add_cert(store, x);
-      sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(x)));
+      X509_NAME *name = X509_NAME_dup(X509_get_subject_name(x));
+      if (name && !sk_X509_NAME_push(names, name)) X509_NAME_free(name);
       X509_free(x);
       n++;
     }
@@ -189,7 +266,7 @@ void srv_cert_free(srv_cert *ci) {
 }
 
 void srv_tls_input(srv_conn *c, const char *data, size_t len) {
-  if (BIO_write(c->rbio, data, (int)len) != (int)len) {
+  if (len > INT_MAX || BIO_write(c->rbio, data, (int)len) != (int)len) {   /* reads are 64 KiB at most */
     srv_conn_close(c);
     return;
   }

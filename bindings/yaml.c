@@ -4,6 +4,9 @@
 ** block scalars are strings, plain scalars follow yaml_resolve.c (Kubernetes' rules). Null is
 ** opsh.json's json.null and sequences carry its array metatable, so YAML round-trips through
 ** JSON. Mapping keys are strings (their text). The emitter is yaml_emit.c.
+** Aliases share one Lua value, but whoever walks the result (an encoder, a loop over it) sees
+** every alias expanded: like go-yaml v3, the loader counts the expanded size and refuses a
+** stream whose aliases would blow it up ("billion laughs").
 */
 #include <stdio.h>
 #include <string.h>
@@ -18,11 +21,19 @@
 #define ARRAY_MT 3
 #define NULL_VALUE 4
 #define ANCHORS 5
+#define ANCHOR_SIZES 6
+
+/* Sizes count a node as 1 plus a scalar's bytes. What aliases add to a stream may reach
+** YAML_ALIAS_BASE plus the stream's own size: a few times what real manifests reuse, and
+** bounded work for whoever walks the result. */
+#define YAML_ALIAS_BASE 1000000
 
 typedef struct loader {
   yaml_parser_t parser;
   yaml_event_t ev;
   int has_parser, has_ev;
+  size_t own;       /* size of the nodes the text holds */
+  size_t aliased;   /* size the aliases add */
 } loader;
 
 static int loader_close(lua_State *L) {
@@ -35,8 +46,8 @@ static int loader_close(lua_State *L) {
 
 /* [-0, +0, v] raise {kind="yaml", message="what at line L column C", line=, column=} */
 __attribute__((noreturn)) static void fail_at(lua_State *L, yaml_mark_t mark, const char *what) {
-  int line = (int)mark.line + 1, column = (int)mark.column + 1;
-  opsh_error_push(L, "yaml", "%s at line %d column %d", what, line, column);
+  lua_Integer line = (lua_Integer)mark.line + 1, column = (lua_Integer)mark.column + 1;
+  opsh_error_push(L, "yaml", "%s at line %I column %I", what, line, column);
   opsh_error_setint(L, "line", line);
   opsh_error_setint(L, "column", column);
   lua_error(L);
@@ -47,16 +58,16 @@ __attribute__((noreturn)) static void fail_parser(lua_State *L, loader *ld) {
   yaml_parser_t *p = &ld->parser;
   const char *problem = p->problem ? p->problem : "cannot parse the YAML";
   if (p->error == YAML_READER_ERROR) {   /* encoding errors: no line yet, a byte offset */
-    opsh_error_push(L, "yaml", "%s at byte %d", problem, (int)p->problem_offset);
+    opsh_error_push(L, "yaml", "%s at byte %I", problem, (lua_Integer)p->problem_offset);
     opsh_error_setint(L, "offset", (lua_Integer)p->problem_offset);
     lua_error(L);
   }
-  int line = (int)p->problem_mark.line + 1, column = (int)p->problem_mark.column + 1;
+  lua_Integer line = (lua_Integer)p->problem_mark.line + 1, column = (lua_Integer)p->problem_mark.column + 1;
   if (p->context)
-    opsh_error_push(L, "yaml", "%s at line %d column %d, %s at line %d column %d", problem, line, column,
-                    p->context, (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+    opsh_error_push(L, "yaml", "%s at line %I column %I, %s at line %I column %I", problem, line, column,
+                    p->context, (lua_Integer)p->context_mark.line + 1, (lua_Integer)p->context_mark.column + 1);
   else
-    opsh_error_push(L, "yaml", "%s at line %d column %d", problem, line, column);
+    opsh_error_push(L, "yaml", "%s at line %I column %I", problem, line, column);
   opsh_error_setint(L, "line", line);
   opsh_error_setint(L, "column", column);
   lua_error(L);
@@ -118,14 +129,34 @@ static void push_scalar(lua_State *L, yaml_event_t *ev) {
   }
 }
 
-/* [-0, +0, -] anchors[name] = the value at the top */
-static void set_anchor(lua_State *L, int name_idx) {
-  lua_pushvalue(L, name_idx);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, ANCHORS);
+/* [-0, +0, -] anchors[name] = the value at the top, whose expanded size is size */
+static void set_anchor(lua_State *L, const char *name, size_t size) {
+  lua_pushvalue(L, -1);
+  lua_setfield(L, ANCHORS, name);
+  lua_pushinteger(L, (lua_Integer)size);
+  lua_setfield(L, ANCHOR_SIZES, name);
 }
 
-static void load_node(lua_State *L, loader *ld, int depth);
+/* [-0, +0, v] an alias at mark repeats `size` more: raise once aliases add more than allowed */
+static void add_aliased(lua_State *L, loader *ld, size_t size, yaml_mark_t mark) {
+  ld->aliased += size;
+  if (ld->aliased > YAML_ALIAS_BASE + ld->own) {
+    char what[160];
+    snprintf(what, sizeof what, "aliases expand the document past the limit (%d plus its own size: an alias bomb?)",
+             YAML_ALIAS_BASE);
+    fail_at(L, mark, what);
+  }
+}
+
+/* [-0, +0, -] the expanded size of the anchor `name` */
+static size_t anchor_size(lua_State *L, const char *name) {
+  lua_getfield(L, ANCHOR_SIZES, name);
+  size_t n = (size_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return n;
+}
+
+static size_t load_node(lua_State *L, loader *ld, int depth);
 
 /* [-0, +0, v] merge the mapping(s) at the top (a `<<` value) into the list at merges */
 static void add_merge(lua_State *L, int merges, yaml_mark_t mark) {
@@ -182,30 +213,37 @@ static void apply_merges(lua_State *L, int map, int merges) {
   }
 }
 
-/* [-0, +1, v] the key of a mapping entry: the scalar's text, or an aliased string or number */
-static void push_key(lua_State *L, yaml_event_t *ev) {
+/* [-0, +1, v] the key of a mapping entry: the scalar's text, or an aliased string or number;
+** returns its size */
+static size_t push_key(lua_State *L, loader *ld, yaml_event_t *ev) {
   if (ev->type == YAML_SCALAR_EVENT) {
+    size_t size = 1 + ev->data.scalar.length;
+    ld->own += size;
     lua_pushlstring(L, (const char *)ev->data.scalar.value, ev->data.scalar.length);
-    return;
+    return size;
   }
   if (ev->type == YAML_ALIAS_EVENT) {
-    lua_getfield(L, ANCHORS, (const char *)ev->data.alias.anchor);
+    const char *name = (const char *)ev->data.alias.anchor;
+    lua_getfield(L, ANCHORS, name);
     int t = lua_type(L, -1);
-    if (t == LUA_TSTRING) return;
+    size_t size = anchor_size(L, name);
+    if (t == LUA_TSTRING || t == LUA_TNUMBER || t == LUA_TBOOLEAN) add_aliased(L, ld, size, ev->start_mark);
+    if (t == LUA_TSTRING) return size;
     if (t == LUA_TNUMBER || t == LUA_TBOOLEAN) {
       luaL_tolstring(L, -1, NULL);
       lua_remove(L, -2);
-      return;
+      return size;
     }
     fail_at(L, ev->start_mark, t == LUA_TNIL ? "unknown alias" : "an alias used as a mapping key must name a scalar");
   }
   fail_at(L, ev->start_mark, "a mapping key must be a scalar (complex keys are not supported)");
 }
 
-/* [-0, +1, v] p is after MAPPING-START; reads to MAPPING-END */
-static void load_mapping(lua_State *L, loader *ld, int depth) {
+/* [-0, +1, v] p is after MAPPING-START; reads to MAPPING-END; returns the members' size */
+static size_t load_mapping(lua_State *L, loader *ld, int depth) {
   lua_newtable(L);
   int map = lua_gettop(L), merges = 0;
+  size_t size = 0;
   for (;;) {
     yaml_event_t *ev = next_event(L, ld);
     if (ev->type == YAML_MAPPING_END_EVENT) break;
@@ -213,14 +251,12 @@ static void load_mapping(lua_State *L, loader *ld, int depth) {
     int merge = ev->type == YAML_SCALAR_EVENT && ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
                 !ev->data.scalar.tag && ev->data.scalar.length == 2 &&
                 memcmp(ev->data.scalar.value, "<<", 2) == 0;
-    push_key(L, ev);
-    if (ev->type == YAML_SCALAR_EVENT && ev->data.scalar.anchor) {
-      lua_pushstring(L, (const char *)ev->data.scalar.anchor);
-      lua_pushvalue(L, -2);
-      lua_rawset(L, ANCHORS);
-    }
+    size_t key_size = push_key(L, ld, ev);
+    size += key_size;
+    if (ev->type == YAML_SCALAR_EVENT && ev->data.scalar.anchor)
+      set_anchor(L, (const char *)ev->data.scalar.anchor, key_size);
     next_event(L, ld);
-    load_node(L, ld, depth + 1);
+    size += load_node(L, ld, depth);
     if (merge) {
       if (!merges) {
         lua_newtable(L);
@@ -244,32 +280,37 @@ static void load_mapping(lua_State *L, loader *ld, int depth) {
     apply_merges(L, map, merges);
     lua_remove(L, merges);
   }
+  return size;
 }
 
-/* [-0, +1, v] the node whose first event is ld->ev */
-static void load_node(lua_State *L, loader *ld, int depth) {
+/* [-0, +1, v] the node whose first event is ld->ev, inside `depth` collections; returns its
+** size with aliases expanded */
+static size_t load_node(lua_State *L, loader *ld, int depth) {
   yaml_event_t *ev = &ld->ev;
-  if (depth > JSON_MAX_DEPTH) fail_at(L, ev->start_mark, "nesting deeper than 1000 levels");
   luaL_checkstack(L, 8, "yaml: nesting too deep");
   switch (ev->type) {
-    case YAML_ALIAS_EVENT:
-      if (lua_getfield(L, ANCHORS, (const char *)ev->data.alias.anchor) == LUA_TNIL) {
+    case YAML_ALIAS_EVENT: {
+      const char *name = (const char *)ev->data.alias.anchor;
+      if (lua_getfield(L, ANCHORS, name) == LUA_TNIL) {
         char what[192];
         snprintf(what, sizeof what, "unknown alias '*%.60s' (anchors must be defined before, and outside, their aliases)",
-                 (const char *)ev->data.alias.anchor);
+                 name);
         fail_at(L, ev->start_mark, what);
       }
-      return;
-    case YAML_SCALAR_EVENT:
+      size_t size = anchor_size(L, name);
+      add_aliased(L, ld, size, ev->start_mark);
+      return size;
+    }
+    case YAML_SCALAR_EVENT: {
+      size_t size = 1 + ev->data.scalar.length;
+      ld->own += size;
       push_scalar(L, ev);
-      if (ev->data.scalar.anchor) {
-        lua_pushstring(L, (const char *)ev->data.scalar.anchor);
-        lua_pushvalue(L, -2);
-        lua_rawset(L, ANCHORS);
-      }
-      return;
+      if (ev->data.scalar.anchor) set_anchor(L, (const char *)ev->data.scalar.anchor, size);
+      return size;
+    }
     case YAML_SEQUENCE_START_EVENT:
     case YAML_MAPPING_START_EVENT: {
+      if (depth >= JSON_MAX_DEPTH) fail_at(L, ev->start_mark, "nesting deeper than 1000 levels");
       int seq = ev->type == YAML_SEQUENCE_START_EVENT;
       yaml_char_t *anchor = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
       int name = 0;
@@ -277,24 +318,26 @@ static void load_node(lua_State *L, loader *ld, int depth) {
         lua_pushstring(L, (const char *)anchor);
         name = lua_gettop(L);
       }
+      size_t size = 1;
+      ld->own += 1;
       if (seq) {
         lua_newtable(L);
         lua_pushvalue(L, ARRAY_MT);
         lua_setmetatable(L, -2);
         for (lua_Integer i = 1;; i++) {
           if (next_event(L, ld)->type == YAML_SEQUENCE_END_EVENT) break;
-          load_node(L, ld, depth + 1);
+          size += load_node(L, ld, depth + 1);
           lua_rawseti(L, -2, i);
         }
       } else {
-        load_mapping(L, ld, depth);
+        size += load_mapping(L, ld, depth + 1);
       }
       if (name) {
         /* registered once complete, so a collection cannot contain itself */
-        set_anchor(L, name);
+        set_anchor(L, lua_tostring(L, name), size);
         lua_remove(L, name);
       }
-      return;
+      return size;
     }
     default:
       fail_at(L, ev->start_mark, "unexpected YAML event");
@@ -309,12 +352,13 @@ static int load(lua_State *L, int all) {
   loader *ld = lua_newuserdatauv(L, sizeof *ld, 0);   /* LOADER */
   memset(ld, 0, sizeof *ld);
   luaL_setmetatable(L, LOADER_META);
-  if (!yaml_parser_initialize(&ld->parser)) return luaL_error(L, "yaml: out of memory");
+  if (!yaml_parser_initialize(&ld->parser)) return opsh_error(L, "yaml", "out of memory starting the YAML parser");
   ld->has_parser = 1;
   yaml_parser_set_input_string(&ld->parser, (const unsigned char *)s, len);
   luaL_getmetatable(L, JSON_ARRAY_META);               /* ARRAY_MT */
   lua_getfield(L, LUA_REGISTRYINDEX, JSON_NULL_KEY);   /* NULL_VALUE */
   lua_pushnil(L);                                      /* ANCHORS */
+  lua_pushnil(L);                                      /* ANCHOR_SIZES */
   if (all) {
     lua_newtable(L);
     lua_pushvalue(L, ARRAY_MT);
@@ -325,8 +369,10 @@ static int load(lua_State *L, int all) {
   next_event(L, ld);   /* STREAM-START */
   for (;;) {
     if (next_event(L, ld)->type == YAML_STREAM_END_EVENT) break;
-    lua_newtable(L);   /* anchors are per document */
+    lua_newtable(L);   /* anchors are per document; the alias budget is the stream's */
     lua_replace(L, ANCHORS);
+    lua_newtable(L);
+    lua_replace(L, ANCHOR_SIZES);
     next_event(L, ld);
     load_node(L, ld, 0);
     next_event(L, ld);   /* DOCUMENT-END */

@@ -44,10 +44,16 @@ static int write_out(void *data, unsigned char *bytes, size_t size) {
   return byte_buf_add(&e->out, bytes, size) == 0;
 }
 
+/* [-0, +0, v] */
+__attribute__((noreturn)) static void fail_memory(lua_State *L, emitter *e) {
+  opsh_error(L, KIND, "out of memory encoding YAML (output reached %I bytes)", (lua_Integer)e->out.len);
+  __builtin_unreachable();
+}
+
 /* [-0, +0, v] hand ev to the emitter (which owns it from then on) */
 static void emit(lua_State *L, emitter *e, yaml_event_t *ev, const json_seg *at) {
   if (!yaml_emitter_emit(&e->em, ev)) {
-    if (e->em.error == YAML_WRITER_ERROR) luaL_error(L, "yaml.encode: out of memory");
+    if (e->em.error == YAML_WRITER_ERROR || e->em.error == YAML_MEMORY_ERROR) fail_memory(L, e);
     json_fail(L, KIND, at, e->em.problem ? e->em.problem : "cannot write YAML");
   }
 }
@@ -206,7 +212,7 @@ static int dump(lua_State *L, int all) {
   emitter *e = json_state_new(L, sizeof *e, EMITTER_META, emitter_close);   /* STATE */
   json_push_markers(L);
   e->sort = sort;
-  if (!yaml_emitter_initialize(&e->em)) return luaL_error(L, "yaml.encode: out of memory");
+  if (!yaml_emitter_initialize(&e->em)) fail_memory(L, e);
   e->has_em = 1;
   yaml_emitter_set_output(&e->em, write_out, e);
   yaml_emitter_set_unicode(&e->em, 1);
@@ -230,7 +236,7 @@ static int dump(lua_State *L, int all) {
   }
   yaml_stream_end_event_initialize(&ev);
   emit(L, e, &ev, NULL);
-  if (!yaml_emitter_flush(&e->em)) return luaL_error(L, "yaml.encode: out of memory");
+  if (!yaml_emitter_flush(&e->em)) fail_memory(L, e);
   lua_pushlstring(L, e->out.data ? e->out.data : "", e->out.len);
   lua_pushcfunction(L, emitter_close);
   lua_pushvalue(L, STATE);

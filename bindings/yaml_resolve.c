@@ -99,7 +99,9 @@ int yaml_resolve_plain(const char *s, size_t len, yaml_resolved *r) {
   buf[n] = '\0';
   if (parse_int(buf, &r->i)) return r->kind = YAML_R_INT;
   if (float_syntax(buf)) {
-    r->f = strtod(buf, NULL);
+    double f = strtod(buf, NULL);
+    if (isinf(f)) return r->kind;   /* out of range: go-yaml's ParseFloat fails and the text stays a string */
+    r->f = f;
     return r->kind = YAML_R_FLOAT;
   }
   return r->kind;

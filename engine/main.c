@@ -1,12 +1,30 @@
 /*
 ** main.c — the opsh binary: make the runtime, hand argv to the Lua CLI (lua/opsh/cli.lua)
-** as the first task, exit with the code it returns.
+** as the first task, exit with the code it returns. Output that could not be written (a full
+** disk, a closed pipe) is an error on every way out, os.exit() included.
 */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include "opsh.h"
 
+static int exit_code;   /* what main returns; os.exit() from Lua exits with the status it is given */
+
+/* atexit: stdout written and flushed, or one line on stderr and exit status 1 */
+static void check_stdout(void) {
+  int failed = fflush(stdout) != 0;
+  int err = errno;
+  if (!failed && !ferror(stdout)) return;
+  if (failed) fprintf(stderr, "opsh: cannot write output: %s\n", strerror(err));
+  else fprintf(stderr, "opsh: cannot write output: a write to standard output failed\n");
+  fflush(stderr);
+  _exit(exit_code != 0 ? exit_code : 1);
+}
+
 int main(int argc, char **argv) {
+  atexit(check_stdout);
   lua_State *L = opsh_runtime_new();
   if (!L) {
     fprintf(stderr, "opsh: cannot create the Lua state: out of memory\n");
@@ -38,7 +56,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "opsh: internal error: %s\n", luaL_tolstring(L, -2, NULL));
     code = 1;
   }
-  fflush(stdout);
   opsh_runtime_close(L);
+  exit_code = code;
   return code;
 }

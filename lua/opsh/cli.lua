@@ -38,9 +38,11 @@ function M.parse(argv)
       if value == nil then
         i = i + 1
         value = argv[i]
-        if value == nil then usage(string.format("%s needs a value", flag)) end
+        if value == nil or value:match("^%-") then usage(string.format("%s needs a value", flag)) end
       end
-      opts[global_flags[flag]] = value
+      local key = global_flags[flag]
+      if opts[key] ~= nil then usage(string.format("%s given more than once", flag)) end
+      opts[key] = value
     elseif global_switches[a] then
       opts[global_switches[a]] = true
     elseif a == "-e" and #rest == 0 then
@@ -63,32 +65,47 @@ function M.parse(argv)
   return opts, rest
 end
 
---- Script arguments: --name=value, --name value, --flag, --no-flag -> {name = raw}
+--- Script arguments: --name=value, --name value, --flag, --no-flag -> {declared name = raw}.
+-- --max-lag finds max_lag; a list repeated accumulates ({raw, raw...}); anything else repeated is
+-- a usage error.
 function M.script_args(words, decl, script_name)
   local raw = {}
   local i = 1
   while i <= #words do
     local w = words[i]
-    local name, value = w:match("^%-%-([%w_-]+)=(.*)$")
-    if not name then name = w:match("^%-%-([%w_-]+)$") end
-    if not name then
+    local given, value = w:match("^%-%-([%w_-]+)=(.*)$")
+    if not given then given = w:match("^%-%-([%w_-]+)$") end
+    if not given then
       usage(string.format("%s: unexpected argument '%s' (arguments are --name=value; see 'opsh help %s')",
         script_name, w, script_name))
     end
+    local name = script.arg_name(decl, given)
+    if not name and value == nil then
+      local negated = given:match("^no[-_](.+)$")
+      local target = negated and script.arg_name(decl, negated)
+      if target and decl.args[target].type == "boolean" then name, value = target, "false" end
+    end
+    if not name then script.unknown_arg(decl, given, script_name) end
+    local spec = decl.args[name]
     if value == nil then
-      local spec = decl.args[name]
-      local negated = name:match("^no%-(.+)$")
-      if spec and spec.type == "boolean" then
+      if spec.type == "boolean" then
         value = "true"
-      elseif not spec and negated and decl.args[negated] and decl.args[negated].type == "boolean" then
-        name, value = negated, "false"
       else
+        local following = words[i + 1]
+        if following == nil or following:match("^%-%-") then
+          usage(string.format("%s: --%s needs a value", script_name, given))
+        end
         i = i + 1
-        value = words[i]
-        if value == nil then usage(string.format("%s: --%s needs a value", script_name, name)) end
+        value = following
       end
     end
-    raw[name] = value
+    if raw[name] == nil then
+      raw[name] = spec.type == "list" and {value} or value
+    elseif spec.type == "list" then
+      table.insert(raw[name], value)
+    else
+      usage(string.format("%s: --%s given more than once (only list arguments may repeat)", script_name, name))
+    end
     i = i + 1
   end
   return raw
@@ -226,6 +243,9 @@ function M.cmd_run(opts, words)
   if opts.help then return M.cmd_help(opts, {ref}) end
   local args = script.parse_args(decl, M.script_args(words, decl, name), name)
   local ctx = M.context(opts, name, decl)
+  -- a selected environment that cannot be loaded stops the run before anything happens
+  local envmod = require("opsh.env")
+  if envmod.selected_name() then envmod.current() end
   if ctx.flags.destructive and not ctx.dry_run then
     ctx.confirm(string.format("%s is destructive; run it against '%s'?", name,
       require("opsh.env").selected_name() or "(no environment)"))
@@ -398,8 +418,8 @@ function M.cmd_env(opts, words)
     local rows = {}
     for n, origin in pairs(envmod.list()) do
       local ok, e = pcall(envmod.load, n)
-      rows[#rows + 1] = {name = n, description = ok and e.description or ("invalid: " .. tostring(e)),
-        origin = origin}
+      local description = ok and (e.description or "") or ("invalid: " .. tostring(e))
+      rows[#rows + 1] = {name = n, description = description, origin = origin}
     end
     table.sort(rows, function(a, b) return a.name < b.name end)
     io.stdout:write(require("opsh.out").render(rows, {format = opts.output or "table",

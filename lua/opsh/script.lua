@@ -58,6 +58,101 @@ function M.all()
   return names
 end
 
+-- Durations: seconds ("90", "1.5"), or numbers with units largest first, each unit once ("1h30m").
+local duration_units = {{"w", 604800}, {"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}, {"ms", 0.001}}
+local unit_rank = {}
+for i, u in ipairs(duration_units) do unit_rank[u[1]] = i end
+
+local function finite(x) return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge end
+
+local function parse_duration(s)
+  if math.type(s) == "integer" then return s >= 0 and s or nil end
+  if type(s) == "number" then return finite(s) and s >= 0 and s or nil end
+  if type(s) ~= "string" then return nil end
+  local total
+  if s:match("^%d+$") or s:match("^%d+%.%d+$") then
+    total = tonumber(s)
+  else
+    total = 0
+    local rest, last = s, 0
+    if rest == "" then return nil end
+    while rest ~= "" do
+      local num, unit, tail = rest:match("^(%d+%.?%d*)(%a+)(.*)$")
+      if not num or num:sub(-1) == "." then return nil end
+      local rank = unit_rank[unit]
+      if not rank or rank <= last then return nil end
+      total = total + tonumber(num) * duration_units[rank][2]
+      rest, last = tail, rank
+    end
+  end
+  if not finite(total) then return nil end
+  return math.tointeger(total) or total
+end
+M.parse_duration = parse_duration
+
+-- A decimal number: digits with an optional fraction and exponent; no hex, no spaces, no inf/nan.
+local function is_decimal(s)
+  local mantissa, exp = s:match("^[+-]?([%d.]+)(.*)$")
+  if not mantissa or not (mantissa:match("^%d+%.?%d*$") or mantissa:match("^%.%d+$")) then return false end
+  return exp == "" or exp:match("^[eE][+-]?%d+$") ~= nil
+end
+
+local booleans = {["true"] = true, yes = true, ["1"] = true, on = true,
+  ["false"] = false, no = false, ["0"] = false, off = false}
+
+local function parse_list(v)
+  local out = {}
+  local function add(text)
+    for item in text:gmatch("[^,]+") do
+      item = item:match("^%s*(.-)%s*$")
+      if item ~= "" then out[#out + 1] = item end
+    end
+  end
+  if type(v) == "table" then
+    for _, x in ipairs(v) do
+      if type(x) ~= "string" then return nil end
+      add(x)
+    end
+  elseif type(v) == "string" then
+    add(v)
+  else
+    return nil
+  end
+  return require("opsh.json").array(out)
+end
+
+local converters = {
+  string = function(v) return type(v) == "string" and v or nil end,
+  integer = function(v)
+    if math.type(v) == "integer" then return v end
+    if type(v) ~= "string" or not v:match("^[+-]?%d+$") then return nil end
+    return math.tointeger(tonumber(v))
+  end,
+  number = function(v)
+    if type(v) == "number" then return finite(v) and v or nil end
+    if type(v) ~= "string" or not is_decimal(v) then return nil end
+    local n = tonumber(v)
+    return finite(n) and n or nil
+  end,
+  boolean = function(v)
+    if type(v) == "boolean" then return v end
+    if type(v) ~= "string" then return nil end
+    return booleans[string.lower(v)]
+  end,
+  duration = parse_duration,
+  list = parse_list,
+}
+M.convert = function(kind, v) return converters[kind](v) end
+
+local expects = {
+  integer = "an integer",
+  number = "a finite number",
+  boolean = "a boolean (true/false, yes/no, on/off, 1/0)",
+  duration = "a duration like 90, 1.5s, 1h30m or 2d (units w d h m s ms, largest first, each once)",
+  list = "a comma-separated list",
+  string = "a string",
+}
+
 local function check_type(where, field, value, want)
   if want ~= "any" and type(value) ~= want then
     bad_script(where, string.format("'%s' must be a %s, not a %s", field, want, type(value)))
@@ -85,6 +180,7 @@ function M.validate(decl, where)
     if not M.known_flags[f] then bad_script(where, string.format("unknown flag '%s'", tostring(f))) end
   end
   decl.args = decl.args or {}
+  local spelled = {}
   for name, spec in pairs(decl.args) do
     local aw = string.format("argument '%s'", tostring(name))
     if type(name) ~= "string" or not name:match("^[%a][%w_-]*$") then
@@ -102,6 +198,16 @@ function M.validate(decl, where)
       or (type(spec.default) == "number" and "number") or (type(spec.default) == "boolean" and "boolean")
       or "string"
     if not M.arg_types[spec.type] then bad_script(where, aw .. ": unknown type '" .. spec.type .. "'") end
+    if spec.default ~= nil and converters[spec.type](spec.default) == nil then
+      bad_script(where, string.format("%s: default '%s' is not a valid %s", aw,
+        type(spec.default) == "table" and "{...}" or tostring(spec.default), spec.type))
+    end
+    local key = name:gsub("_", "-")
+    if spelled[key] then
+      bad_script(where, string.format("arguments '%s' and '%s' are the same name (dashes and underscores are alike)",
+        spelled[key], name))
+    end
+    spelled[key] = name
   end
   return decl
 end
@@ -129,62 +235,53 @@ function M.load(ref)
   return M.validate(decl, origin), name, origin
 end
 
-local function parse_duration(s)
-  if type(s) == "number" then return s end
-  local total, rest = 0, s
-  local units = {ms = 0.001, s = 1, m = 60, h = 3600, d = 86400, w = 604800}
-  if rest == "" then return nil end
-  while rest ~= "" do
-    local num, unit, tail = rest:match("^(%d+%.?%d*)(%a*)(.*)$")
-    if not num or not units[unit ~= "" and unit or "s"] then return nil end
-    total = total + tonumber(num) * units[unit ~= "" and unit or "s"]
-    rest = tail
+--- The declared name an argument spelled `name` on the command line stands for: dashes and
+-- underscores are the same (--max-lag is max_lag), as kubectl and az spell their flags.
+function M.arg_name(decl, name)
+  if decl.args[name] then return name end
+  local key = name:gsub("_", "-")
+  for declared in pairs(decl.args) do
+    if declared:gsub("_", "-") == key then return declared end
   end
-  return total
+  return nil
 end
-M.parse_duration = parse_duration
 
-local converters = {
-  string = function(v) return v end,
-  integer = function(v) return math.tointeger(tonumber(v)) end,
-  number = function(v) return tonumber(v) end,
-  boolean = function(v)
-    if type(v) == "boolean" then return v end
-    local map = {["true"] = true, yes = true, ["1"] = true, on = true,
-      ["false"] = false, no = false, ["0"] = false, off = false}
-    return map[string.lower(v)]
-  end,
-  duration = parse_duration,
-  list = function(v)
-    local out = {}
-    for item in tostring(v):gmatch("[^,]+") do out[#out + 1] = item end
-    return out
-  end,
-}
+--- Raise the usage error for an argument the declaration lacks, naming the nearest declared one.
+function M.unknown_arg(decl, name, script_name)
+  local declared_as, keys = {}, {}
+  for declared in pairs(decl.args) do
+    local key = declared:gsub("_", "-")
+    declared_as[key] = declared
+    keys[#keys + 1] = key
+  end
+  local nearest = M.nearest((name:gsub("_", "-")), keys)
+  usage(string.format("%s: unknown argument --%s%s", script_name, name,
+    nearest and string.format("; did you mean --%s?", declared_as[nearest])
+      or string.format(" (see 'opsh help %s')", script_name)))
+end
 
---- Type the raw `--name=value` strings against the declaration -> args table.
+--- Type the raw `--name=value` strings (a list of strings for a repeated list) against the
+-- declaration -> args table.
 function M.parse_args(decl, raw, script_name)
   local args = {}
   local hint = string.format(" (see 'opsh help %s')", script_name)
-  for name, value in pairs(raw) do
-    local spec = decl.args[name]
-    if not spec then
-      local nearest = M.nearest(name, decl.args)
-      usage(string.format("%s: unknown argument --%s%s", script_name, name,
-        nearest and string.format("; did you mean --%s?", nearest) or hint))
+  for given, value in pairs(raw) do
+    local name = M.arg_name(decl, given)
+    if not name then M.unknown_arg(decl, given, script_name) end
+    if args[name] ~= nil then
+      usage(string.format("%s: --%s given more than once (only list arguments may repeat)", script_name, name))
     end
+    local spec = decl.args[name]
     local typed = converters[spec.type](value)
     if typed == nil then
-      usage(string.format("%s: --%s expects %s, got '%s'%s", script_name, name,
-        spec.type == "duration" and "a duration like 30s, 5m, 24h"
-          or (spec.type == "integer" and "an integer" or "a " .. spec.type),
-        tostring(value), hint))
+      usage(string.format("%s: --%s expects %s, got '%s'%s", script_name, given, expects[spec.type],
+        type(value) == "table" and table.concat(value, ",") or tostring(value), hint))
     end
     if spec.choices then
       local found = false
       for _, c in ipairs(spec.choices) do if c == typed then found = true end end
       if not found then
-        usage(string.format("%s: --%s must be one of %s, got '%s'", script_name, name,
+        usage(string.format("%s: --%s must be one of %s, got '%s'", script_name, given,
           table.concat(spec.choices, ", "), tostring(typed)))
       end
     end
@@ -196,7 +293,9 @@ function M.parse_args(decl, raw, script_name)
         usage(string.format("%s: missing required argument --%s%s", script_name, name, hint))
       end
       local d = spec.default
-      if d ~= nil and type(d) == "string" and spec.type ~= "string" then d = converters[spec.type](d) end
+      if d ~= nil and (type(d) == "string" or spec.type == "list") and spec.type ~= "string" then
+        d = converters[spec.type](d)
+      end
       args[name] = d
     end
   end

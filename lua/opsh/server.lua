@@ -376,6 +376,8 @@ server_meta.__index = function(s, k)
 end
 server_meta.__close = methods.close   -- __gc stays the C close: at exit there is no task to cancel
 
+-- PEM text, or the text of the file v names. A key file is only checked here: the C side reads
+-- it into memory it wipes once OpenSSL has the key, so the key never becomes a Lua string.
 local function read_pem(v, what, secret)
   if v == nil then return nil end
   if core.is_secret(v) then return v end
@@ -383,9 +385,13 @@ local function read_pem(v, what, secret)
   if v:find("-----BEGIN", 1, true) then return v end
   local f, err = io.open(v, "rb")
   if not f then error(core.error("usage", "tls." .. what .. ": " .. tostring(err)), 0) end
+  if secret then
+    f:close()
+    return v
+  end
   local data = f:read("a")
   f:close()
-  return secret and core.secret(data) or data
+  return data
 end
 
 --- listen{host="127.0.0.1", port=0, tls={cert=, key=, client_ca=, client_auth="optional"|"require"},

@@ -50,7 +50,13 @@ int main(void) {
             "usage: s: --tier must be one of Basic, Premium, got 'Gold'");
 
   CHECK_LUA_HAS(L, "return kind_of(script.parse_args, decl, {replicas = '1', wait = '5 minutes'}, 's')",
-                "--wait expects a duration like 30s, 5m, 24h");
+                "--wait expects a duration like 90, 1.5s, 1h30m or 2d");
+
+  CHECK_LUA(L, "return kind_of(cli.parse, {'--env', 'staging', 'run', 'x', '--env=production'})",
+            "usage: --env given more than once");
+
+  CHECK_LUA(L, "return kind_of(cli.parse, {'--env', '--dry-run', 'run', 'x'})",
+            "usage: --env needs a value");
 
   CHECK_LUA(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
                "run = function() end, descripton = 'typo'}, 'x.lua')",

@@ -126,6 +126,59 @@ stdout_has "^opsh	0\."
 expect 0 0 "" -- "$OPSH" env list
 stdout_has "^secondary +Legal platform secondary region"
 
+# output that cannot be written is an error on every way out, never a silent exit 0
+# full_stdout CODE LINES PATTERN -- command...: as expect, with stdout on /dev/full
+full_stdout() {
+  local code=$1 lines=$2 pattern=$3; shift 4
+  "$@" >/dev/full 2>"$WORK/err" </dev/null
+  local got=$? n
+  n=$(wc -l <"$WORK/err")
+  if [[ $got -ne $code ]] || { [[ $lines != - ]] && [[ $n -ne $lines ]]; } || ! grep -qE -- "$pattern" "$WORK/err"; then
+    echo "FAIL: $* >/dev/full -> exit $got (want $code), $n stderr line(s), pattern /$pattern/"
+    sed 's/^/  stderr: /' "$WORK/err"; fail=$((fail + 1))
+  else
+    pass=$((pass + 1))
+  fi
+}
+full_stdout 1 1 "^opsh: cannot write output: No space left on device$" -- "$OPSH" -o json version
+full_stdout 1 1 "^opsh: cannot write output" -- "$OPSH" list
+full_stdout 1 1 "^opsh: cannot write output" -- "$OPSH" help hello
+full_stdout 1 1 "^opsh: cannot write output" -- "$OPSH" -e 'for _ = 1, 10000 do print("a line of output") end'
+full_stdout 1 1 "^opsh: cannot write output" -- "$OPSH" -e 'io.write("x") os.exit(0)'
+full_stdout 3 - "^opsh: cannot write output: No space left on device$" -- env OPSH_PATH="$FIX" "$OPSH" run finds-problems
+
+# script arguments: typed strictly, one-line usage errors naming the argument
+expect 2 1 "^opsh: typed: --d expects a duration like 90, 1.5s, 1h30m or 2d .*got '1h30'" -- env OPSH_PATH="$FIX" "$OPSH" run typed --d=1h30
+expect 2 1 "^opsh: typed: --d expects a duration .*got '30s5m'" -- env OPSH_PATH="$FIX" "$OPSH" run typed --d=30s5m
+expect 2 1 "^opsh: typed: --n expects a finite number, got '1e400'" -- env OPSH_PATH="$FIX" "$OPSH" run typed --n=1e400
+expect 2 1 "^opsh: typed: unknown argument --bogus \(see 'opsh help typed'\)$" -- env OPSH_PATH="$FIX" "$OPSH" run typed --bogus
+expect 2 1 "^opsh: typed: unknown argument --forse; did you mean --force\?$" -- env OPSH_PATH="$FIX" "$OPSH" run typed --forse
+expect 2 1 "^opsh: typed: --d given more than once \(only list arguments may repeat\)$" -- env OPSH_PATH="$FIX" "$OPSH" run typed --d=1s --d=2s
+expect 2 1 "^opsh: --env given more than once$" -- env OPSH_PATH="$FIX" "$OPSH" --env staging run typed --env production
+expect 0 0 "" -- env OPSH_PATH="$FIX" "$OPSH" -o json run typed --d=1h30m --l= --max-lag=5 --no-force
+stdout_has '^  "d": 5400,$'
+stdout_has '^  "l": \[\],$'
+stdout_has '^  "max_lag": 5$'
+stdout_has '^  "force": false,$'
+expect 0 0 "" -- env OPSH_PATH="$FIX" "$OPSH" -o json run typed --l=a --l b,c
+stdout_has '^    "c"$'
+
+# environments: a valid one without a description lists as such; a broken one stops a run before it starts
+expect 0 0 "" -- env OPSH_PATH="$FIX" "$OPSH" env list
+stdout_has "^plain +$FIX/environments/plain.lua$"
+expect 1 1 "^opsh: .*environments/broken.lua: unknown field 'redis.nmae'$" -- env OPSH_PATH="$FIX" "$OPSH" --env broken run hello
+[[ ! -s $WORK/out ]] && pass=$((pass + 1)) || { echo "FAIL: a run with a broken environment printed output"; fail=$((fail + 1)); }
+expect 1 1 "environments/broken.lua: unknown field 'redis.nmae'$" -- env OPSH_PATH="$FIX" OPSH_ENV=broken "$OPSH" run typed
+expect 2 1 "^opsh: unknown environment 'prod'; did you mean 'production'\?" -- "$OPSH" --env prod run hello
+
+# an encoder that runs out of memory raises a structured error: one line, exit 1, no traceback
+if [[ -z ${ASAN_OPTIONS:-} ]]; then   # AddressSanitizer reserves more address space than the limit
+  expect 1 1 "^opsh: out of memory encoding JSON \(output reached [0-9]+ bytes\)$" -- bash -c \
+    'ulimit -v 250000; exec "$0" -e "local t = {\"xxxxxxxxxxxxxxxx\"} for _ = 1, 40 do t = {t, t} end require(\"opsh.json\").encode(t)"' "$OPSH"
+  expect 1 1 "^opsh: out of memory encoding YAML \(output reached [0-9]+ bytes\)$" -- bash -c \
+    'ulimit -v 250000; exec "$0" -e "local t = {\"xxxxxxxxxxxxxxxx\"} for _ = 1, 40 do t = {t, t} end require(\"opsh.yaml\").encode(t)"' "$OPSH"
+fi
+
 # Ctrl-C: the running procedure is cancelled, its cleanups run, exit 130
 "$OPSH" -e 'local _ <close> = setmetatable({}, {__close = function() io.stderr:write("cleaned up\n") end})
             require("opsh").sleep(30)' >"$WORK/out" 2>"$WORK/err" &

@@ -28,6 +28,16 @@ describe("opsh.json", function()
       assert.are.equal(1.2345678901234568e29, v[3])
     end)
 
+    it("refuses numbers beyond the range of a double, as Go's encoding/json does", function()
+      for _, doc in ipairs({"1e400", "[1, -1e309]", "9223332e36854775808", string.rep("9", 400)}) do
+        local err = raises(json.decode, doc)
+        assert.are.equal("json", err.kind)
+        assert.matches("^number out of range at line 1 column %d+ %(byte %d+%)$", err.message)
+      end
+      assert.are.equal(0.0, json.decode("1e-400"))   -- too small is zero, not an error
+      assert.are.equal(1.7976931348623157e308, json.decode("1.7976931348623157e308"))
+    end)
+
     it("decodes strings, escapes and surrogate pairs into UTF-8", function()
       local v = json.decode([["a\"b\\c\/d\b\f\n\r\t \u00e9\u20ac\ud83d\ude00 é"]])
       assert.are.equal('a"b\\c/d\b\f\n\r\t é€😀 é', v)

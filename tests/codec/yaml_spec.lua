@@ -207,6 +207,8 @@ describe("opsh.yaml", function()
         {"9223372036854775808", 9.2233720368547758e18}, {"08", 8.0}, {"1.5", 1.5}, {"-2.5e-3", -0.0025},
         {"1e3", 1000.0}, {"1.", 1.0}, {".5", 0.5}, {"1.0", 1.0},
         {".inf", math.huge}, {"-.Inf", -math.huge}, {"+.INF", math.huge},
+        -- out of a double's range: strconv.ParseFloat fails, so go-yaml keeps the text
+        {"1e400", "1e400"}, {"-1e400", "-1e400"}, {"1e-400", 0.0},
         {"yess", "yess"}, {"onion", "onion"}, {"nulls", "nulls"}, {"0x", "0x"}, {"0xZZ", "0xZZ"}, {"1_", 1},
         {"12:30", "12:30"}, {"2024-01-31", "2024-01-31"}, {"2001-12-14T21:59:43.10-05:00", "2001-12-14T21:59:43.10-05:00"},
         {"1.2.3", "1.2.3"}, {"-x", "-x"}, {"v1", "v1"}, {"250m", "250m"}, {"2Gi", "2Gi"}, {"=", "="},
@@ -285,11 +287,54 @@ k: "0x10"
       assert.matches("UTF%-8", err.message)
     end)
 
-    it("limits nesting to 1000 levels", function()
-      assert.are.equal(1, #yaml.decode(string.rep("[", 999) .. string.rep("]", 999)))
-      local err = raises(yaml.decode, string.rep("[", 1002) .. string.rep("]", 1002))
+    it("limits nesting to exactly 1000 levels, as json.decode does", function()
+      local function nest(n, inner) return string.rep("[", n) .. (inner or "") .. string.rep("]", n) end
+      assert.are.equal(1, #yaml.decode(nest(1000)))
+      assert.are.equal(1, #yaml.decode(nest(1000, "1")))
+      local json_err = raises(json.decode, nest(1001))
+      local maps = string.rep("{a: ", 1001) .. "1" .. string.rep("}", 1001)
+      for doc, column in pairs({[nest(1001)] = 1001, [nest(1001, "1")] = 1001, [maps] = 4001}) do
+        local err = raises(yaml.decode, doc)
+        assert.are.equal("yaml", err.kind)
+        assert.are.equal("nesting deeper than 1000 levels at line 1 column " .. column, err.message)
+      end
+      assert.matches("nesting deeper than 1000 levels at line 1 column 1001", json_err.message)
+      local ok = string.rep("{a: ", 1000) .. "1" .. string.rep("}", 1000)
+      assert.are.equal("table", type(yaml.decode(ok).a))
+    end)
+
+    it("refuses a document whose aliases expand it without bound (billion laughs)", function()
+      local lines = {'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'}
+      for i = 2, 9 do
+        local prev = string.char(96 + i - 1)
+        local name = string.char(96 + i)
+        lines[i] = string.format("%s: &%s [*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s,*%s]", name, name,
+          prev, prev, prev, prev, prev, prev, prev, prev, prev)
+      end
+      local err = raises(yaml.decode, table.concat(lines, "\n") .. "\n")
       assert.are.equal("yaml", err.kind)
-      assert.matches("nesting deeper than 1000 levels", err.message)
+      assert.matches("^aliases expand the document past the limit", err.message)
+      assert.matches(" at line %d+ column %d+$", err.message)
+      assert.is_number(err.line)
+      -- the same through decode_all, across documents of one stream
+      err = raises(yaml.decode_all, "x: 1\n---\n" .. table.concat(lines, "\n") .. "\n")
+      assert.matches("^aliases expand the document past the limit", err.message)
+      -- a long string repeated through aliases counts by its size, not as one node
+      local big = string.rep("x", 100000)
+      local doc = "s: &s " .. big .. "\nl: [" .. string.rep("*s,", 30) .. "*s]\n"
+      err = raises(yaml.decode, doc)
+      assert.matches("^aliases expand the document past the limit", err.message)
+    end)
+
+    it("accepts the aliasing real manifests use", function()
+      -- a shared block reused by 500 containers, and merge keys in each
+      local parts = {"base: &base {image: nginx, env: [{name: A, value: '1'}, {name: B, value: '2'}]}", "items:"}
+      for i = 1, 500 do parts[#parts + 1] = string.format("- {<<: *base, name: c%d, shared: *base}", i) end
+      local doc = yaml.decode(table.concat(parts, "\n") .. "\n")
+      assert.are.equal(500, #doc.items)
+      assert.are.equal("nginx", doc.items[500].image)
+      assert.are.equal(doc.base, doc.items[1].shared)
+      assert.are.equal(500, #yaml.decode(yaml.encode(doc)).items)
     end)
 
     it("raises a usage error for a non-string argument", function()
