@@ -4,7 +4,7 @@
 */
 #include <stdio.h>
 #include <stdlib.h>
-#include "opsh.h"
+#include "runtime.h"
 
 int main(int argc, char **argv) {
   lua_State *L = opsh_runtime_new();
@@ -35,10 +35,12 @@ int main(int argc, char **argv) {
     code = 130;
   } else {
     /* the CLI reports every expected failure itself: this is a bug in opsh */
-    fprintf(stderr, "opsh: internal error: %s\n", luaL_tolstring(L, -2, NULL));
+    fprintf(stderr, "opsh: internal error: %s\n", opsh_error_describe(L, -2));
     code = 1;
   }
   fflush(stdout);
-  opsh_runtime_close(L);
+  int sig = opsh_runtime_signal();   /* SIGTERM or SIGHUP cancelled the run: it ends as killed by it */
+  if (sig) code = 128 + sig;
+  opsh_runtime_close(L);   /* cleanups of what still runs finish first */
   return code;
 }
