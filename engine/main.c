@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
   if (status == OPSH_TASK_DONE) {
     code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
   } else if (opsh_error_is(L, -2, "interrupted")) {
-    fprintf(stderr, "opsh: interrupted\n");
+    fprintf(stderr, "opsh: %s\n", opsh_error_describe(L, -2));   /* interrupted, terminated (SIGTERM)... */
     code = 130;
   } else {
     /* the CLI reports every expected failure itself: this is a bug in opsh */

@@ -91,17 +91,19 @@ static int protected_op(lua_State *L) {
   return 0;
 }
 
-/* run op(L, t) from a loop callback: out of memory is reported, not a panic */
-static void run_protected(lua_State *L, sched_op op, opsh_task *t) {
+/* run op(L, t) from a loop callback: out of memory is reported, not a panic; 0 if it failed */
+static int run_protected(lua_State *L, sched_op op, opsh_task *t) {
   struct sched_call c = {op, t};
   int top = lua_gettop(L);
   lua_pushcfunction(L, protected_op);
   lua_pushlightuserdata(L, &c);
-  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     fprintf(stderr, "opsh: internal error in the scheduler: %s\n", msg ? msg : "(no message)");
   }
   lua_settop(L, top);
+  return st == LUA_OK;
 }
 
 /* ---- finishing ---- */
@@ -388,9 +390,8 @@ static void task_step(lua_State *L, opsh_task *t) {
     task_finish(L, t, OPSH_TASK_DONE);
     return;
   }
-  lua_xmove(co, L, 1);   /* the error */
+  lua_xmove(co, L, 1);   /* the error; the pcall in task_main closed what was left to close */
   int eidx = lua_gettop(L);
-  lua_resetthread(co);   /* nothing should be left to close: the pcall in task_main closed it */
   if (t->unwinding) {
     opsh_task_push_cancel_error(L, t);
     if (!lua_rawequal(L, eidx, -1))
@@ -750,7 +751,10 @@ void opsh_sched_run_until(lua_State *L, int idx) {
   opsh_task *t = opsh_task_checkud(L, idx);
   while (!opsh_task_finished(t)) {
     int alive = uv_run(&R->loop, UV_RUN_ONCE);
-    if (!alive && !opsh_task_finished(t) && !R->ready_head) run_protected(L, deadlock_op, t);
+    if (!alive && !opsh_task_finished(t) && !R->ready_head && !run_protected(L, deadlock_op, t)) {
+      fflush(NULL);   /* nothing can ever run again, not even to report it */
+      _exit(70);
+    }
   }
 }
 
