@@ -272,6 +272,13 @@ static int core_error(lua_State *L) {
   return 1;
 }
 
+/* describe(err) -> one line for any error value (never raises: a bad __tostring is survived) */
+static int core_describe(lua_State *L) {
+  luaL_checkany(L, 1);
+  opsh_error_describe(L, 1);
+  return 1;
+}
+
 static int core_is_error(lua_State *L) {
   lua_pushboolean(L, opsh_error_is(L, 1, luaL_optstring(L, 2, NULL)));
   return 1;
@@ -320,6 +327,7 @@ static const luaL_Reg core_funcs[] = {
   {"hrtime", core_hrtime},
   {"error", core_error},
   {"is_error", core_is_error},
+  {"describe", core_describe},
   {"secret", core_secret},
   {"reveal", core_reveal},
   {"is_secret", core_is_secret},

@@ -313,16 +313,30 @@ static int repl_editing(lua_State *L) {
 /* ---- completion ---- */
 
 /* libedit asks for the words completing `text`; the Lua completer answers with a list */
+/* [-3, +1, e] the completer's answer for (text, line, length of the line before the word) */
+static int call_completer(lua_State *L) {
+  const char *text = lua_touserdata(L, 1);
+  const char *line = lua_touserdata(L, 2);
+  size_t len = (size_t)lua_tointeger(L, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S.completer);
+  lua_pushstring(L, text);
+  lua_pushlstring(L, line, len);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+/* called by libedit from the loop's stdin callback: everything that allocates runs protected */
 static char **complete(const char *text, int start, int end) {
   rl_attempted_completion_over = 1;   /* never fall back to file names */
   if (S.completer == LUA_NOREF) return NULL;
   lua_State *L = opsh_rt->L;
   int top = lua_gettop(L);
   char **matches = NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, S.completer);
-  lua_pushstring(L, text);
-  lua_pushlstring(L, rl_line_buffer ? rl_line_buffer : "", rl_line_buffer ? (size_t)start : 0);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK || !lua_istable(L, -1)) goto out;
+  lua_pushcfunction(L, call_completer);
+  lua_pushlightuserdata(L, (void *)text);
+  lua_pushlightuserdata(L, (void *)(rl_line_buffer ? rl_line_buffer : ""));
+  lua_pushinteger(L, rl_line_buffer ? start : 0);
+  if (lua_pcall(L, 3, 1, 0) != LUA_OK || !lua_istable(L, -1)) goto out;
   size_t n = lua_rawlen(L, -1);
   if (n == 0) goto out;
   matches = calloc(n + 2, sizeof *matches);

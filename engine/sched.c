@@ -439,6 +439,7 @@ static int engine_k(lua_State *L, int status, lua_KContext ctx) {
 /* [-0, +0, y] suspend t in state `status` (SUSPENDED: until woken; READY: until its turn) */
 static int task_yield(lua_State *L, opsh_task *t, int status, opsh_cancel_fn cancel, void *ud,
                       lua_KContext ctx, lua_KFunction k) {
+  t->gen++;   /* first: a wake-up registered for this wait is stale even if it raises below */
   check_wait(L, t, cancel, ud);
   t->status = status;
   t->cancel = cancel;
@@ -446,7 +447,6 @@ static int task_yield(lua_State *L, opsh_task *t, int status, opsh_cancel_fn can
   t->k = k;
   t->kctx = ctx;
   t->in_yield = 1;
-  t->gen++;
   return lua_yieldk(L, 0, 0, engine_k);
 }
 

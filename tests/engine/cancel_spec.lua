@@ -91,6 +91,31 @@ describe("cleanups of a cancelled task can wait", function()
     assert.are.same({"cleanup starts: cancelled", "cleanup done"}, log)
   end)
 
+  it("reaches a running task at its next wait, which is then never woken by what it waited for", function()
+    local order = {}
+    local x = opsh.spawn(function() opsh.sleep(0.05) order[#order + 1] = "x done" end)
+    local y = opsh.spawn(function() opsh.sleep(0.15) order[#order + 1] = "y done" end)
+    local a
+    a = opsh.spawn(function()
+      local _ <close> = setmetatable({}, {__close = function()
+        opsh.sleep(0.3)
+        order[#order + 1] = "a's cleanup slept"
+      end})
+      local c = opsh.spawn(function()
+        local _ <close> = setmetatable({}, {__close = function() order[#order + 1] = "c cancels a"; a:cancel() end})
+        opsh.sleep(30)
+      end)
+      opsh.yield()
+      c:cancel()   -- c's cleanup cancels a, which is running: a gets it at its next wait
+      order[#order + 1] = "a waits for x"
+      x:wait()
+      order[#order + 1] = "a's wait returned"
+    end)
+    assert.are.equal("cancelled", select(2, pcall(a.wait, a)).kind)
+    y:wait()
+    assert.are.same({"c cancels a", "a waits for x", "x done", "y done", "a's cleanup slept"}, order)
+  end)
+
   it("cannot be swallowed by pcall or opsh.try: the task ends cancelled", function()
     local after = {}
     local t = opsh.spawn(function()
