@@ -840,8 +840,13 @@ static void on_signal(int sig) {
 
 static void interrupt_op(lua_State *L, opsh_task *unused) {
   opsh_runtime *R = opsh_rt;
-  if (R->foreground && !opsh_task_finished(R->foreground)) opsh_task_cancel(L, R->foreground, "interrupted");
-  if (R->terminate && R->root && !opsh_task_finished(R->root)) opsh_task_cancel(L, R->root, "interrupted");
+  opsh_task *fg = R->foreground, *root = R->root;
+  if (fg && !opsh_task_finished(fg)) opsh_task_cancel(L, fg, "interrupted");
+  if (!R->terminate || !root || opsh_task_finished(root)) return;
+  /* the whole run ends: the root task (the CLI, the REPL) too, but once the foreground task it
+  ** waits for has run its cleanups, so that it reports and ends in order: its next wait raises */
+  if (!fg || fg == root || opsh_task_finished(fg)) opsh_task_cancel(L, root, "interrupted");
+  else request_cancel(L, root, OPSH_CANCEL_INTERRUPTED);
 }
 
 static void on_interrupt(uv_async_t *h) {

@@ -68,7 +68,7 @@ time.sleep(60)
 
   it("cancels a probe that is really pending, and the probe never wakes the task again", function()
     local port = net.free_port()
-    local listener <close> = full_listener(port)
+    local _ <close> = full_listener(port)
     local t = opsh.spawn(net.port_open, "127.0.0.1", port, 30)
     opsh.sleep(0.1)
     assert.are.equal("suspended", t:status())
