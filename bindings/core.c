@@ -3,6 +3,8 @@
 ** suspend/wake for Lua-level synchronisation), structured errors and secrets.
 ** The public API is lua/opsh/init.lua; scripts do not require this module directly.
 */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "runtime.h"
@@ -19,18 +21,17 @@ static uv_timer_t *task_timer(lua_State *L, opsh_task *t) {
   return t->timer;
 }
 
-static void on_timer_wake(uv_timer_t *h) { opsh_task_wake(h->data, 0); }
+static void on_timer_wake(uv_timer_t *h) { opsh_task_ready(h->data); }
 static void stop_timer(void *ud) { uv_timer_stop(ud); }
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) { return 0; }
 
-/* sleep(seconds) */
+/* sleep(seconds): math.huge sleeps until the task is cancelled */
 static int core_sleep(lua_State *L) {
-  lua_Number s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s >= 0, 1, "must not be negative");
+  uint64_t ms = opsh_checkduration(L, 1, "opsh.sleep");
   opsh_task *t = opsh_task_check(L, "opsh.sleep");
   uv_timer_t *timer = task_timer(L, t);
-  uv_timer_start(timer, on_timer_wake, (uint64_t)(s * 1000.0 + 0.5), 0);
+  uv_timer_start(timer, on_timer_wake, ms, 0);   /* OPSH_FOREVER: libuv never fires it */
   return opsh_yield(L, stop_timer, timer, 0, sleep_k);
 }
 
@@ -59,7 +60,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 /* task:wait([timeout]) -> results of the task's function; re-raises its error */
 static int task_wait(lua_State *L) {
   opsh_task *t = opsh_task_checkud(L, 1);
-  lua_Number timeout = luaL_optnumber(L, 2, -1);
+  uint64_t ms = opsh_optduration(L, 2, HUGE_VAL, "task:wait");
   lua_settop(L, 2);
   if (opsh_task_finished(t)) return wait_k(L, LUA_OK, 0);
   opsh_task *me = opsh_task_check(L, "task:wait");
@@ -75,11 +76,13 @@ static int task_wait(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)(me->gen + 1));
   lua_rawset(L, -3);
   lua_pop(L, 1);
-  if (timeout >= 0) uv_timer_start(task_timer(L, me), on_timer_wake, (uint64_t)(timeout * 1000.0 + 0.5), 0);
+  if (ms != OPSH_FOREVER) uv_timer_start(task_timer(L, me), on_timer_wake, ms, 0);
+  else if (me->timer) uv_timer_stop(me->timer);
   return opsh_yield(L, me->timer ? stop_timer : NULL, me->timer, 0, wait_k);
 }
 
-/* task:cancel() -> true if it was cancelled now */
+/* task:cancel() -> true if this cancelled it (false: it had finished or was being cancelled).
+** Its cleanups start at once; task:wait() waits until they have finished. */
 static int task_cancel(lua_State *L) {
   opsh_task *t = opsh_task_checkud(L, 1);
   if (opsh_task_finished(t)) {
@@ -87,8 +90,14 @@ static int task_cancel(lua_State *L) {
     return 1;
   }
   if (t == opsh_task_current(L)) return opsh_error(L, "cancelled", "task %d cancelled itself", (int)t->id);
-  opsh_task_cancel(L, t, "cancelled");
-  lua_pushboolean(L, 1);
+  lua_pushboolean(L, opsh_task_cancel(L, t, "cancelled"));
+  return 1;
+}
+
+/* task:cancelling() -> true from the moment it is asked to cancel until it has finished */
+static int task_cancelling(lua_State *L) {
+  opsh_task *t = opsh_task_checkud(L, 1);
+  lua_pushboolean(L, !opsh_task_finished(t) && opsh_task_cancelling(t));
   return 1;
 }
 
@@ -129,7 +138,7 @@ static int task_gc(lua_State *L) {
   opsh_task *t = opsh_task_checkud(L, 1);
   if (t->status == OPSH_TASK_FAILED && !t->retrieved) {
     lua_getiuservalue(L, 1, 2);
-    const char *msg = luaL_tolstring(L, -1, NULL);
+    const char *msg = opsh_error_describe(L, -1);
     fprintf(stderr, "opsh: task %ld failed and nothing waited for it: %s\n", t->id, msg);
   }
   return 0;
@@ -138,6 +147,7 @@ static int task_gc(lua_State *L) {
 static const luaL_Reg task_methods[] = {
   {"wait", task_wait},
   {"cancel", task_cancel},
+  {"cancelling", task_cancelling},
   {"status", task_status},
   {"id", task_id},
   {"result", task_result},
@@ -186,11 +196,31 @@ static int core_wake(lua_State *L) {
   return 1;
 }
 
-/* yield() -> let the other ready tasks run first */
-static int core_yield(lua_State *L) {
-  opsh_task *t = opsh_task_check(L, "opsh.yield");
-  (void)t;
-  return lua_yield(L, 0);
+/* cleanup_timeout([seconds]) -> the cleanup deadline of a cancelled task (seconds), set first if given */
+static int core_cleanup_timeout(lua_State *L) {
+  uint64_t previous = opsh_rt->cleanup_ms;
+  if (!lua_isnoneornil(L, 1)) opsh_rt->cleanup_ms = opsh_checkduration(L, 1, "opsh.cleanup_timeout");
+  lua_pushnumber(L, previous == OPSH_FOREVER ? HUGE_VAL : (lua_Number)previous / 1000.0);
+  return 1;
+}
+
+/* duration(seconds, what) -> seconds, or raises the usage error a timer would */
+static int core_duration(lua_State *L) {
+  opsh_checkduration(L, 1, luaL_optstring(L, 2, "duration"));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* cancelled(err) -> true if err is the running task's own cancellation, raised in it */
+static int core_cancelled(lua_State *L) {
+  opsh_task *t = opsh_task_current(L);
+  int own = 0;
+  if (t && opsh_task_cancelling(t)) {
+    opsh_task_push_cancel_error(L, t);
+    own = lua_rawequal(L, 1, -1);
+  }
+  lua_pushboolean(L, own);
+  return 1;
 }
 
 static int core_foreground(lua_State *L) {
@@ -242,6 +272,13 @@ static int core_error(lua_State *L) {
   return 1;
 }
 
+/* describe(err) -> one line for any error value (never raises: a bad __tostring is survived) */
+static int core_describe(lua_State *L) {
+  luaL_checkany(L, 1);
+  opsh_error_describe(L, 1);
+  return 1;
+}
+
 static int core_is_error(lua_State *L) {
   lua_pushboolean(L, opsh_error_is(L, 1, luaL_optstring(L, 2, NULL)));
   return 1;
@@ -288,13 +325,18 @@ static const luaL_Reg core_funcs[] = {
   {"current", core_current},
   {"suspend", core_suspend},
   {"wake", core_wake},
-  {"yield", core_yield},
+  {"yield", opsh_core_yield},
+  {"shield", opsh_core_shield},
+  {"cleanup_timeout", core_cleanup_timeout},
+  {"duration", core_duration},
+  {"cancelled", core_cancelled},
   {"foreground", core_foreground},
   {"stats", core_stats},
   {"tasks", core_tasks},
   {"hrtime", core_hrtime},
   {"error", core_error},
   {"is_error", core_is_error},
+  {"describe", core_describe},
   {"secret", core_secret},
   {"scrub", core_scrub},
   {"reveal", core_reveal},

@@ -247,16 +247,19 @@ static int keys_info(lua_State *L) {
 
 /* ---- key generation on libuv's thread pool ----
 ** RSA key generation takes from a tenth of a second to seconds: inside a task it runs on a
-** worker thread and suspends only the task. The worker's result reaches the task as a box on
-** the task's stack, so a task cancelled after the wake-up still frees the key. */
+** worker thread and suspends only the task. The key's box is pushed on the task's stack
+** before it suspends; the completion only fills it (the wake rule, opsh.h), so a task
+** cancelled after the wake-up still frees the key with its stack. */
 
 typedef struct keygen {
   uv_work_t req;
   opsh_task *task;
-  int abandoned;   /* the task was cancelled: after_work frees everything */
+  int abandoned;   /* the task was cancelled while the work ran: after_work frees everything */
+  int done;        /* the key is in the box: keygen_k or keygen_cancel frees kg */
   const char *curve;   /* static string; NULL for RSA */
   int bits;
   EVP_PKEY *pkey;
+  EVP_PKEY **slot;     /* the box on the task's stack */
 } keygen;
 
 static int keygen_pending;   /* work items not yet completed, for the specs */
@@ -271,22 +274,26 @@ static void keygen_after(uv_work_t *req, int status) {
   keygen_pending--;
   if (kg->abandoned) {
     EVP_PKEY_free(kg->pkey);
-  } else {
-    lua_State *co = opsh_task_thread(kg->task);
-    EVP_PKEY **slot = (EVP_PKEY **)opsh_crypto_box(co, opsh_crypto_free_pkey);
-    *slot = kg->pkey;
-    opsh_task_wake(kg->task, 1);
+    free(kg);
+    return;
   }
-  free(kg);
+  *kg->slot = kg->pkey;
+  kg->done = 1;
+  opsh_task_ready(kg->task);
 }
 
 static void keygen_cancel(void *ud) {
   keygen *kg = ud;
+  if (kg->done) {   /* the key is in the box, collected with the task's stack */
+    free(kg);
+    return;
+  }
   kg->abandoned = 1;
   uv_cancel((uv_req_t *)&kg->req);   /* if it already runs, keygen_after frees the result */
 }
 
 static int keygen_k(lua_State *L, int status, lua_KContext ctx) {
+  free((keygen *)ctx);
   EVP_PKEY *pkey = opsh_crypto_unbox(L, -1);
   if (!pkey) return opsh_crypto_error(L, "keygen", "key generation failed");
   opsh_crypto_push_private_pem(L, pkey);
@@ -304,18 +311,20 @@ static int keys_generate(lua_State *L) {
     return 1;
   }
   const char *curve = keygen_params(L, type, &bits);
+  EVP_PKEY **slot = (EVP_PKEY **)opsh_crypto_box(L, opsh_crypto_free_pkey);
   keygen *kg = calloc(1, sizeof *kg);
   if (!kg) return luaL_error(L, "out of memory");
   kg->req.data = kg;
   kg->task = t;
   kg->curve = curve;
   kg->bits = bits;
+  kg->slot = slot;
   if (uv_queue_work(opsh_loop(L), &kg->req, keygen_work, keygen_after) != 0) {
     free(kg);
     return opsh_crypto_error(L, "keygen", "cannot queue key generation");
   }
   keygen_pending++;
-  return opsh_yield(L, keygen_cancel, kg, 0, keygen_k);
+  return opsh_yield(L, keygen_cancel, kg, (lua_KContext)kg, keygen_k);
 }
 
 /* keygen_pending() -> number of key generations still on the thread pool */

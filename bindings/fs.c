@@ -206,15 +206,16 @@ static void orphan_cleanup(fs_req *r) {
   if (r->op == FS_MKDTEMP) rmdir(r->req.path);
 }
 
+/* the request is done; results stay in it until the task's fs_k (or fs_cancel) takes them */
 static void on_fs(uv_fs_t *req) {
   fs_req *r = req->data;
+  opsh_release_state(r->main);
   if (r->task) {
-    opsh_task *t = r->task;
-    int n = push_result(opsh_task_thread(t), r);
-    opsh_task_wake(t, n);
-  } else {
-    orphan_cleanup(r);
+    r->done = 1;
+    opsh_task_ready(r->task);
+    return;
   }
+  orphan_cleanup(r);
   req_free(r);
 }
 
@@ -222,23 +223,42 @@ uv_fs_cb opsh_fs_cb(fs_req *r) { return r->task ? on_fs : NULL; }
 
 static void fs_cancel(void *ud) {
   fs_req *r = ud;
-  r->task = NULL;   /* the completion cleans up */
-  uv_cancel((uv_req_t *)&r->req);
+  r->task = NULL;
+  if (r->done) {   /* done, but the task was cancelled before it took the results */
+    orphan_cleanup(r);
+    req_free(r);
+    return;
+  }
+  uv_cancel((uv_req_t *)&r->req);   /* the completion cleans up */
+}
+
+static int push_result_p(lua_State *L) {
+  return push_result(L, lua_touserdata(L, 1));
 }
 
 static int fs_k(lua_State *L, int status, lua_KContext ctx) {
-  int base = (int)ctx;
+  fs_req *r = (fs_req *)ctx;
+  int base = lua_gettop(L);
+  lua_pushcfunction(L, push_result_p);
+  lua_pushlightuserdata(L, r);
+  int st = lua_pcall(L, 1, LUA_MULTRET, 0);   /* so that r is freed whatever happens */
+  req_free(r);
+  if (st != LUA_OK) return lua_error(L);
   if (!lua_toboolean(L, base + 1)) return lua_error(L);
   return lua_gettop(L) - base - 1;
 }
 
 int opsh_fs_finish(lua_State *L, fs_req *r, int rc) {
   int base = lua_gettop(L);
-  if (r->task && rc >= 0) return opsh_yield(L, fs_cancel, r, base, fs_k);
+  if (r->task && rc >= 0) {
+    opsh_hold_state(L);   /* the completion may read a Lua string and unref it */
+    return opsh_yield(L, fs_cancel, r, (lua_KContext)r, fs_k);
+  }
   if (rc < 0) r->req.result = rc;
   push_result(L, r);
   req_free(r);
-  return fs_k(L, LUA_OK, base);
+  if (!lua_toboolean(L, base + 1)) return lua_error(L);
+  return lua_gettop(L) - base - 1;
 }
 
 /* ---- operations on paths ---- */

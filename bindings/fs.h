@@ -2,8 +2,9 @@
 ** fs.h — state shared by the parts of opsh._fs: fs.c (the request machinery, path operations,
 ** glob) and fs_file.c (the file handle). Every operation is one libuv fs request: in a task it
 ** runs on libuv's thread pool with the task suspended; elsewhere (the CLI before a task, __gc)
-** it runs synchronously. Results are pushed by the completion, so nothing is left to a
-** continuation that a cancelled task would never run.
+** it runs synchronously. The completion only marks the request done and readies the task
+** (the wake rule, opsh.h); the continuation pushes the results and frees the request, or the
+** cancel function frees it (closing what it opened) if the task was cancelled first.
 */
 #ifndef opsh_fs_h
 #define opsh_fs_h
@@ -30,6 +31,7 @@ typedef struct fs_req {
   uv_fs_t req;
   opsh_task *task;   /* the suspended task; NULL when synchronous or after a cancel */
   int op;
+  int done;          /* completed: the results wait here for the task's continuation */
   int anchor;        /* registry ref keeping the bytes being written alive */
   lua_State *main;
   char *buf;         /* read buffer */

@@ -46,31 +46,39 @@ static int net_free_port(lua_State *L) {
   return 1;
 }
 
-/* A probe owns two handles (the socket and its deadline); it is freed when both have closed. */
+/* A probe owns two handles (the socket and its deadline) and is freed when both have closed
+** and the task has taken its result (probe_k) or let it go (probe_cancel). */
 typedef struct probe {
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_connect_t req;
   opsh_task *task;      /* NULL once the task no longer waits */
-  int open_handles;
+  int refs;             /* the two handles, and the task until it has the result */
+  int done;             /* the result is in ok, reason */
+  int ok;
+  const char *reason;   /* a static string */
 } probe;
 
-static void probe_closed(uv_handle_t *h) {
-  probe *p = h->data;
-  if (--p->open_handles == 0) free(p);
+static void probe_unref(probe *p) {
+  if (--p->refs == 0) free(p);
 }
 
-/* [-0, +0, -] wake the task (once) with ok, reason, and close both handles */
-static void probe_finish(probe *p, int ok, const char *reason) {
-  if (p->task) {
-    lua_State *co = opsh_task_thread(p->task);
-    lua_pushboolean(co, ok);
-    lua_pushstring(co, reason);
-    opsh_task_wake(p->task, 2);
-    p->task = NULL;
-  }
+static void probe_closed(uv_handle_t *h) { probe_unref(h->data); }
+
+static void probe_close_handles(probe *p) {
   if (!uv_is_closing((uv_handle_t *)&p->tcp)) uv_close((uv_handle_t *)&p->tcp, probe_closed);
   if (!uv_is_closing((uv_handle_t *)&p->timer)) uv_close((uv_handle_t *)&p->timer, probe_closed);
+}
+
+/* the first outcome wins: keep it for the task (the wake rule, opsh.h) and close both handles */
+static void probe_finish(probe *p, int ok, const char *reason) {
+  if (!p->done) {
+    p->done = 1;
+    p->ok = ok;
+    p->reason = reason;
+    if (p->task) opsh_task_ready(p->task);
+  }
+  probe_close_handles(p);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -82,39 +90,50 @@ static void on_probe_timeout(uv_timer_t *h) {
   probe_finish(h->data, 0, "timed out");
 }
 
+/* the task was cancelled, before or after the outcome: it lets the probe go */
 static void probe_cancel(void *ud) {
   probe *p = ud;
-  p->task = NULL;   /* the connect callback still runs, with UV_ECANCELED, before the close callbacks */
-  probe_finish(p, 0, NULL);
+  p->task = NULL;
+  p->done = 1;   /* the connect callback still runs, with UV_ECANCELED, before the close callbacks */
+  probe_close_handles(p);
+  probe_unref(p);
 }
 
-static int probe_k(lua_State *L, int status, lua_KContext ctx) { return 2; }
+static int probe_k(lua_State *L, int status, lua_KContext ctx) {
+  probe *p = (probe *)ctx;
+  int ok = p->ok;
+  const char *reason = p->reason;
+  probe_unref(p);
+  lua_pushboolean(L, ok);
+  lua_pushstring(L, reason);
+  return 2;
+}
 
 /* port_open(host, port [, timeout = 2]) -> true, "open" | false, reason (connection refused, timed out...) */
 static int net_port_open(lua_State *L) {
   struct sockaddr_storage addr;
   check_addr(L, 1, 2, &addr);
-  lua_Number timeout = luaL_optnumber(L, 3, 2.0);
-  luaL_argcheck(L, timeout > 0, 3, "must be positive");
+  uint64_t ms = opsh_optduration(L, 3, 2.0, "net.port_open");
+  if (ms == 0) return opsh_error(L, "usage", "net.port_open: the timeout must be at least 1 ms");
   opsh_task *t = opsh_task_check(L, "net.port_open");
   probe *p = calloc(1, sizeof *p);
   if (!p) return luaL_error(L, "out of memory");
   p->req.data = p;
   p->tcp.data = p;
   p->timer.data = p;
-  p->open_handles = 2;
+  p->refs = 3;
   uv_tcp_init(opsh_loop(L), &p->tcp);
   uv_timer_init(opsh_loop(L), &p->timer);
   int rc = uv_tcp_connect(&p->req, &p->tcp, (struct sockaddr *)&addr, on_connect);
   if (rc != 0) {
-    probe_finish(p, 0, NULL);
+    probe_cancel(p);
     lua_pushboolean(L, 0);
     lua_pushstring(L, uv_strerror(rc));
     return 2;
   }
   p->task = t;
-  uv_timer_start(&p->timer, on_probe_timeout, (uint64_t)(timeout * 1000.0 + 0.5), 0);
-  return opsh_yield(L, probe_cancel, p, 0, probe_k);
+  if (ms != OPSH_FOREVER) uv_timer_start(&p->timer, on_probe_timeout, ms, 0);
+  return opsh_yield(L, probe_cancel, p, (lua_KContext)p, probe_k);
 }
 
 static const luaL_Reg net_funcs[] = {

@@ -470,8 +470,9 @@ static void write_cancel(void *ud) {
 }
 
 static int write_k(lua_State *L, int status, lua_KContext ctx) {
-  if (lua_toboolean(L, -2)) return 0;
-  return lua_error(L);
+  srv_exchange *x = lua_touserdata(L, 1);
+  if (x->write_ok) return 0;
+  return opsh_error(L, "closed", "the client closed the connection");
 }
 
 /* exchange:write(data): one chunk; suspends until it is handed to the kernel */

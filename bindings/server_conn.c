@@ -94,20 +94,13 @@ static void ready_remove(srv_server *s, srv_conn *c) {
   c->rnext = NULL;
 }
 
-/* wake the task waiting in write() with ok (true) or a "closed" error */
+/* wake the task waiting in write(): its write_k reads the outcome (the wake rule, opsh.h) */
 static void wake_writer(srv_exchange *x, int ok) {
   opsh_task *t = x->waiter;
   if (!t) return;
   x->waiter = NULL;
-  lua_State *co = opsh_task_thread(t);
-  if (ok) {
-    lua_pushboolean(co, 1);
-    lua_pushnil(co);
-  } else {
-    lua_pushboolean(co, 0);
-    opsh_error_push(co, "closed", "the client closed the connection");
-  }
-  opsh_task_wake(t, 2);
+  x->write_ok = ok;
+  opsh_task_ready(t);
 }
 
 void srv_conn_close(srv_conn *c) {

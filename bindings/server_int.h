@@ -78,6 +78,7 @@ struct srv_exchange {
   int done;                 /* the response is complete (or aborted) */
   int streaming;
   opsh_task *waiter;        /* task suspended in write(), or NULL */
+  int write_ok;             /* how the last write() ended: flushed (1) or the client went away */
 };
 
 /* ---- server_conn.c ---- */

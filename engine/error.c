@@ -104,3 +104,43 @@ int opsh_error_is(lua_State *L, int idx, const char *kind) {
   }
   return is;
 }
+
+/* [-1, +1, e] the description of the value at 1, run protected by opsh_error_describe */
+static int describe(lua_State *L) {
+  if (luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "__tostring returned no string");
+    return 1;
+  }
+  if (lua_istable(L, 1)) {
+    int has_kind = lua_getfield(L, 1, "kind") == LUA_TSTRING;
+    if (lua_getfield(L, 1, "message") == LUA_TSTRING) {
+      if (has_kind) lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+      return 1;
+    }
+    lua_pop(L, 2);
+  }
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+const char *opsh_error_describe(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  int t = lua_type(L, idx);
+  if (t == LUA_TSTRING) {
+    lua_pushvalue(L, idx);
+    return lua_tostring(L, -1);
+  }
+  if (t == LUA_TNIL) {
+    lua_pushliteral(L, "(error object is a nil value)");
+    return lua_tostring(L, -1);
+  }
+  lua_pushcfunction(L, describe);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+  }
+  return lua_tostring(L, -1);
+}

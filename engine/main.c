@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "opsh.h"
+#include "runtime.h"
 
 static int exit_code;   /* what main returns; os.exit() from Lua exits with the status it is given */
 
@@ -49,14 +49,17 @@ int main(int argc, char **argv) {
   if (status == OPSH_TASK_DONE) {
     code = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
   } else if (opsh_error_is(L, -2, "interrupted")) {
-    fprintf(stderr, "opsh: interrupted\n");
+    fprintf(stderr, "opsh: %s\n", opsh_error_describe(L, -2));   /* interrupted, terminated (SIGTERM)... */
     code = 130;
   } else {
     /* the CLI reports every expected failure itself: this is a bug in opsh */
-    fprintf(stderr, "opsh: internal error: %s\n", luaL_tolstring(L, -2, NULL));
+    fprintf(stderr, "opsh: internal error: %s\n", opsh_error_describe(L, -2));
     code = 1;
   }
-  opsh_runtime_close(L);
+  fflush(stdout);
+  int sig = opsh_runtime_signal();   /* SIGTERM or SIGHUP cancelled the run: it ends as killed by it */
+  if (sig) code = 128 + sig;
+  opsh_runtime_close(L);   /* cleanups of what still runs finish first */
   exit_code = code;
   return code;
 }

@@ -1,13 +1,15 @@
 /*
 ** opsh.h — the engine's C API, the only header a binding needs.
 ** Tasks are coroutines scheduled on one libuv loop. A binding starts its I/O, then suspends
-** the calling task with opsh_yield(); the I/O callback pushes results on the task's thread
-** and calls opsh_task_wake(). Errors raised to Lua are structured tables (opsh_error).
+** the calling task with opsh_yield(); the I/O callback keeps its results in C and calls
+** opsh_task_ready(); the binding's continuation turns them into Lua values in the resumed
+** task (THE WAKE RULE, below). Errors raised to Lua are structured tables (opsh_error).
 */
 #ifndef opsh_h
 #define opsh_h
 
 #include <stddef.h>
+#include <stdint.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
@@ -37,18 +39,54 @@ opsh_task *opsh_task_check(lua_State *L, const char *what);
 lua_State *opsh_task_thread(opsh_task *t);
 int opsh_task_status(opsh_task *t);
 
-/* [-?, +0, y] Suspend the running task. `cancel` (may be NULL) runs if the task is cancelled
-** while suspended: it must stop the pending I/O so its callback never wakes the task.
-** On wake, k(L, LUA_YIELD, ctx) runs with the values the waker pushed on top of the stack. */
+/* [-?, +0, y] Suspend the running task until a loop callback wakes it; on wake,
+** k(L, LUA_YIELD, ctx) runs in the task and returns the function's results.
+** `cancel` (may be NULL) runs instead of k when the task is cancelled or a deadline cuts the
+** wait off before k ran: it must stop the pending I/O (so the callback never wakes the task)
+** or, after opsh_task_ready, free the results the request holds. For each opsh_yield exactly
+** one of k and cancel runs. The task then resumes with the cancellation (or timeout) error
+** raised at this call, so the task's <close> handlers and pcall'd cleanups run inside it and
+** may wait in turn. A cancellation that is already pending makes opsh_yield call cancel and
+** raise at once, so start nothing after it. */
 int opsh_yield(lua_State *L, opsh_cancel_fn cancel, void *ud, lua_KContext ctx, lua_KFunction k);
 
-/* From a loop callback: nres values are already pushed on opsh_task_thread(t); the task
-** resumes with them on the next loop turn. Waking a task that is not suspended drops them. */
+/* THE WAKE RULE. A loop callback never calls the Lua API on a task's thread: a push there
+** runs outside any protected call, and running out of memory there aborts the process.
+** It keeps its results in its own C request and calls opsh_task_ready(t); the task resumes on
+** a later loop turn (never from inside the callback) in the binding's k, inside lua_resume
+** (protected), which turns the results into Lua values and frees the request. If the task
+** is cancelled after opsh_task_ready but before k ran, the cancel function runs instead of
+** k and frees them. */
+void opsh_task_ready(opsh_task *t);
+
+/* Deprecated (breaks the wake rule; kept for bindings not yet converted): nres values are
+** already pushed on opsh_task_thread(t); the task resumes with them on top of the stack in k.
+** The cancel function is disarmed by this call: if the task is cancelled before it resumes,
+** the values are dropped and neither k nor cancel runs. Waking a task that is not suspended
+** drops them. */
 void opsh_task_wake(opsh_task *t, int nres);
 
 /* [-0, +0, -] Keep the userdata at idx closed if the running task is cancelled
 ** (its __close metamethod is called). Held weakly: the task does not keep it alive. */
 void opsh_task_hold(lua_State *L, int idx);
+
+/* [-0, +0, -] The shutdown keeps the Lua state open while holds are taken: take one for
+** work that reads Lua memory or calls back into the state after its task is gone (a
+** thread-pool write of a Lua string), release it in the completion. Bounded wait. */
+void opsh_hold_state(lua_State *L);
+void opsh_release_state(lua_State *L);
+
+/* ---- durations (duration.c) ---- */
+#define OPSH_FOREVER UINT64_MAX
+/* [-0, +0, v] seconds as timer milliseconds, rounded to the nearest. math.huge gives
+** OPSH_FOREVER: start no timer. NaN, a negative number, or more than a uv timer holds
+** (OPSH_DURATION_MAX seconds) raise a usage error naming `what`. */
+uint64_t opsh_duration_ms(lua_State *L, lua_Number seconds, const char *what);
+/* [-0, +0, v] the same for argument arg, which must be a number */
+uint64_t opsh_checkduration(lua_State *L, int arg, const char *what);
+/* [-0, +0, v] the same, def when the argument is none or nil */
+uint64_t opsh_optduration(lua_State *L, int arg, lua_Number def, const char *what);
+#define OPSH_DURATION_MAX 9.0e15   /* seconds (285 million years): ms fit a uv timer and a double */
 
 /* ---- errors (error.c) ---- */
 /* [-0, +1, m] push a structured error {kind=, message=} with the opsh.error metatable */
@@ -60,6 +98,10 @@ void opsh_error_setint(lua_State *L, const char *name, lua_Integer v);
 void opsh_error_setstr(lua_State *L, const char *name, const char *v);
 /* [-0, +0, -] is the value at idx a structured error (optionally of this kind)? */
 int opsh_error_is(lua_State *L, int idx, const char *kind);
+/* [-0, +1, m] a one-line description of any error value, for printing: a structured error's
+** __tostring; a plain table {kind=, message=} as "kind: message"; "(error object is a X
+** value)" when a __tostring raises or returns no string. Never raises but for memory. */
+const char *opsh_error_describe(lua_State *L, int idx);
 
 /* ---- secrets (secret.c) ---- */
 /* [-0, +1, m] push a secret holding a copy of s */

@@ -3,7 +3,7 @@
 ** callback interface, fed by a uv_poll on stdin, so the loop (and every background task)
 ** keeps running while the prompt waits; the task asking for a line is suspended until libedit
 ** delivers it. Also: Ctrl-C at the prompt, redrawing the prompt around output of background
-** tasks, tab completion through a Lua function, and the private history file.
+** tasks, and tab completion through a Lua function. The history file is history.c's.
 ** Without a terminal, lines are read from stdin as they are (no editing, no prompt).
 ** libedit keeps global state, so there is one REPL per process.
 */
@@ -35,6 +35,8 @@ static struct {
   char *buf;             /* plain mode: bytes read but not yet returned */
   size_t len, cap;
   int eof;
+  int kind;              /* what the waiter gets (readline_k): 1 line, 0 end of input, -1 Ctrl-C */
+  char *line;            /* the edited line, until readline_k pushes it */
 } S = { .completer = LUA_NOREF };
 
 /* ---- plain mode (stdin is not a terminal) ---- */
@@ -50,6 +52,11 @@ static void plain_fill(void) {
   ssize_t n = read(0, S.buf + S.len, S.cap - S.len);
   if (n > 0) S.len += (size_t)n;
   else if (n == 0 || (errno != EINTR && errno != EAGAIN)) S.eof = 1;
+}
+
+/* a complete line (or the end of input) is buffered */
+static int plain_has_line(void) {
+  return S.eof || (S.len && memchr(S.buf, '\n', S.len));
 }
 
 /* [-0, +(0|1), m] push the next complete line (or nil at the end) onto L; 0 if none yet */
@@ -102,27 +109,29 @@ static void stop_reading(void) {
   S.visible = S.erased = 0;
 }
 
-/* hand the waiting task its result: kind 1 a line, 0 end of input, -1 Ctrl-C at the prompt */
-static void deliver(int kind, const char *line, size_t len) {
+/* hand the waiting task its result (kept here: the wake rule, opsh.h): kind 1 the line
+** (owned from now on), 0 end of input, -1 Ctrl-C at the prompt */
+static void deliver(int kind, char *line) {
   opsh_task *t = S.waiter;
-  if (!t) return;
+  if (!t) {
+    free(line);
+    return;
+  }
   stop_reading();
-  lua_State *co = opsh_task_thread(t);
-  if (kind > 0) lua_pushlstring(co, line, len);
-  else if (kind == 0) lua_pushnil(co);
-  else lua_pushboolean(co, 0);
-  opsh_task_wake(t, 1);
+  free(S.line);
+  S.kind = kind;
+  S.line = line;
+  opsh_task_ready(t);
 }
 
 static void on_line(char *line) {
   S.visible = 0;
   if (line) {
-    deliver(1, line, strlen(line));
-    free(line);
+    deliver(1, line);
   } else {
     fputs("\n", stdout);   /* Ctrl-D: end the prompt's line */
     fflush(stdout);
-    deliver(0, NULL, 0);
+    deliver(0, NULL);
   }
 }
 
@@ -138,18 +147,13 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   }
   if (!S.editing) {
     if (status == 0) plain_fill(); else S.eof = 1;
-    lua_State *co = opsh_task_thread(S.waiter);
-    if (plain_take(co)) {
-      opsh_task *t = S.waiter;
-      stop_reading();
-      opsh_task_wake(t, 1);
-    }
+    if (plain_has_line()) deliver(1, NULL);   /* readline_k takes it from the buffer */
     return;
   }
   int avail = 0;
   if (status < 0 || (events & UV_DISCONNECT) || ioctl(0, FIONREAD, &avail) < 0 || avail == 0) {
     /* readable with nothing to read: the terminal hung up */
-    deliver(0, NULL, 0);
+    deliver(0, NULL);
     return;
   }
   rl_callback_read_char();
@@ -162,7 +166,7 @@ static void on_prompt_interrupt(void) {
     fputs("^C\n", stdout);
     fflush(stdout);
   }
-  deliver(-1, NULL, 0);
+  deliver(-1, NULL);
 }
 
 /* before tasks run under the prompt: erase it, so that what they print starts on a clean line */
@@ -218,13 +222,35 @@ static void start_handles(lua_State *L) {
 static void readline_cancel(void *ud) {
   int was_visible = S.visible;
   stop_reading();
+  free(S.line);
+  S.line = NULL;
   if (was_visible) {
     fputs("\n", stdout);
     fflush(stdout);
   }
 }
 
-static int readline_k(lua_State *L, int status, lua_KContext ctx) { return 1; }
+static int push_line(lua_State *L) {
+  lua_pushstring(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+static int readline_k(lua_State *L, int status, lua_KContext ctx) {
+  char *line = S.line;
+  S.line = NULL;
+  if (S.kind < 0) lua_pushboolean(L, 0);
+  else if (S.kind == 0) lua_pushnil(L);
+  else if (!line) {   /* plain mode: the line is in the buffer */
+    if (!plain_take(L)) lua_pushnil(L);
+  } else {
+    lua_pushcfunction(L, push_line);
+    lua_pushlightuserdata(L, line);
+    int st = lua_pcall(L, 1, 1, 0);   /* the line is freed even if this fails */
+    free(line);
+    if (st != LUA_OK) return lua_error(L);
+  }
+  return 1;
+}
 
 /* the width of the prompt on screen: UTF-8 characters outside escape sequences */
 static size_t prompt_width(const char *p) {
@@ -287,16 +313,30 @@ static int repl_editing(lua_State *L) {
 /* ---- completion ---- */
 
 /* libedit asks for the words completing `text`; the Lua completer answers with a list */
+/* [-3, +1, e] the completer's answer for (text, line, length of the line before the word) */
+static int call_completer(lua_State *L) {
+  const char *text = lua_touserdata(L, 1);
+  const char *line = lua_touserdata(L, 2);
+  size_t len = (size_t)lua_tointeger(L, 3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, S.completer);
+  lua_pushstring(L, text);
+  lua_pushlstring(L, line, len);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+/* called by libedit from the loop's stdin callback: everything that allocates runs protected */
 static char **complete(const char *text, int start, int end) {
   rl_attempted_completion_over = 1;   /* never fall back to file names */
   if (S.completer == LUA_NOREF) return NULL;
   lua_State *L = opsh_rt->L;
   int top = lua_gettop(L);
   char **matches = NULL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, S.completer);
-  lua_pushstring(L, text);
-  lua_pushlstring(L, rl_line_buffer ? rl_line_buffer : "", rl_line_buffer ? (size_t)start : 0);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK || !lua_istable(L, -1)) goto out;
+  lua_pushcfunction(L, call_completer);
+  lua_pushlightuserdata(L, (void *)text);
+  lua_pushlightuserdata(L, (void *)(rl_line_buffer ? rl_line_buffer : ""));
+  lua_pushinteger(L, rl_line_buffer ? start : 0);
+  if (lua_pcall(L, 3, 1, 0) != LUA_OK || !lua_istable(L, -1)) goto out;
   size_t n = lua_rawlen(L, -1);
   if (n == 0) goto out;
   matches = calloc(n + 2, sizeof *matches);
@@ -359,159 +399,6 @@ static int repl_history_add(lua_State *L) {
   return 0;
 }
 
-/* mkdir -p for the directory part of path, new directories private (0700); 0 or errno */
-static int make_parents(const char *path) {
-  char *p = strdup(path);
-  if (!p) return ENOMEM;
-  int err = 0;
-  for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
-    *s = '\0';
-    if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-      err = errno;
-      break;
-    }
-    *s = '/';
-  }
-  free(p);
-  return err;
-}
-
-/* [-0, +0, m] one history entry as one line: \ and newlines escaped */
-static void add_escaped(luaL_Buffer *b, const char *s, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] == '\\') luaL_addstring(b, "\\\\");
-    else if (s[i] == '\n') luaL_addstring(b, "\\n");
-    else if (s[i] == '\r') luaL_addstring(b, "\\r");
-    else luaL_addchar(b, s[i]);
-  }
-}
-
-/* [-0, +1, m] the entry a file line holds */
-static void push_unescaped(lua_State *L, const char *s, size_t len) {
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  for (size_t i = 0; i < len; i++) {
-    if (s[i] == '\\' && i + 1 < len) {
-      char c = s[++i];
-      luaL_addchar(&b, c == 'n' ? '\n' : c == 'r' ? '\r' : c);
-    } else {
-      luaL_addchar(&b, s[i]);
-    }
-  }
-  luaL_pushresult(&b);
-}
-
-static int fail_errno(lua_State *L, const char *what, const char *path, int err) {
-  lua_pushnil(L);
-  lua_pushfstring(L, "%s %s: %s", what, path, strerror(err));
-  return 2;
-}
-
-/* rewrite the history file with the entries in the list at idx (a private temporary, renamed) */
-static int compact(lua_State *L, const char *path, int idx) {
-  lua_pushfstring(L, "%s.XXXXXX", path);
-  char *tmp = strdup(lua_tostring(L, -1));
-  lua_pop(L, 1);
-  if (!tmp) return ENOMEM;
-  int fd = mkstemp(tmp);   /* mode 0600 */
-  if (fd < 0) {
-    int err = errno;
-    free(tmp);
-    return err;
-  }
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  size_t n = lua_rawlen(L, idx);
-  for (size_t i = 1; i <= n; i++) {
-    size_t len;
-    lua_rawgeti(L, idx, (lua_Integer)i);
-    const char *s = lua_tolstring(L, -1, &len);
-    lua_pop(L, 1);   /* still referenced by the list */
-    add_escaped(&b, s, len);
-    luaL_addchar(&b, '\n');
-  }
-  luaL_pushresult(&b);
-  size_t len;
-  const char *data = lua_tolstring(L, -1, &len);
-  int err = 0;
-  if (write(fd, data, len) != (ssize_t)len || fsync(fd) != 0) err = errno ? errno : EIO;
-  lua_pop(L, 1);
-  close(fd);
-  if (!err && rename(tmp, path) != 0) err = errno;
-  if (err) unlink(tmp);
-  free(tmp);
-  return err;
-}
-
-/* history_load(path, max) -> {entries} | nil, err
-** Creates the directories (0700) and the file (0600; a wider mode is narrowed), returns the
-** last `max` entries, and compacts the file once it holds more than twice that many. */
-static int repl_history_load(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, max > 0, 2, "must be positive");
-  int err = make_parents(path);
-  if (err) return fail_errno(L, "cannot create the directory of", path, err);
-  int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return fail_errno(L, "cannot open", path, errno);
-  struct stat st;
-  if (fstat(fd, &st) == 0 && (st.st_mode & 077)) fchmod(fd, st.st_mode & 0700);
-  FILE *f = fdopen(fd, "r");
-  if (!f) {
-    err = errno;
-    close(fd);
-    return fail_errno(L, "cannot read", path, err);
-  }
-  /* a ring of the last max entries */
-  lua_createtable(L, (int)(max < 1024 ? max : 1024), 0);
-  int ring = lua_gettop(L);
-  lua_Integer total = 0;
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n;
-  while ((n = getline(&line, &cap, f)) >= 0) {
-    if (n > 0 && line[n - 1] == '\n') n--;
-    if (n == 0) continue;
-    push_unescaped(L, line, (size_t)n);
-    lua_rawseti(L, ring, total % max + 1);
-    total++;
-  }
-  free(line);
-  fclose(f);
-  /* in order, oldest first */
-  lua_Integer kept = total < max ? total : max;
-  lua_createtable(L, (int)kept, 0);
-  for (lua_Integer i = 0; i < kept; i++) {
-    lua_rawgeti(L, ring, (total - kept + i) % max + 1);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_remove(L, ring);
-  if (total > 2 * max) compact(L, path, lua_gettop(L));   /* best effort: the entries are loaded */
-  return 1;
-}
-
-/* history_append(path, entry) -> true | nil, err: one line appended with one write */
-static int repl_history_append(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  size_t len;
-  const char *entry = luaL_checklstring(L, 2, &len);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  add_escaped(&b, entry, len);
-  luaL_addchar(&b, '\n');
-  luaL_pushresult(&b);
-  size_t n;
-  const char *data = lua_tolstring(L, -1, &n);
-  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return fail_errno(L, "cannot open", path, errno);
-  ssize_t w = write(fd, data, n);
-  int err = errno;
-  close(fd);
-  if (w != (ssize_t)n) return fail_errno(L, "cannot write", path, w < 0 ? err : EIO);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
 /* close(): the REPL ends; the terminal is back in its normal mode */
 static int repl_close(lua_State *L) {
   if (S.waiter) stop_reading();
@@ -534,8 +421,8 @@ static const luaL_Reg repl_funcs[] = {
   {"editing", repl_editing},
   {"set_completer", repl_set_completer},
   {"history_add", repl_history_add},
-  {"history_load", repl_history_load},
-  {"history_append", repl_history_append},
+  {"history_load", opsh_history_load},
+  {"history_append", opsh_history_append},
   {"close", repl_close},
   {NULL, NULL}
 };

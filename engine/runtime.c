@@ -204,6 +204,7 @@ lua_State *opsh_runtime_new(void) {
   if (!L) return NULL;
   luaL_openlibs(L);
   opsh_sched_init(L);
+  opsh_install_pcall(L);
   opsh_error_meta(L);
   opsh_secret_meta(L);
   push_roots(L);
@@ -245,10 +246,12 @@ lua_State *opsh_runtime_new(void) {
 int opsh_runtime_run(lua_State *L, int nargs) {
   opsh_task *t = opsh_task_spawn(L, nargs);
   int idx = lua_gettop(L);
-  opsh_task *previous = opsh_rt->foreground;
+  opsh_task *previous = opsh_rt->foreground, *previous_root = opsh_rt->root;
   opsh_set_foreground(t);
+  if (!previous_root) opsh_rt->root = t;
   opsh_sched_run_until(L, idx);
   opsh_set_foreground(previous);
+  opsh_rt->root = previous_root;
   opsh_rt->interrupts = 0;
   int status = t->status;
   opsh_task_push_outcome(L, idx);
@@ -256,8 +259,11 @@ int opsh_runtime_run(lua_State *L, int nargs) {
   return status;
 }
 
+/* Cancel what still runs and let the cleanups finish (under their deadline) before the state
+** closes; requests that read Lua memory (opsh_hold_state) end first. If they do not end in
+** time the state is left open: the process is exiting, and a worker thread may still read it. */
 void opsh_runtime_close(lua_State *L) {
-  opsh_cancel_all(L);   /* their cancel callbacks stop pending I/O while the tasks still exist */
+  if (!opsh_sched_drain(L)) return;
   lua_close(L);
   opsh_sched_close(L);
 }

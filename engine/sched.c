@@ -1,15 +1,28 @@
 /*
 ** sched.c — tasks (coroutines) on the libuv loop: spawning, the ready queue, the yield helper
-** every binding suspends through, waking, cancellation and Ctrl-C.
+** every binding suspends through, waking, cancellation, deadlines, shields and signals.
+** A task's function runs under a pcall inside its coroutine (task_main), so an error raised
+** at a wait unwinds inside the task: its <close> handlers and pcall'd cleanups may wait too.
+** Cancelling a task stops its pending I/O and resumes it with the cancellation error raised
+** where it waits; from then on its waits run under the cleanup deadline.
 ** A task userdata keeps its coroutine and outcome in user values:
-**   1 thread, 2 results {n=} or the error, 3 waiters {task -> gen}, 4 held objects (weak), 5 traceback
+**   1 thread, 2 results {n=} or the error, 3 waiters {task -> gen}, 4 held objects (weak),
+**   5 traceback, 6 the cancellation error
 */
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "runtime.h"
 
-enum { UV_THREAD = 1, UV_OUTCOME, UV_WAITERS, UV_HELD, UV_TRACEBACK, UV_COUNT = UV_TRACEBACK };
+enum { UV_THREAD = 1, UV_OUTCOME, UV_WAITERS, UV_HELD, UV_TRACEBACK, UV_CANCEL, UV_COUNT = UV_CANCEL };
+
+/* what engine_k raises when a task resumes */
+enum { INJECT_NONE, INJECT_CANCEL, INJECT_TIMEOUT };
+
+#define DEFAULT_CLEANUP_MS 5000
+#define HOLD_LIMIT_MS 5000   /* at shutdown, how long to wait for released holds */
 
 opsh_runtime *opsh_rt;
 
@@ -24,6 +37,8 @@ int opsh_task_finished(opsh_task *t) { return t->status >= OPSH_TASK_DONE; }
 lua_State *opsh_task_thread(opsh_task *t) { return t->co; }
 int opsh_task_status(opsh_task *t) { return t->status; }
 opsh_task *opsh_task_current(lua_State *L) { return task_current_of(L); }
+int opsh_task_cancelling(opsh_task *t) { return t->cancel_req != OPSH_CANCEL_NONE; }
+int opsh_runtime_signal(void) { return opsh_rt ? (int)opsh_rt->terminate : 0; }
 
 opsh_task *opsh_task_check(lua_State *L, const char *what) {
   opsh_task *t = task_current_of(L);
@@ -32,8 +47,13 @@ opsh_task *opsh_task_check(lua_State *L, const char *what) {
                "not in a coroutine of its own", what);
   if (!lua_isyieldable(L))
     opsh_error(L, "usage", "%s cannot wait here: it was called through a C function that cannot "
-               "yield (require, table.sort, a __gc or __close handler)", what);
+               "yield (require, table.sort, a __gc handler, or a cleanup cut off by its deadline)", what);
   return t;
+}
+
+static uint64_t loop_now(void) {
+  uv_update_time(&opsh_rt->loop);
+  return uv_now(&opsh_rt->loop);
 }
 
 /* ---- the ready queue ---- */
@@ -59,11 +79,38 @@ static void ready_push(opsh_task *t) {
   if (!uv_is_active((uv_handle_t *)&R->idle)) uv_idle_start(&R->idle, on_idle);
 }
 
+/* ---- scheduler work from loop callbacks runs protected ---- */
+
+typedef void (*sched_op)(lua_State *L, opsh_task *t);
+struct sched_call { sched_op op; opsh_task *t; };
+
+static int protected_op(lua_State *L) {
+  struct sched_call *c = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  c->op(L, c->t);
+  return 0;
+}
+
+/* run op(L, t) from a loop callback: out of memory is reported, not a panic; 0 if it failed */
+static int run_protected(lua_State *L, sched_op op, opsh_task *t) {
+  struct sched_call c = {op, t};
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, protected_op);
+  lua_pushlightuserdata(L, &c);
+  int st = lua_pcall(L, 1, 0, 0);
+  if (st != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "opsh: internal error in the scheduler: %s\n", msg ? msg : "(no message)");
+  }
+  lua_settop(L, top);
+  return st == LUA_OK;
+}
+
 /* ---- finishing ---- */
 
 static void free_timer(uv_handle_t *h) { free(h); }
 
-/* [-0, +0, -] the task's userdata onto L's stack */
+/* [-0, +1, -] the task's userdata onto L's stack */
 static void push_task(lua_State *L, opsh_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->anchor);
 }
@@ -84,6 +131,13 @@ static void wake_waiters(lua_State *L, int idx) {
   lua_pop(L, 1);
 }
 
+static void close_timer(uv_timer_t **timer) {
+  if (*timer) {
+    uv_close((uv_handle_t *)*timer, free_timer);
+    *timer = NULL;
+  }
+}
+
 /* [-1, +0, -] the task ends with the outcome at the top of L (results table or error) */
 static void task_finish(lua_State *L, opsh_task *t, int status) {
   push_task(L, t);
@@ -92,11 +146,10 @@ static void task_finish(lua_State *L, opsh_task *t, int status) {
   lua_setiuservalue(L, idx, UV_OUTCOME);
   t->status = status;
   t->cancel = NULL;
+  t->in_yield = 0;
   ready_remove(t);
-  if (t->timer) {
-    uv_close((uv_handle_t *)t->timer, free_timer);
-    t->timer = NULL;
-  }
+  close_timer(&t->timer);
+  close_timer(&t->deadline_timer);
   task_current_of(t->co) = NULL;
   t->co = NULL;
   lua_pushnil(L);
@@ -126,27 +179,207 @@ static void close_held(lua_State *L, int idx) {
   lua_pop(L, 1);
 }
 
+/* [-0, +0, -] a cancelled task ends: what it held is closed, its outcome is its cancellation */
+static void finish_cancelled(lua_State *L, opsh_task *t) {
+  push_task(L, t);
+  int idx = lua_gettop(L);
+  close_held(L, idx);
+  lua_getiuservalue(L, idx, UV_CANCEL);
+  lua_remove(L, idx);
+  task_finish(L, t, OPSH_TASK_CANCELLED);
+}
+
+/* ---- cancellation errors and deadlines ---- */
+
+static const char *signal_name(int sig) {
+  return sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "SIGINT";
+}
+
+/* [-0, +1, m] the error a cancellation raises in t */
+static void push_new_cancel_error(lua_State *L, opsh_task *t, int how) {
+  if (how == OPSH_CANCEL_INTERRUPTED) {
+    int sig = opsh_rt->terminate ? (int)opsh_rt->terminate : (int)opsh_rt->signal;
+    if (sig == SIGTERM) opsh_error_push(L, "interrupted", "terminated (SIGTERM)");
+    else if (sig == SIGHUP) opsh_error_push(L, "interrupted", "hangup (SIGHUP)");
+    else opsh_error_push(L, "interrupted", "interrupted");
+    if (sig) opsh_error_setstr(L, "signal", signal_name(sig));
+  } else {
+    opsh_error_push(L, "cancelled", "task %d was cancelled", (int)t->id);
+  }
+}
+
+void opsh_task_push_cancel_error(lua_State *L, opsh_task *t) {
+  if (t->anchor == LUA_NOREF || !t->cancel_req) {
+    lua_pushnil(L);
+    return;
+  }
+  push_task(L, t);
+  lua_getiuservalue(L, -1, UV_CANCEL);
+  lua_remove(L, -2);
+}
+
+/* [-0, +0, m] ask for t's cancellation: keeps its error; 0 if finished or asked already */
+static int request_cancel(lua_State *L, opsh_task *t, int how) {
+  if (opsh_task_finished(t) || t->cancel_req) return 0;
+  push_task(L, t);
+  push_new_cancel_error(L, t, how);
+  lua_setiuservalue(L, -2, UV_CANCEL);
+  lua_pop(L, 1);
+  t->cancel_req = how;
+  return 1;
+}
+
+static void on_deadline(uv_timer_t *h);
+
+/* [-0, +0, -] waits of t raise a timeout from loop time `at` (0: no deadline) */
+static void arm_deadline(opsh_task *t, uint64_t at, lua_Number seconds, int shield) {
+  t->deadline = at;
+  t->deadline_s = seconds;
+  t->deadline_shield = shield;
+  if (!at) {
+    if (t->deadline_timer) uv_timer_stop(t->deadline_timer);
+    return;
+  }
+  if (!t->deadline_timer) {
+    t->deadline_timer = malloc(sizeof *t->deadline_timer);
+    if (!t->deadline_timer) return;   /* waits still check the deadline; only a pending one is not cut off */
+    uv_timer_init(&opsh_rt->loop, t->deadline_timer);
+    t->deadline_timer->data = t;
+  }
+  uint64_t now = loop_now();
+  uv_timer_start(t->deadline_timer, on_deadline, at > now ? at - now : 0, 0);
+}
+
+/* [-0, +0, -] the loop time `ms` from now, or 0 for no deadline */
+static uint64_t deadline_in(uint64_t ms) {
+  if (ms == OPSH_FOREVER) return 0;
+  uint64_t at = loop_now() + ms;
+  return at ? at : 1;
+}
+
+static int deadline_passed(opsh_task *t) {
+  return t->deadline && loop_now() >= t->deadline;
+}
+
+/* the cancellation is raised in t now: its cleanups run under the cleanup deadline */
+static void begin_unwinding(opsh_task *t) {
+  t->unwinding = 1;
+  uint64_t ms = opsh_rt->cleanup_ms;
+  arm_deadline(t, deadline_in(ms), ms == OPSH_FOREVER ? HUGE_VAL : (lua_Number)ms / 1000.0, 0);
+}
+
+/* [-0, +0, v] raise in the running task t what `inject` asks for */
+static int raise_injected(lua_State *L, opsh_task *t, int inject) {
+  if (inject == INJECT_CANCEL) {
+    if (!t->unwinding) begin_unwinding(t);
+    opsh_task_push_cancel_error(L, t);
+    return lua_error(L);
+  }
+  if (t->deadline_shield)
+    opsh_error_push(L, "timeout", "opsh.shield: the cleanup did not finish within %f s", t->deadline_s);
+  else
+    opsh_error_push(L, "timeout", "cleanup of cancelled task %d did not finish within %f s", (int)t->id,
+                    t->deadline_s);
+  opsh_error_setstr(L, "deadline", t->deadline_shield ? "shield" : "cleanup");
+  return lua_error(L);
+}
+
+/* [-0, +0, v] before t waits: raise instead if a cancellation is due or the deadline passed.
+** cancel(ud) stops what the caller started for the wait. */
+static void check_wait(lua_State *L, opsh_task *t, opsh_cancel_fn cancel, void *ud) {
+  int inject = INJECT_NONE;
+  if (t->cancel_req && !t->unwinding && !t->shield) inject = INJECT_CANCEL;
+  else if (deadline_passed(t)) inject = INJECT_TIMEOUT;
+  if (inject == INJECT_NONE) return;
+  t->in_suspend = 0;
+  if (cancel) cancel(ud);
+  raise_injected(L, t, inject);
+}
+
 /* ---- running a task ---- */
 
+/* message handler of the task's pcall: keep the traceback of where the error was raised */
+static int task_msgh(lua_State *L) {
+  opsh_task *t = task_current_of(L);
+  if (!t || t->anchor == LUA_NOREF) return 1;
+  if (t->unwinding) {
+    opsh_task_push_cancel_error(L, t);
+    int own = lua_rawequal(L, 1, -1);
+    lua_pop(L, 1);
+    if (own) return 1;
+  }
+  const char *msg = opsh_error_describe(L, 1);
+  luaL_traceback(L, L, msg, 1);
+  push_task(L, t);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, UV_TRACEBACK);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int task_main_k(lua_State *L, int status, lua_KContext ctx) {
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);   /* cleanups have run */
+  return lua_gettop(L) - 1;
+}
+
+/* the body of every task: fn(...) under a pcall in the coroutine itself */
+static int task_main(lua_State *L) {
+  lua_pushcfunction(L, task_msgh);
+  lua_insert(L, 1);
+  return task_main_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0, task_main_k), 0);
+}
+
+static void hard_cancel(lua_State *L, opsh_task *t);
+
+/* [-0, +0, -] a table error of the structured shape {kind=, message=} without a metatable
+** becomes a structured error, so everything that prints or classifies errors treats it so */
+static void promote_error(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return;
+  }
+  int ok = lua_getfield(L, idx, "kind") == LUA_TSTRING;
+  ok = (lua_getfield(L, idx, "message") == LUA_TSTRING) && ok;
+  lua_pop(L, 2);
+  if (ok) luaL_setmetatable(L, OPSH_ERROR_META);
+}
+
+/* resume t; L is the caller's thread (the loop's main state, or a task cancelling t) */
 static void task_step(lua_State *L, opsh_task *t) {
   opsh_runtime *R = opsh_rt;
   lua_State *co = t->co;
   int nres, nargs = t->nargs;
   t->nargs = 0;
   t->status = OPSH_TASK_RUNNING;
+  t->started = 1;
+  opsh_task *outer = R->running;
   R->running = t;
   int st = lua_resume(co, L, nargs, &nres);
-  R->running = NULL;
+  R->running = outer;
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
-    if (t->status != OPSH_TASK_SUSPENDED) {
+    if (t->status == OPSH_TASK_RUNNING) {
       /* a bare coroutine.yield() at task level: let the others run, then continue */
       t->status = OPSH_TASK_READY;
+      t->in_yield = 0;
+    }
+    if (t->status == OPSH_TASK_READY) {
       ready_push(t);
+      if (!t->in_yield && ((t->cancel_req && !t->unwinding && !t->shield) ||
+                           (t->unwinding && !t->shield && deadline_passed(t))))
+        hard_cancel(L, t);   /* nowhere to raise the error: reset it */
     }
     return;
   }
   if (st == LUA_OK) {
+    if (t->unwinding) {   /* it swallowed its cancellation and returned: cancelled all the same */
+      lua_pop(co, nres);
+      finish_cancelled(L, t);
+      return;
+    }
+    luaL_checkstack(L, 3, NULL);
     lua_createtable(L, nres, 1);
     lua_pushinteger(L, nres);
     lua_setfield(L, -2, "n");
@@ -157,17 +390,22 @@ static void task_step(lua_State *L, opsh_task *t) {
     task_finish(L, t, OPSH_TASK_DONE);
     return;
   }
-  lua_xmove(co, L, 1);   /* the error */
+  lua_xmove(co, L, 1);   /* the error; the pcall in task_main closed what was left to close */
   int eidx = lua_gettop(L);
-  const char *msg = lua_type(L, eidx) == LUA_TSTRING ? lua_tostring(L, eidx) : luaL_tolstring(L, eidx, NULL);
-  luaL_traceback(L, co, msg, 0);
-  push_task(L, t);
-  lua_insert(L, -2);
-  lua_setiuservalue(L, -2, UV_TRACEBACK);
-  lua_settop(L, eidx);
-  lua_resetthread(co);   /* run the <close> variables the error skipped */
+  if (t->unwinding) {
+    opsh_task_push_cancel_error(L, t);
+    if (!lua_rawequal(L, eidx, -1))
+      fprintf(stderr, "opsh: task %ld: cleanup after cancellation failed: %s\n", t->id,
+              opsh_error_describe(L, eidx));
+    lua_settop(L, eidx - 1);
+    finish_cancelled(L, t);
+    return;
+  }
+  promote_error(L, -1);
   task_finish(L, t, OPSH_TASK_FAILED);
 }
+
+static void step_op(lua_State *L, opsh_task *t) { task_step(L, t); }
 
 static void on_idle(uv_idle_t *h) {
   opsh_runtime *R = opsh_rt;
@@ -178,21 +416,53 @@ static void on_idle(uv_idle_t *h) {
   while (R->ready_head && R->ready_head->turn != turn) {
     opsh_task *t = R->ready_head;
     ready_remove(t);
-    if (t->status == OPSH_TASK_READY) task_step(L, t);
+    if (t->status == OPSH_TASK_READY) run_protected(L, step_op, t);
   }
   if (!R->ready_head) uv_idle_stop(h);
 }
 
-/* ---- the C API ---- */
+/* ---- the yield helper ---- */
+
+/* the continuation of every opsh_yield: the binding's k, or the error the task must raise */
+static int engine_k(lua_State *L, int status, lua_KContext ctx) {
+  opsh_task *t = task_current_of(L);
+  lua_KFunction k = t->k;
+  int inject = t->inject;
+  t->k = NULL;
+  t->inject = INJECT_NONE;
+  t->in_yield = 0;
+  t->cancel = NULL;   /* k runs: the cancel function no longer may */
+  if (inject != INJECT_NONE) return raise_injected(L, t, inject);
+  return k ? k(L, status, t->kctx) : 0;
+}
+
+/* [-0, +0, y] suspend t in state `status` (SUSPENDED: until woken; READY: until its turn) */
+static int task_yield(lua_State *L, opsh_task *t, int status, opsh_cancel_fn cancel, void *ud,
+                      lua_KContext ctx, lua_KFunction k) {
+  t->gen++;   /* first: a wake-up registered for this wait is stale even if it raises below */
+  check_wait(L, t, cancel, ud);
+  t->status = status;
+  t->cancel = cancel;
+  t->cancel_ud = ud;
+  t->k = k;
+  t->kctx = ctx;
+  t->in_yield = 1;
+  return lua_yieldk(L, 0, 0, engine_k);
+}
 
 int opsh_yield(lua_State *L, opsh_cancel_fn cancel, void *ud, lua_KContext ctx, lua_KFunction k) {
   opsh_task *t = task_current_of(L);
-  if (!t) return opsh_error(L, "usage", "cannot wait for I/O outside an opsh task");
-  t->status = OPSH_TASK_SUSPENDED;
-  t->cancel = cancel;
-  t->cancel_ud = ud;
-  t->gen++;
-  return lua_yieldk(L, 0, ctx, k);
+  if (!t) {
+    if (cancel) cancel(ud);
+    return opsh_error(L, "usage", "cannot wait for I/O outside an opsh task");
+  }
+  return task_yield(L, t, OPSH_TASK_SUSPENDED, cancel, ud, ctx, k);
+}
+
+/* core.yield(): let the other ready tasks run first */
+int opsh_core_yield(lua_State *L) {
+  opsh_task *t = opsh_task_check(L, "opsh.yield");
+  return task_yield(L, t, OPSH_TASK_READY, NULL, NULL, 0, NULL);
 }
 
 void opsh_task_wake(opsh_task *t, int nres) {
@@ -204,6 +474,14 @@ void opsh_task_wake(opsh_task *t, int nres) {
   t->cancel = NULL;
   t->in_suspend = 0;
   t->nargs = nres;
+  ready_push(t);
+}
+
+void opsh_task_ready(opsh_task *t) {
+  if (t->status != OPSH_TASK_SUSPENDED) return;
+  t->status = OPSH_TASK_READY;   /* the cancel function stays armed until k runs */
+  t->in_suspend = 0;
+  t->nargs = 0;
   ready_push(t);
 }
 
@@ -235,15 +513,18 @@ opsh_task *opsh_task_spawn(lua_State *L, int nargs) {
   memset(t, 0, sizeof *t);
   luaL_setmetatable(L, OPSH_TASK_META);
   t->id = ++R->next_id;
+  t->anchor = LUA_NOREF;
   t->co = lua_newthread(L);
   lua_setiuservalue(L, -2, UV_THREAD);
+  luaL_checkstack(t->co, nargs + 3, "too many arguments");
   task_current_of(t->co) = t;
   lua_pushvalue(L, -1);
   t->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-  /* move function and arguments onto the coroutine */
+  /* task_main, the function and its arguments onto the coroutine */
   lua_insert(L, fidx);
+  lua_pushcfunction(t->co, task_main);
   lua_xmove(L, t->co, nargs + 1);
-  t->nargs = nargs;
+  t->nargs = nargs + 1;
   t->status = OPSH_TASK_READY;
   R->live_tasks++;
   t->live_next = R->live;
@@ -253,20 +534,59 @@ opsh_task *opsh_task_spawn(lua_State *L, int nargs) {
   return t;
 }
 
-void opsh_task_cancel(lua_State *L, opsh_task *t, const char *kind) {
-  if (opsh_task_finished(t) || t->status == OPSH_TASK_RUNNING) return;
-  if (t->status == OPSH_TASK_SUSPENDED && t->cancel) t->cancel(t->cancel_ud);
+/* ---- cancelling ---- */
+
+/* stop t's wait so that it resumes with `inject` raised; 0 if it is not waiting in opsh_yield */
+static int interrupt_wait(opsh_task *t, int inject) {
+  if (!t->in_yield || (t->status != OPSH_TASK_SUSPENDED && t->status != OPSH_TASK_READY)) return 0;
+  opsh_cancel_fn cancel = t->cancel;
   t->cancel = NULL;
+  if (cancel) cancel(t->cancel_ud);
+  if (t->status == OPSH_TASK_SUSPENDED) t->nargs = 0;   /* woken with values: engine_k drops them */
+  t->inject = inject;
+  t->in_suspend = 0;
+  t->status = OPSH_TASK_READY;
+  return 1;
+}
+
+/* end t at once: its pending I/O stops and its <close> variables run where they are, unable to wait */
+static void hard_cancel(lua_State *L, opsh_task *t) {
+  opsh_runtime *R = opsh_rt;
+  if (t->in_yield && t->cancel) {
+    opsh_cancel_fn cancel = t->cancel;
+    t->cancel = NULL;
+    cancel(t->cancel_ud);
+  }
   ready_remove(t);
-  t->status = OPSH_TASK_CANCELLED;
-  push_task(L, t);
-  int idx = lua_gettop(L);
+  if (!t->cancel_req) request_cancel(L, t, OPSH_CANCEL_CANCELLED);
+  t->unwinding = 1;
+  t->status = OPSH_TASK_RUNNING;
+  opsh_task *outer = R->running;
+  R->running = t;
   lua_resetthread(t->co);   /* runs its pending <close> variables */
-  close_held(L, idx);
-  if (strcmp(kind, "interrupted") == 0) opsh_error_push(L, kind, "interrupted");
-  else opsh_error_push(L, kind, "task %d was cancelled", (int)t->id);
-  task_finish(L, t, OPSH_TASK_CANCELLED);
-  lua_pop(L, 1);
+  R->running = outer;
+  finish_cancelled(L, t);
+}
+
+/* the cancellation of t is raised in it now (t is not running, not shielded) */
+static void deliver_cancel(lua_State *L, opsh_task *t) {
+  begin_unwinding(t);
+  if (!t->started) {
+    ready_remove(t);
+    finish_cancelled(L, t);   /* it never ran: nothing to clean up */
+  } else if (interrupt_wait(t, INJECT_CANCEL)) {
+    ready_remove(t);
+    task_step(L, t);   /* its cleanups start now, and run until they wait */
+  } else {
+    hard_cancel(L, t);
+  }
+}
+
+int opsh_task_cancel(lua_State *L, opsh_task *t, const char *kind) {
+  int how = strcmp(kind, "interrupted") == 0 ? OPSH_CANCEL_INTERRUPTED : OPSH_CANCEL_CANCELLED;
+  if (!request_cancel(L, t, how)) return 0;
+  if (t->status != OPSH_TASK_RUNNING && !t->shield) deliver_cancel(L, t);
+  return 1;
 }
 
 int opsh_task_push_outcome(lua_State *L, int idx) {
@@ -294,16 +614,136 @@ void opsh_set_foreground(opsh_task *t) { opsh_rt->foreground = t; }
 
 void opsh_cancel_all(lua_State *L) {
   opsh_runtime *R = opsh_rt;
-  opsh_task *t = R->live;
-  while (t) {
-    opsh_task *next = t->live_next;
-    if (t->status != OPSH_TASK_RUNNING) {
-      opsh_task_cancel(L, t, "cancelled");
-      next = R->live;   /* cancelling may finish or spawn others: start over */
-      if (next == t) break;
+  int again = 1;
+  while (again) {   /* cancelling runs cleanups, which may finish or spawn others: start over */
+    again = 0;
+    for (opsh_task *t = R->live; t; t = t->live_next) {
+      if (!t->cancel_req && t->status != OPSH_TASK_RUNNING) {
+        opsh_task_cancel(L, t, "cancelled");
+        again = 1;
+        break;
+      }
     }
-    t = next;
   }
+}
+
+/* ---- deadlines ---- */
+
+static void deadline_op(lua_State *L, opsh_task *t) {
+  if (opsh_task_finished(t) || !deadline_passed(t)) return;
+  if (t->status == OPSH_TASK_SUSPENDED && interrupt_wait(t, INJECT_TIMEOUT)) ready_push(t);
+  else if (t->status == OPSH_TASK_READY && !t->in_yield && t->unwinding && !t->shield) hard_cancel(L, t);
+}
+
+static void on_deadline(uv_timer_t *h) { run_protected(opsh_rt->L, deadline_op, h->data); }
+
+/* ---- shields ---- */
+
+static int shield_k(lua_State *L, int status, lua_KContext ctx) {
+  opsh_task *t = task_current_of(L);
+  if (t) {
+    t->shield--;
+    arm_deadline(t, (uint64_t)lua_tointeger(L, 2), lua_tonumber(L, 3), lua_toboolean(L, 4));
+    if (!t->shield && t->cancel_req && !t->unwinding) return raise_injected(L, t, INJECT_CANCEL);
+  }
+  if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
+  return lua_gettop(L) - 4;
+}
+
+/* shield(fn [, timeout]) -> fn's results */
+int opsh_core_shield(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  uint64_t ms = lua_isnoneornil(L, 2) ? opsh_rt->cleanup_ms : opsh_checkduration(L, 2, "opsh.shield");
+  lua_Number seconds = ms == OPSH_FOREVER ? HUGE_VAL : (lua_Number)ms / 1000.0;
+  opsh_task *t = task_current_of(L);
+  lua_settop(L, 1);
+  if (t) {
+    lua_pushinteger(L, (lua_Integer)t->deadline);
+    lua_pushnumber(L, t->deadline_s);
+    lua_pushboolean(L, t->deadline_shield);
+    t->shield++;
+    arm_deadline(t, deadline_in(ms), seconds, 1);
+  } else {
+    lua_pushinteger(L, 0);
+    lua_pushnumber(L, 0);
+    lua_pushboolean(L, 0);
+  }
+  lua_pushvalue(L, 1);
+  return shield_k(L, lua_pcallk(L, 0, LUA_MULTRET, 0, 0, shield_k), 0);
+}
+
+/* ---- pcall and xpcall: a task's own cancellation passes through ---- */
+
+/* [-0, +0, -] is the value at idx the running task's cancellation, raised in it? */
+static int own_cancellation(lua_State *L, int idx) {
+  opsh_task *t = task_current_of(L);
+  if (!t || !t->unwinding || t->anchor == LUA_NOREF) return 0;
+  idx = lua_absindex(L, idx);
+  opsh_task_push_cancel_error(L, t);
+  int own = lua_rawequal(L, idx, -1);
+  lua_pop(L, 1);
+  return own;
+}
+
+static int pcall_k(lua_State *L, int status, lua_KContext extra) {
+  if (status != LUA_OK && status != LUA_YIELD) {
+    if (own_cancellation(L, -1)) return lua_error(L);
+    lua_pushboolean(L, 0);
+    lua_pushvalue(L, -2);
+    return 2;
+  }
+  return lua_gettop(L) - (int)extra;
+}
+
+static int opsh_pcall(lua_State *L) {
+  luaL_checkany(L, 1);
+  lua_pushboolean(L, 1);
+  lua_insert(L, 1);
+  return pcall_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, pcall_k), 0);
+}
+
+/* xpcall's handler: the task's own cancellation goes by as it is, so that pcall_k sees it */
+static int xpcall_msgh(lua_State *L) {
+  if (own_cancellation(L, 1)) return 1;
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+static int opsh_xpcall(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_pushvalue(L, 2);
+  lua_pushcclosure(L, xpcall_msgh, 1);
+  lua_replace(L, 2);
+  lua_pushboolean(L, 1);
+  lua_pushvalue(L, 1);
+  lua_rotate(L, 3, 2);   /* f, handler, true, f, args... */
+  return pcall_k(L, lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, pcall_k), 2);
+}
+
+void opsh_install_pcall(lua_State *L) {
+  lua_pushcfunction(L, opsh_pcall);
+  lua_setglobal(L, "pcall");
+  lua_pushcfunction(L, opsh_xpcall);
+  lua_setglobal(L, "xpcall");
+}
+
+/* ---- running until a task ends, and shutting down ---- */
+
+static void deadlock_op(lua_State *L, opsh_task *t) {
+  push_task(L, t);
+  if (t->in_yield && t->cancel) {
+    opsh_cancel_fn cancel = t->cancel;
+    t->cancel = NULL;
+    cancel(t->cancel_ud);
+  }
+  lua_resetthread(t->co);
+  opsh_error_push(L, "deadlock", "every task is waiting and nothing can wake them "
+                  "(a mutex never unlocked, or a wait on a task that waits back)");
+  task_finish(L, t, OPSH_TASK_FAILED);
+  lua_pop(L, 1);
 }
 
 void opsh_sched_run_until(lua_State *L, int idx) {
@@ -311,28 +751,75 @@ void opsh_sched_run_until(lua_State *L, int idx) {
   opsh_task *t = opsh_task_checkud(L, idx);
   while (!opsh_task_finished(t)) {
     int alive = uv_run(&R->loop, UV_RUN_ONCE);
-    if (!alive && !opsh_task_finished(t) && !R->ready_head) {
-      /* nothing is pending that could ever wake it */
-      push_task(L, t);
-      lua_resetthread(t->co);
-      opsh_error_push(L, "deadlock", "every task is waiting and nothing can wake them "
-                      "(a mutex never unlocked, or a wait on a task that waits back)");
-      task_finish(L, t, OPSH_TASK_FAILED);
-      lua_pop(L, 1);
+    if (!alive && !opsh_task_finished(t) && !R->ready_head && !run_protected(L, deadlock_op, t)) {
+      fflush(NULL);   /* nothing can ever run again, not even to report it */
+      _exit(70);
     }
   }
 }
 
-/* ---- Ctrl-C ---- */
+static void cancel_all_op(lua_State *L, opsh_task *t) { opsh_cancel_all(L); }
+static void hard_cancel_op(lua_State *L, opsh_task *t) { hard_cancel(L, t); }
+static void on_drain_timer(uv_timer_t *h) {}
 
-static void interrupt_hook(lua_State *L, lua_Debug *ar) {
-  lua_sethook(L, NULL, 0, 0);
-  opsh_error(L, "interrupted", "interrupted");
+int opsh_sched_drain(lua_State *L) {
+  opsh_runtime *R = opsh_rt;
+  R->draining = 1;
+  uv_timer_t tick;   /* wakes the loop while holds are waited for */
+  uv_timer_init(&R->loop, &tick);
+  uint64_t idle_since = 0;
+  int settled = 0;
+  for (;;) {
+    run_protected(L, cancel_all_op, NULL);
+    if (!R->live && R->holds <= 0) {
+      settled = 1;
+      break;
+    }
+    if (!R->live) {
+      if (!idle_since) {
+        idle_since = loop_now();
+        uv_timer_start(&tick, on_drain_timer, 50, 50);
+      }
+      if (loop_now() - idle_since > HOLD_LIMIT_MS) break;
+    }
+    int alive = uv_run(&R->loop, UV_RUN_ONCE);
+    if (!alive && R->live && !R->ready_head) {
+      /* cancelled tasks waiting for what can never come, with no deadline to cut them off */
+      while (R->live) run_protected(L, hard_cancel_op, R->live);
+    }
+  }
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(&R->loop, UV_RUN_NOWAIT);
+  if (!settled) fprintf(stderr, "opsh: exiting with I/O still in progress\n");
+  return settled;
 }
 
-static void on_sigint(int sig) {
+void opsh_hold_state(lua_State *L) { opsh_rt->holds++; }
+void opsh_release_state(lua_State *L) { opsh_rt->holds--; }
+
+/* ---- signals: SIGINT cancels the foreground task, SIGTERM and SIGHUP the whole run ---- */
+
+/* a running task gets its interruption from this hook: a busy loop never waits */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  lua_sethook(L, NULL, 0, 0);
+  opsh_task *t = task_current_of(L);
+  if (!t) {
+    opsh_error(L, "interrupted", "interrupted");
+    return;
+  }
+  request_cancel(L, t, OPSH_CANCEL_INTERRUPTED);
+  if (t->shield || t->unwinding) return;   /* shielded: raised when the shield ends */
+  raise_injected(L, t, INJECT_CANCEL);
+}
+
+static void on_signal(int sig) {
   opsh_runtime *R = opsh_rt;
-  if (R->prompt_interrupt && !R->running) {
+  if (!R || R->draining) {
+    static const char msg[] = "\nopsh: signal during shutdown, exiting at once\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    _exit(128 + sig);
+  }
+  if (sig == SIGINT && R->prompt_interrupt && !R->running) {
     R->prompt_interrupted = 1;
     uv_async_send(&R->interrupt);
     return;
@@ -341,11 +828,25 @@ static void on_sigint(int sig) {
   if (R->interrupts >= 2) {
     static const char msg[] = "\nopsh: interrupted twice, exiting\n";
     (void)!write(2, msg, sizeof msg - 1);
-    _exit(130);
+    _exit(128 + (R->terminate ? (int)R->terminate : sig));
   }
+  R->signal = sig;
+  R->signalled = 1;
+  if (sig != SIGINT) R->terminate = sig;
   if (R->running && R->running->co)
     lua_sethook(R->running->co, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
   uv_async_send(&R->interrupt);
+}
+
+static void interrupt_op(lua_State *L, opsh_task *unused) {
+  opsh_runtime *R = opsh_rt;
+  opsh_task *fg = R->foreground, *root = R->root;
+  if (fg && !opsh_task_finished(fg)) opsh_task_cancel(L, fg, "interrupted");
+  if (!R->terminate || !root || opsh_task_finished(root)) return;
+  /* the whole run ends: the root task (the CLI, the REPL) too, but once the foreground task it
+  ** waits for has run its cleanups, so that it reports and ends in order: its next wait raises */
+  if (!fg || fg == root || opsh_task_finished(fg)) opsh_task_cancel(L, root, "interrupted");
+  else request_cancel(L, root, OPSH_CANCEL_INTERRUPTED);
 }
 
 static void on_interrupt(uv_async_t *h) {
@@ -354,16 +855,37 @@ static void on_interrupt(uv_async_t *h) {
     R->prompt_interrupted = 0;
     if (R->prompt_interrupt) R->prompt_interrupt();
   }
-  if (R->foreground && R->foreground->status != OPSH_TASK_RUNNING)
-    opsh_task_cancel(R->L, R->foreground, "interrupted");
+  if (R->signalled) {
+    R->signalled = 0;
+    run_protected(R->L, interrupt_op, NULL);
+  }
 }
 
 /* ---- setup ---- */
 
+static uint64_t cleanup_from_env(void) {
+  const char *s = getenv("OPSH_CLEANUP_TIMEOUT");
+  if (!s || !*s) return DEFAULT_CLEANUP_MS;
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || !(v >= 0)) {
+    fprintf(stderr, "opsh: ignoring OPSH_CLEANUP_TIMEOUT=%s (seconds expected)\n", s);
+    return DEFAULT_CLEANUP_MS;
+  }
+  if (v == HUGE_VAL) return OPSH_FOREVER;
+  if (v > OPSH_DURATION_MAX) return OPSH_FOREVER;
+  return (uint64_t)(v * 1000.0 + 0.5);
+}
+
 void opsh_sched_init(lua_State *L) {
   opsh_runtime *R = calloc(1, sizeof *R);
+  if (!R) {
+    fprintf(stderr, "opsh: out of memory\n");
+    exit(1);
+  }
   opsh_rt = R;
   R->L = L;
+  R->cleanup_ms = cleanup_from_env();
   task_current_of(L) = NULL;
   uv_loop_init(&R->loop);
   uv_idle_init(&R->loop, &R->idle);
@@ -371,9 +893,11 @@ void opsh_sched_init(lua_State *L) {
   uv_unref((uv_handle_t *)&R->interrupt);
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
 }
 
@@ -384,6 +908,8 @@ static void close_walk(uv_handle_t *h, void *arg) {
 void opsh_sched_close(lua_State *L) {
   opsh_runtime *R = opsh_rt;
   signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
   uv_walk(&R->loop, close_walk, NULL);
   uv_run(&R->loop, UV_RUN_DEFAULT);
   uv_loop_close(&R->loop);

@@ -3,13 +3,19 @@
 
 ---@class opsh.task
 local task = {}
----Wait for the task; returns its function's results or raises its error.
----@param timeout? number seconds; raises {kind="timeout"} when exceeded
+---Wait for the task; returns its function's results or raises its error. A cancelled task is
+---waited for until its cleanups have finished.
+---@param timeout? number seconds (math.huge: none); raises {kind="timeout"} when exceeded
 ---@return any ...
 function task:wait(timeout) end
----Cancel the task (runs its <close> variables, closes what it holds). Returns true if it was running.
+---Cancel the task: its pending wait raises {kind="cancelled"} inside it at once, so its <close>
+---handlers and pcall'd cleanups run there and may wait, under opsh.cleanup_timeout(); then what it
+---holds is closed. Returns true if this call cancelled it (false: finished, or cancelled already).
 ---@return boolean
 function task:cancel() end
+---True from the moment the task is asked to cancel until it has finished its cleanups.
+---@return boolean
+function task:cancelling() end
 ---@return "ready"|"running"|"suspended"|"done"|"failed"|"cancelled"
 function task:status() end
 ---@return integer
@@ -56,7 +62,7 @@ opsh.version = ""
 ---Run fn(...) as a new task.
 ---@return opsh.task
 function opsh.spawn(fn, ...) end
----Suspend the current task for `seconds`.
+---Suspend the current task for `seconds` (math.huge: until it is cancelled).
 ---@param seconds number
 function opsh.sleep(seconds) end
 ---Let the other ready tasks run first.
@@ -66,10 +72,24 @@ function opsh.current() end
 ---Every task that has not finished, newest first (with task:traceback() to see where each waits).
 ---@return opsh.task[]
 function opsh.tasks() end
----Run fn in a task; raise {kind="timeout"} and cancel it if it takes longer than `seconds`.
+---Run fn in a task; if it takes longer than `seconds` (math.huge: no limit), cancel it, wait for
+---its cleanups, and raise {kind="timeout"}.
 function opsh.timeout(seconds, fn, ...) end
+---Run fn() in the current task with cancellation held back: a cancellation arriving meanwhile is
+---raised when fn ends. fn's waits run under their own deadline (`timeout`, default
+---opsh.cleanup_timeout(); math.huge: none), past which they raise {kind="timeout", deadline="shield"}.
+---For cleanups that must finish (release a lock, undo a step).
+---@param fn fun(): ...
+---@param opts? {timeout?: number}
+---@return any ...
+function opsh.shield(fn, opts) end
+---The deadline (seconds) of a cancelled task's cleanups; sets it first when given. Default 5,
+---or $OPSH_CLEANUP_TIMEOUT. Past it a cleanup's waits raise {kind="timeout", deadline="cleanup"}.
+---@param seconds? number
+---@return number previous
+function opsh.cleanup_timeout(seconds) end
 ---fn(item, index) for every item, at most `limit` at once; results in input order.
----The first error cancels the rest and is raised with `item` = its index.
+---The first error cancels the rest, waits for their cleanups, and is raised with `item` = its index.
 ---@param items any[]
 ---@param fn fun(item: any, index: integer): any
 ---@param opts? {limit?: integer}
@@ -77,6 +97,8 @@ function opsh.timeout(seconds, fn, ...) end
 function opsh.parallel(items, fn, opts) end
 ---@return opsh.mutex
 function opsh.mutex() end
+---pcall that always returns a structured error; the running task's own cancellation is not
+---caught (pcall and xpcall pass it on too).
 ---@return boolean ok, any ...
 function opsh.try(fn, ...) end
 ---@return opsh.error

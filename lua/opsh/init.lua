@@ -25,13 +25,29 @@ function M.raise(kind, message, fields)
   error(core.error(kind, message, fields), 0)
 end
 
--- Errors that end a task whatever catches them: try() and parallel() pass them on.
+--- shield(fn [, {timeout = s}]) -> fn's results. While fn runs, a cancellation of the task
+-- waits; it is raised when fn ends. fn's waits run under their own deadline (default:
+-- cleanup_timeout(); math.huge: none), past which they raise {kind="timeout"}.
+function M.shield(fn, opts)
+  if type(fn) ~= "function" then error("bad argument #1 to 'shield' (function expected)", 2) end
+  return core.shield(fn, opts and opts.timeout)
+end
+
+--- cleanup_timeout([seconds]) -> the deadline of a cancelled task's cleanups (default 5 s,
+-- $OPSH_CLEANUP_TIMEOUT), set first when given.
+M.cleanup_timeout = core.cleanup_timeout
+
+-- The running task's own cancellation passes through try() and parallel() (and pcall).
 local function unstoppable(err)
-  return core.is_error(err, "interrupted") or core.is_error(err, "cancelled")
+  return core.cancelled(err)
 end
 
 local function as_error(err)
   if core.is_error(err) then return err end
+  if type(err) == "table" and getmetatable(err) == nil and type(err.kind) == "string"
+      and type(err.message) == "string" then
+    return setmetatable(err, core.error_meta)   -- the structured shape, raised as a plain table
+  end
   return core.error("lua", tostring(err))
 end
 
@@ -43,28 +59,32 @@ function M.try(fn, ...)
   return false, as_error(res[2])
 end
 
---- Cancels the task when the variable holding the guard goes out of scope unfinished.
-local function cancel_guard(tasks)
-  return setmetatable({}, {__close = function()
-    for _, t in ipairs(tasks) do
-      local s = t:status()
-      if s == "ready" or s == "suspended" then t:cancel() end
-    end
-  end})
+--- Cancels the tasks that have not finished and waits until their cleanups have (when the
+-- caller can wait: not in a cleanup cut off by its deadline).
+local function settle(tasks)
+  for _, t in ipairs(tasks) do t:cancel() end
+  if not coroutine.isyieldable() then return end
+  for _, t in ipairs(tasks) do pcall(t.wait, t) end
 end
 
---- timeout(seconds, fn, ...) -> fn's results, or raises {kind="timeout"} and cancels fn.
+--- Settles the tasks when the variable holding the guard goes out of scope.
+local function cancel_guard(tasks)
+  return setmetatable({}, {__close = function() settle(tasks) end})
+end
+
+--- timeout(seconds, fn, ...) -> fn's results, or raises {kind="timeout"} once fn, cancelled,
+-- has run its cleanups. math.huge: no time limit.
 function M.timeout(seconds, fn, ...)
-  if type(seconds) ~= "number" or seconds < 0 then
-    error("bad argument #1 to 'timeout' (non-negative number expected)", 2)
+  if type(seconds) ~= "number" then
+    error("bad argument #1 to 'timeout' (number expected, got " .. type(seconds) .. ")", 2)
   end
+  core.duration(seconds, "opsh.timeout")
   local child = core.spawn(fn, ...)
   local _ <close> = cancel_guard({child})
   local res = table.pack(pcall(child.wait, child, seconds))
   if res[1] then return table.unpack(res, 2, res.n) end
-  local s = child:status()
-  if s == "ready" or s == "suspended" then
-    child:cancel()
+  if child:cancel() then
+    pcall(child.wait, child)
     M.raise("timeout", string.format("timed out after %g s", seconds), {seconds = seconds})
   end
   error(res[2], 0)
@@ -111,10 +131,7 @@ function M.parallel(items, fn, opts)
   end
   while running > 0 and not failure do core.suspend() end
   if failure then
-    for _, w in ipairs(workers) do
-      local s = w:status()
-      if s == "ready" or s == "suspended" then w:cancel() end
-    end
+    settle(workers)   -- the others are cancelled and their cleanups finish before the error goes on
     local err = failure.err
     if unstoppable(err) then error(err, 0) end
     err = as_error(err)
@@ -134,6 +151,14 @@ function M.mutex()
     if self.owner == nil then self.owner = me or true; return end
     if self.owner == me then M.raise("usage", "mutex is already held by this task") end
     self.waiters[#self.waiters + 1] = me
+    -- cancelled while waiting: leave the queue, or pass on a lock handed over meanwhile
+    local _ <close> = setmetatable({}, {__close = function(_, err)
+      if err == nil then return end
+      if self.owner == me then self:unlock(); return end
+      for i, w in ipairs(self.waiters) do
+        if w == me then table.remove(self.waiters, i); break end
+      end
+    end})
     core.suspend()   -- unlock() hands ownership over before waking us
   end
   function m:unlock()

@@ -1,6 +1,68 @@
 /* test_sched.c — the scheduler and the yield helper, driven from C the way a binding uses them. */
 #include <stdlib.h>
 #include "unit.h"
+#include "runtime.h"
+
+/* ---- out of memory while a loop callback wakes a task (the wake rule) ---- */
+
+static lua_Alloc real_alloc;
+static void *real_ud;
+static int oom_armed, oom_refused, oom_through_tasks;
+static opsh_task *oom_waiter;
+static uv_timer_t oom_timer;
+
+static void *test_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  if (oom_armed && nsize > 0 && (ptr == NULL || nsize > osize)) {
+    oom_refused++;
+    return NULL;
+  }
+  return real_alloc(ud, ptr, osize, nsize);
+}
+
+static void oom_end(void) {
+  oom_armed = 0;
+  opsh_rt->before_turn = NULL;
+  uv_timer_stop(&oom_timer);
+  if (oom_waiter) opsh_task_ready(oom_waiter);
+  oom_waiter = NULL;
+}
+
+/* before the ready tasks of a turn run: memory is back (unless tasks run without it too) */
+static void oom_turn(void) {
+  if (!oom_through_tasks) oom_end();
+}
+
+static void oom_timeout(uv_timer_t *h) {
+  if (!oom_through_tasks) {
+    fprintf(stderr, "test_sched: no task became ready while memory was short\n");
+    unit_failures++;
+  }
+  oom_end();
+}
+
+static int oom_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_pushinteger(L, oom_refused);
+  return 1;
+}
+
+/* without_memory([through_tasks]) -> allocations refused: the caller waits while every Lua
+** allocation fails: through the loop callbacks until a task is ready to run, or for 100 ms
+** (tasks included) with through_tasks */
+static int l_without_memory(lua_State *L) {
+  static int timer_ready;
+  opsh_task *t = opsh_task_check(L, "without_memory");
+  if (!timer_ready) {
+    uv_timer_init(opsh_loop(L), &oom_timer);
+    timer_ready = 1;
+  }
+  oom_through_tasks = lua_toboolean(L, 1);
+  uv_timer_start(&oom_timer, oom_timeout, oom_through_tasks ? 100 : 5000, 0);
+  oom_waiter = t;
+  oom_refused = 0;
+  opsh_rt->before_turn = oom_turn;
+  oom_armed = 1;
+  return opsh_yield(L, NULL, NULL, 0, oom_k);
+}
 
 static int timer_fired, timer_closed;
 
@@ -39,9 +101,36 @@ static int l_wait_timer(lua_State *L) {
 
 int main(void) {
   lua_State *L = opsh_runtime_new();
+  real_alloc = lua_getallocf(L, &real_ud);
+  lua_setallocf(L, test_alloc, real_ud);
   lua_pushcfunction(L, l_wait_timer);
   lua_setglobal(L, "wait_timer");
+  lua_pushcfunction(L, l_without_memory);
+  lua_setglobal(L, "without_memory");
   CHECK(unit_lua(L, "opsh = require('opsh')"));
+
+  /* I/O completing while Lua has no memory: the callbacks only ready the task (no allocation
+  ** outside a protected call), the task makes its results once memory is back */
+  CHECK(unit_lua(L, "fs = require('opsh.fs') net = require('opsh.net') crypto = require('opsh.crypto') "
+                    "dir = fs.tmpdir('opsh-test-sched-') fs.write(dir .. '/f', 'contents of f 7d1e')"));
+  CHECK_LUA(L, "local t = opsh.spawn(fs.read, dir .. '/f') opsh.yield() "
+               "local refused = without_memory() assert(refused == 0, refused) return t:wait()",
+            "contents of f 7d1e");
+  CHECK_LUA(L, "local t = opsh.spawn(net.port_open, '127.0.0.1', net.free_port()) opsh.yield() "
+               "local refused = without_memory() assert(refused == 0, refused) return select(2, t:wait())",
+            "connection refused");
+  CHECK_LUA_HAS(L, "local t = opsh.spawn(crypto.keys.generate, {type = 'ec'}) opsh.yield() "
+                   "local refused = without_memory() assert(refused == 0, refused) "
+                   "return require('opsh._core').reveal(t:wait())",
+                "-----BEGIN PRIVATE KEY-----");
+  CHECK_LUA(L, "local t = opsh.spawn(opsh.sleep, 0.001) opsh.yield() "
+               "local refused = without_memory() assert(refused == 0, refused) t:wait() return 'slept'",
+            "slept");
+  /* ...and still none while the woken task runs: it fails with the memory error, no panic */
+  CHECK_LUA(L, "local t = opsh.spawn(fs.read, dir .. '/f') opsh.yield() without_memory(true) "
+               "local ok, e = pcall(t.wait, t) return tostring(ok) .. ' ' .. tostring(e)",
+            "false not enough memory");
+  CHECK(unit_lua(L, "fs.rmtree(dir)"));
 
   /* a binding's wait resumes the task with the values its callback pushed */
   CHECK_LUA(L, "local a, b = wait_timer(5) return a .. b", "42done");

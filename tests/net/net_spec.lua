@@ -39,14 +39,69 @@ describe("opsh.net", function()
 end)
 
 describe("opsh.net cancellation", function()
-  it("cancels a pending probe without leaking or crashing", function()
-    -- a blackhole-ish target: a listening socket whose backlog is full would be needed for a truly
-    -- pending connect; on loopback connects finish at once, so cancel a batch right after starting it
+  local proc = require("opsh.proc")
+
+  -- a listener whose accept queue is full: the kernel drops further SYNs, so a probe stays pending
+  local function full_listener(port)
+    local p = proc.spawn{argv = {"python3", "-c", string.format([[
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", %d))
+s.listen(0)
+clients = []
+for _ in range(4):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(("127.0.0.1", %d))
+    except BlockingIOError:
+        pass
+    clients.append(c)
+time.sleep(0.2)
+print("full", flush=True)
+time.sleep(60)
+]], port, port)}, stdout = "pipe", stderr = "null"}
+    assert.are.equal("full", p:lines()())
+    return p
+  end
+
+  it("cancels a probe that is really pending, and the probe never wakes the task again", function()
+    local port = net.free_port()
+    local _ <close> = full_listener(port)
+    local t = opsh.spawn(net.port_open, "127.0.0.1", port, 30)
+    opsh.sleep(0.1)
+    assert.are.equal("suspended", t:status())
+    assert.is_true(t:cancel())
+    assert.are.equal("cancelled", t:status())
+    opsh.sleep(0.05)
+    assert.are.equal("cancelled", t:status())
+    -- the same pending connect, given up by its own deadline
+    local ok, reason = net.port_open("127.0.0.1", port, 0.1)
+    assert.is_false(ok)
+    assert.are.equal("timed out", reason)
+  end)
+
+  it("cancels a batch of probes at every stage", function()
     local tasks = {}
     for i = 1, 20 do tasks[i] = opsh.spawn(net.port_open, "127.0.0.1", net.free_port()) end
     opsh.yield()
-    for i = 1, 20 do tasks[i]:cancel() end
+    local cancelled = 0
+    for i = 1, 20 do
+      local was = tasks[i]:status()
+      if tasks[i]:cancel() then cancelled = cancelled + 1 end
+      assert.are.equal(was == "done" and "done" or "cancelled", tasks[i]:status())
+    end
     opsh.sleep(0.01)
-    for i = 1, 20 do assert.is_truthy(tasks[i]:status() == "cancelled" or tasks[i]:status() == "done") end
+    for i = 1, 20 do assert.are_not.equal("failed", tasks[i]:status()) end
+    assert.is_true(cancelled > 0)
+  end)
+
+  it("takes math.huge as no deadline and refuses a zero one", function()
+    local ok = net.port_open("127.0.0.1", net.free_port(), math.huge)
+    assert.is_false(ok)
+    local ok2, err = opsh.try(net.port_open, "127.0.0.1", 1, 0)
+    assert.is_false(ok2)
+    assert.are.equal("usage", err.kind)
   end)
 end)
