@@ -486,10 +486,9 @@ local function append(list, more)
   for i = 1, #more do list[#list + 1] = more[i] end
 end
 
--- ---- clients' settings ----
-
 -- The settings a call runs with: `d` the scalar options (DEFAULTS overlaid), and for a client its
--- headers and query (flattened once, with the credentials they carry), base URL, auth, throttle.
+-- headers and query (flattened once, with the credentials they carry), base URL, auth, throttle
+-- (opsh.http.client makes them).
 local PLAIN = {d = DEFAULTS}
 
 local function check_url(url, where, what)
@@ -499,106 +498,14 @@ local function check_url(url, where, what)
   end
 end
 
--- scheme://host:port in lower case, with the scheme's default port
-local function origin(url)
-  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
-  scheme = scheme:lower()
-  authority = authority:gsub("^.*@", ""):lower()
-  if not authority:find(":%d+$") then authority = authority .. (scheme == "https" and ":443" or ":80") end
-  return scheme .. "://" .. authority
-end
+--- (internal, opsh.http.client) what a client's settings are made with
+M._internal = {
+  PLAIN = PLAIN, SHARED_OPTIONS = SHARED_OPTIONS, CLIENT_OPTIONS = CLIENT_OPTIONS,
+  CLIENT_OPTION_LIST = CLIENT_OPTION_LIST, usage = usage, check_url = check_url, check_options = check_options,
+  check_values = check_values, flatten_headers = flatten_headers, encode_query = encode_query,
+  has_header = has_header, redact_url = redact_url,
+}
 
--- a throttle option -> the list of {obj, before, after} to call around each attempt
-local function throttles(t, where)
-  if type(t) == "function" then return {{obj = t, after = function(fn, headers, info) return fn(headers, info) end}} end
-  if type(t) ~= "table" then usage(where, "throttle must be a function, an object with before/after, or a list of them") end
-  if t.before ~= nil or t.after ~= nil then
-    if (t.before ~= nil and type(t.before) ~= "function") or (t.after ~= nil and type(t.after) ~= "function") then
-      usage(where, "throttle's before and after must be functions")
-    end
-    return {{obj = t, before = t.before, after = t.after}}
-  end
-  local list = {}
-  for i = 1, #t do append(list, throttles(t[i], where)) end
-  if #list == 0 then usage(where, "throttle must be a function, an object with before/after, or a list of them") end
-  return list
-end
-
---- (internal, opsh.http.client) config(opts, where, parent) -> the settings of a client made of
--- parent's (a client's settings, or nil) and opts
-function M._config(opts, where, parent)
-  parent = parent or PLAIN
-  check_options(opts, where, CLIENT_OPTIONS, CLIENT_OPTION_LIST)
-  check_values(opts, where)
-  local cfg = {d = {}}
-  for k, v in pairs(parent.d) do cfg.d[k] = v end
-  for _, name in ipairs(SHARED_OPTIONS) do
-    if name ~= "headers" and name ~= "query" and opts[name] ~= nil then cfg.d[name] = opts[name] end
-  end
-  -- base URL: no query, fragment or credentials (those belong in query, headers or auth)
-  local base = opts.base_url
-  if base ~= nil then
-    check_url(base, where, "base_url")
-    if base:find("[?#]") then usage(where, "base_url cannot have a query or fragment: give query = {...}") end
-    if base:match("^%a[%w+.-]*://[^/]*@") then
-      usage(where, "base_url cannot carry credentials: give headers or auth")
-    end
-    cfg.base = base:gsub("/+$", "")
-    cfg.origin = origin(base)
-  else
-    cfg.base, cfg.origin = parent.base, parent.origin
-  end
-  -- headers: the parent's, then these (a name given again replaces the parent's value)
-  local htable = {}
-  if parent.header_table then for k, v in pairs(parent.header_table) do htable[k] = v end end
-  if opts.headers then
-    for k, v in pairs(opts.headers) do
-      if type(k) ~= "string" then usage(where, "header names must be strings") end
-      for old in pairs(htable) do
-        if old:lower() == k:lower() then htable[old] = nil end
-      end
-      htable[k] = v
-    end
-  end
-  if next(htable) then
-    cfg.header_table = htable
-    cfg.header_secrets = {}
-    cfg.headers = flatten_headers(htable, where, cfg.header_secrets)
-  end
-  local qtable = {}
-  if parent.query then for k, v in pairs(parent.query) do qtable[k] = v end end
-  if opts.query then for k, v in pairs(opts.query) do qtable[k] = v end end
-  if next(qtable) then
-    cfg.query = qtable
-    cfg.query_secrets = {}
-    cfg.query_flat, cfg.query_shown = encode_query(qtable, where, cfg.query_secrets)
-  end
-  -- auth: a provider of the header value, its refresh shared by the clients made from this one
-  local auth = opts.auth
-  if auth == nil then
-    cfg.auth, cfg.auth_state = parent.auth, parent.auth_state
-  elseif auth ~= false then
-    if type(auth) ~= "function" then usage(where, "auth must be a function(ctx) -> header value") end
-    cfg.auth, cfg.auth_state = auth, require("opsh.http.auth").state(auth)
-  end
-  local auth_header = opts.auth_header or parent.auth_header or "Authorization"
-  if type(auth_header) ~= "string" or not auth_header:find("^[%w!#$%%&'*+.^_`|~-]+$") then
-    usage(where, "auth_header must be a header name")
-  end
-  cfg.auth_header, cfg.auth_lower = auth_header, auth_header:lower()
-  if cfg.auth and cfg.headers and has_header(cfg.headers, cfg.auth_lower) then
-    usage(where, string.format("give the %s header or auth, not both", auth_header))
-  end
-  if opts.throttle == nil then
-    cfg.throttle = parent.throttle
-  elseif opts.throttle ~= false then
-    cfg.throttle = throttles(opts.throttle, where)
-  end
-  return cfg
-end
-
---- (internal, opsh.http.client) origin(url) -> scheme://host:port
-M._origin = origin
 
 -- ---- the request ----
 
