@@ -257,10 +257,20 @@ describe("opsh.http client", function()
       local n = 0
       c:get("/drip/idle2", {on_data = function()
         n = n + 1
-        if n == 2 then opsh.sleep(0.5) end   -- the task is slow, not the server
         if n == 12 then return false end
       end})
       assert.are.equal(12, n)
+      -- 8 MiB while the callback sleeps: receiving stops once 1 MiB waits for the task, and
+      -- that pause is the task's doing, not the server's silence
+      local bytes, slept = 0, false
+      c:get("/big?size=8388608", {on_data = function(chunk)
+        bytes = bytes + #chunk
+        if not slept then
+          slept = true
+          opsh.sleep(0.8)
+        end
+      end})
+      assert.are.equal(8388608, bytes)
     end)
 
     it("ends a transfer slower than low_speed_limit for low_speed_time with kind timeout", function()
@@ -313,6 +323,16 @@ describe("opsh.http client", function()
         if n <= 64 then return block end
       end})
       assert.are.equal(64 * 1024 * 1024, res:json().bytes)
+      -- a process's output as it comes (a pg_dump stream)
+      local p = proc.spawn{argv = {"seq", "1", "30000"}, stdout = "pipe"}
+      doc = c:put("/echo", {body_source = function()
+        local _, chunk = p:read("stdout")
+        return chunk
+      end}):json()
+      p:wait()
+      local want = {}
+      for k = 1, 30000 do want[k] = tostring(k) end
+      assert.are.equal(table.concat(want, "\n") .. "\n", doc.body)
     end)
 
     it("refuses retries and a wrong length for a generator", function()
