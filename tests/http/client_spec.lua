@@ -164,6 +164,17 @@ describe("opsh.http client", function()
       assert.are.equal(1, refreshes)
     end)
 
+    it("sends nothing until the provider has a credential, then answers the challenge (Key Vault)", function()
+      local seen = {}
+      local c = http.client{base_url = base, auth = function(ctx)
+        seen[#seen + 1] = ctx.refresh and ctx.challenge or "first"
+        if ctx.refresh and ctx.challenge:find('scope="read"', 1, true) then return opsh.secret("Bearer kv") end
+      end}
+      assert.are.equal(200, c:get("/bearer/kv").status)
+      assert.are.same({"first", 'Bearer realm="opsh-test", scope="read"'}, seen)
+      assert.are.equal(2, count("bearer-kv"))
+    end)
+
     it("raises the second 401 after a refresh instead of looping", function()
       local refreshes = 0
       local c = http.client{base_url = base, auth = function(ctx)
