@@ -248,7 +248,7 @@ end
 -- -v: one line per request, whatever its outcome
 local function log_done(req, outcome, attempts)
   if not log.enabled("debug") then return end
-  local line = string.format("http %s %s %s %s", req.method, req.shown, outcome,
+  local line = string.format("http %s %s %s %s", req.method, req.shown, tostring(outcome),
     elapsed_text(core.hrtime() - req.t0))
   if attempts > 1 then line = line .. string.format(", %d attempts", attempts) end
   if req.refreshed then line = line .. ", auth refreshed" end
@@ -267,7 +267,7 @@ local function raise_transport(req, err, attempts)
 end
 
 local function raise_status(req, res, attempts)
-  log_done(req, tostring(res.status), attempts)
+  log_done(req, res.status, attempts)
   local elapsed = core.hrtime() - req.t0
   local reason = res.reason ~= "" and (" " .. res.reason) or ""
   local msg = string.format("%s %s: HTTP %d%s", req.method, req.shown, res.status, reason)
@@ -526,11 +526,6 @@ local function prepare(opts, fname, url_arg, url, method, cfg)
     end
     method = method:upper()
   end
-  local function opt(name)
-    local v = opts[name]
-    if v == nil then v = d[name] end
-    return v
-  end
   local streaming = opts.on_data ~= nil or opts.on_line ~= nil
   if opts.on_data ~= nil and opts.on_line ~= nil then usage(fname, "give on_data or on_line, not both") end
   if streaming and type(opts.on_data or opts.on_line) ~= "function" then
@@ -550,21 +545,23 @@ local function prepare(opts, fname, url_arg, url, method, cfg)
       usage(fname, "body_source cannot be sent twice (a generator cannot be replayed): retries must be 0")
     end
   end
-  for _, name in ipairs({"offset", "length"}) do
-    local v = opts[name]
-    if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
-      usage(fname, name .. " must be a whole number of bytes")
+  if opts.offset ~= nil or opts.length ~= nil then
+    for _, name in ipairs({"offset", "length"}) do
+      local v = opts[name]
+      if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
+        usage(fname, name .. " must be a whole number of bytes")
+      end
     end
-  end
-  if opts.offset ~= nil and opts.body_file == nil then usage(fname, "offset needs body_file") end
-  if opts.length ~= nil and opts.body_file == nil and source == nil then
-    usage(fname, "length needs body_file or body_source")
+    if opts.offset ~= nil and opts.body_file == nil then usage(fname, "offset needs body_file") end
+    if opts.length ~= nil and opts.body_file == nil and source == nil then
+      usage(fname, "length needs body_file or body_source")
+    end
   end
   if opts.read ~= nil and type(opts.read) ~= "boolean" then usage(fname, "read must be a boolean") end
   if opts.dry_run ~= nil and opts.dry_run ~= "server" then
     usage(fname, 'dry_run must be "server" (the request carries the server\'s own dry-run)')
   end
-  local secret_fields = opt("secret_fields")
+  local secret_fields = opts.secret_fields or d.secret_fields
   if secret_fields and streaming then usage(fname, "secret_fields needs a whole response, not on_data/on_line") end
 
   -- every credential the call carries, to be scrubbed from what it shows: opsh.secret values,
@@ -630,43 +627,55 @@ local function prepare(opts, fname, url_arg, url, method, cfg)
   if shown_query and shown_query ~= "" then
     shown = shown .. (shown:find("?", 1, true) and "&" or "?") .. shown_query
   end
-  local key = opt("key")
+  local key = opts.key or d.key
   if core.is_secret(key) then secrets[#secrets + 1] = key end
-  local proxy = opt("proxy")
+  local proxy = opts.proxy or d.proxy
   if proxy and proxy:find("@", 1, true) then redact_url(proxy, secrets) end
 
   local timeout = opts.timeout
   if timeout == nil and not streaming and opts.body_file == nil and source == nil then timeout = d.timeout end
-  local max_body = opt("max_body")
-  local idle = opt("idle_timeout")
+  -- the call's option, else the settings' (`or` where false means nothing else)
+  local max_body = opts.max_body or d.max_body
+  local idle = opts.idle_timeout
+  if idle == nil then idle = d.idle_timeout end
+  local insecure, follow, compressed = opts.insecure, opts.follow, opts.compressed
+  if insecure == nil then insecure = d.insecure end
+  if follow == nil then follow = d.follow end
+  if compressed == nil then compressed = d.compressed end
   local spec = {
-    method = method, url = url, query = query, headers = headers, body = body,
-    body_file = opts.body_file, offset = opts.offset, length = opts.length, body_source = source ~= nil,
-    ca = opt("ca"), cert = opt("cert"), key = key,
-    insecure = opt("insecure") == true, proxy = proxy, follow = opt("follow") == true,
+    method = method, url = url, query = query, headers = headers, body = body, body_file = opts.body_file,
+    ca = opts.ca or d.ca, cert = opts.cert or d.cert, key = key,
+    insecure = insecure == true, proxy = proxy, follow = follow == true,
     max_body = max_body and math.floor(max_body) or 0,
-    compressed = not streaming and opt("compressed") ~= false,
-    connect_timeout_ms = math.ceil(opt("connect_timeout") * 1000),
-    idle_timeout_ms = idle and idle ~= false and math.max(1, math.ceil(idle * 1000)) or nil,
-    low_speed_limit = opt("low_speed_limit"), low_speed_time = opt("low_speed_time"),
+    compressed = not streaming and compressed ~= false,
+    connect_timeout_ms = math.ceil((opts.connect_timeout or d.connect_timeout) * 1000),
+    low_speed_limit = opts.low_speed_limit or d.low_speed_limit,
     secret_fields = secret_fields,
   }
+  if idle then spec.idle_timeout_ms = math.max(1, math.ceil(idle * 1000)) end
+  if spec.low_speed_limit then spec.low_speed_time = opts.low_speed_time or d.low_speed_time end
+  if source then spec.body_source = true end
+  if opts.offset or opts.length then spec.offset, spec.length = opts.offset, opts.length end
   local is_read = opts.read
   if is_read == nil then is_read = READS[method] == true end
-  local raise_for_status = opts.raise_for_status
+  local raise_for_status, retry_unsafe, missing_ok = opts.raise_for_status, opts.retry_unsafe, opts.missing_ok
   if raise_for_status == nil then raise_for_status = d.raise_for_status end
+  if retry_unsafe == nil then retry_unsafe = d.retry_unsafe end
+  if missing_ok == nil then missing_ok = d.missing_ok end
   local req = {
     method = method, shown = shown, secrets = secrets, streaming = streaming, where = fname,
     timed = timeout ~= nil and timeout ~= false, timeout = timeout,
-    retries = source and 0 or math.floor(opt("retries")),
-    backoff = opt("backoff"), max_backoff = opt("max_backoff"),
-    max_retry_after = opt("max_retry_after"),
-    retry_unsafe = opt("retry_unsafe") == true, raise_for_status = raise_for_status,
-    missing_ok = opt("missing_ok") == true, max_body = max_body or math.huge,
+    retries = source and 0 or math.floor(opts.retries or d.retries),
+    backoff = opts.backoff or d.backoff, max_backoff = opts.max_backoff or d.max_backoff,
+    max_retry_after = opts.max_retry_after or d.max_retry_after,
+    retry_unsafe = retry_unsafe == true, raise_for_status = raise_for_status,
+    missing_ok = missing_ok == true, max_body = max_body or math.huge,
     read = is_read, mutation = not is_read and opts.dry_run ~= "server",
-    source = source, length = opts.length, wipe = wipe, secret_fields = secret_fields,
     url = url, query = query_table, throttle = cfg.throttle,
   }
+  if source then req.source, req.length = source, opts.length end
+  if wipe then req.wipe = wipe end
+  if secret_fields then req.secret_fields = secret_fields end
   if cfg.auth and not (headers and has_header(headers, cfg.auth_lower)) then
     -- an Authorization header the call gives itself wins over the client's auth
     req.auth, req.auth_header = cfg.auth_state, cfg.auth_header
@@ -879,7 +888,7 @@ local function request(opts, where, url_arg, url, method, cfg)
         if res.status >= 400 and req.raise_for_status ~= false and not (res.status == 404 and req.missing_ok) then
           raise_status(req, res, attempt)
         end
-        log_done(req, tostring(res.status), attempt)
+        log_done(req, res.status, attempt)
         if res.status == 404 and req.missing_ok then return nil end
         return res
       end
