@@ -4,17 +4,21 @@
 ** error messages with redacted URLs, JSON, case-insensitive headers) is lua/opsh/http.lua.
 **
 **   request(spec)          -> {status=, reason=, headers=, body=, version=} | nil, err
-**   open(spec)             -> transfer whose body is read in chunks:
+**   open(spec [, buffered]) -> transfer whose body is read in chunks (buffered: kept whole):
+**     t:write(chunk | nil) -> true | false once the transfer is over   (spec.body_source)
 **     t:head()             -> status, headers | nil, err      (waits for the response headers)
 **     t:read()             -> chunk | nil at the end of the body
 **     t:finish()           -> {status=, ...} | nil, err       (waits for the end)
 **     t:close()
+**   wipe(secret)           overwrite a secret's bytes (a request body built for one request)
+**   concat_secret(a, b)    -> opsh.secret of a .. b (strings or secrets)
 **   configure{max_host_connections=, max_total_connections=, max_idle_connections=}
 **   stats()                -> {running=, pooled=, sockets=}
 **   version()              -> libcurl version, has HTTP/2
 */
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include "http_int.h"
 
 typedef struct xfer_box { http_xfer *x; } xfer_box;
@@ -26,13 +30,16 @@ static void xfer_close(http_xfer *x) {
   http_xfer_release(x);
   x->waiter = NULL;
   x->state = XF_CLOSED;
+  if (x->nsfields > 0 && x->body.data) OPENSSL_cleanse(x->body.data, x->body.cap);
   byte_buf_free(&x->body);
   byte_buf_free(&x->head);
+  byte_buf_free(&x->feed_buf);
+  http_secret_free(x);
   free(x->upload_path);
   x->upload_path = NULL;
 }
 
-static http_xfer *xfer_check(lua_State *L, int idx) {
+http_xfer *http_xfer_check(lua_State *L, int idx) {
   xfer_box *b = luaL_checkudata(L, idx, HTTP_XFER_META);
   if (!b->x || b->x->state == XF_CLOSED) opsh_error(L, "usage", "http transfer is closed");
   return b->x;
@@ -42,7 +49,12 @@ static int xfer_gc(lua_State *L) {
   xfer_box *b = luaL_checkudata(L, 1, HTTP_XFER_META);
   if (b->x) {
     xfer_close(b->x);
-    free(b->x->upload_path);   /* kept by a transfer the state's teardown closed first */
+    /* kept by a transfer the state's teardown closed first */
+    free(b->x->upload_path);
+    byte_buf_free(&b->x->body);
+    byte_buf_free(&b->x->head);
+    byte_buf_free(&b->x->feed_buf);
+    http_secret_free(b->x);
     free(b->x);
     b->x = NULL;
   }
@@ -94,8 +106,7 @@ static http_xfer *xfer_start(lua_State *L, int stream) {
   return x;
 }
 
-/* [-0, +0, y] suspend until `what` happened on x; k runs with ctx = the transfer's index */
-static int xfer_wait(lua_State *L, http_xfer *x, int what, int idx, lua_KFunction k) {
+int http_xfer_wait(lua_State *L, http_xfer *x, int what, int idx, lua_KFunction k) {
   opsh_task *t = opsh_task_check(L, "opsh.http");
   if (x->waiter) return opsh_error(L, "usage", "http transfer is busy in another task");
   x->waiter = t;
@@ -115,8 +126,8 @@ static int push_outcome(lua_State *L, http_xfer *x) {
 }
 
 static int request_k(lua_State *L, int status, lua_KContext ctx) {
-  http_xfer *x = xfer_check(L, (int)ctx);
-  if (http_xfer_pending(x)) return xfer_wait(L, x, WAIT_DONE, (int)ctx, request_k);
+  http_xfer *x = http_xfer_check(L, (int)ctx);
+  if (http_xfer_pending(x)) return http_xfer_wait(L, x, WAIT_DONE, (int)ctx, request_k);
   int n = push_outcome(L, x);
   xfer_close(x);
   return n;
@@ -124,17 +135,19 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
 
 static int http_request(lua_State *L) {
   http_xfer *x = xfer_start(L, 0);
-  return xfer_wait(L, x, WAIT_DONE, lua_gettop(L), request_k);
+  return http_xfer_wait(L, x, WAIT_DONE, lua_gettop(L), request_k);
 }
 
 static int http_open(lua_State *L) {
-  xfer_start(L, 1);
+  int buffered = lua_toboolean(L, 2);
+  lua_settop(L, 1);
+  xfer_start(L, !buffered);
   return 1;
 }
 
 static int head_k(lua_State *L, int status, lua_KContext ctx) {
-  http_xfer *x = xfer_check(L, 1);
-  if (http_xfer_pending(x) && !x->head_done) return xfer_wait(L, x, WAIT_HEAD, 1, head_k);
+  http_xfer *x = http_xfer_check(L, 1);
+  if (http_xfer_pending(x) && !x->head_done) return http_xfer_wait(L, x, WAIT_HEAD, 1, head_k);
   if (!http_xfer_pending(x) && (http_xfer_failed(x) || !x->head_done)) {
     if (!http_xfer_failed(x)) x->head_done = 1;   /* a response without a body */
     else {
@@ -149,13 +162,13 @@ static int head_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int xfer_head(lua_State *L) {
-  xfer_check(L, 1);
+  http_xfer_check(L, 1);
   lua_settop(L, 1);
   return head_k(L, LUA_OK, 0);
 }
 
 static int read_k(lua_State *L, int status, lua_KContext ctx) {
-  http_xfer *x = xfer_check(L, 1);
+  http_xfer *x = http_xfer_check(L, 1);
   if (x->body.len > 0) {
     lua_pushlstring(L, x->body.data, x->body.len);
     x->body.len = 0;
@@ -165,18 +178,18 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
     }
     return 1;
   }
-  if (http_xfer_pending(x)) return xfer_wait(L, x, WAIT_DATA, 1, read_k);
+  if (http_xfer_pending(x)) return http_xfer_wait(L, x, WAIT_DATA, 1, read_k);
   return 0;
 }
 
 static int xfer_read(lua_State *L) {
-  xfer_check(L, 1);
+  http_xfer_check(L, 1);
   lua_settop(L, 1);
   return read_k(L, LUA_OK, 0);
 }
 
 static int finish_k(lua_State *L, int status, lua_KContext ctx) {
-  http_xfer *x = xfer_check(L, 1);
+  http_xfer *x = http_xfer_check(L, 1);
   if (http_xfer_pending(x)) {
     if (x->paused && x->state == XF_RUNNING) {
       /* the caller gave up reading: drop what is buffered and let the rest flow */
@@ -184,7 +197,7 @@ static int finish_k(lua_State *L, int status, lua_KContext ctx) {
       x->paused = 0;
       http_xfer_unpause(x);
     }
-    if (http_xfer_pending(x)) return xfer_wait(L, x, WAIT_DONE, 1, finish_k);
+    if (http_xfer_pending(x)) return http_xfer_wait(L, x, WAIT_DONE, 1, finish_k);
   }
   int n = push_outcome(L, x);
   xfer_close(x);
@@ -192,7 +205,7 @@ static int finish_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int xfer_finish(lua_State *L) {
-  xfer_check(L, 1);
+  http_xfer_check(L, 1);
   lua_settop(L, 1);
   return finish_k(L, LUA_OK, 0);
 }
@@ -205,6 +218,7 @@ static int xfer_tostring(lua_State *L) {
 }
 
 static const luaL_Reg transfer_methods[] = {
+  {"write", http_feed_write},
   {"head", xfer_head},
   {"read", xfer_read},
   {"finish", xfer_finish},
@@ -240,6 +254,28 @@ static int http_stats(lua_State *L) {
   return 1;
 }
 
+static int http_wipe(lua_State *L) {
+  if (!opsh_is_secret(L, 1)) luaL_typeerror(L, 1, "opsh.secret");
+  size_t len;
+  const char *s = opsh_secret_check(L, 1, &len);
+  OPENSSL_cleanse((char *)s, len);   /* the secret's own bytes: a userdata, writable */
+  return 0;
+}
+
+/* concat_secret(a, b) -> opsh.secret holding a .. b (each a string or a secret): "Bearer " .. token */
+static int http_concat_secret(lua_State *L) {
+  size_t la, lb;
+  const char *a = opsh_secret_check(L, 1, &la), *b = opsh_secret_check(L, 2, &lb);
+  char *buf = malloc(la + lb + 1);
+  if (!buf) return luaL_error(L, "out of memory");
+  memcpy(buf, a, la);
+  memcpy(buf + la, b, lb);
+  opsh_secret_push(L, buf, la + lb);
+  OPENSSL_cleanse(buf, la + lb);
+  free(buf);
+  return 1;
+}
+
 static int http_version(lua_State *L) {
   curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
   lua_pushstring(L, v->version);
@@ -253,6 +289,8 @@ static const luaL_Reg http_funcs[] = {
   {"configure", http_configure_l},
   {"stats", http_stats},
   {"version", http_version},
+  {"wipe", http_wipe},
+  {"concat_secret", http_concat_secret},
   {NULL, NULL}
 };
 

@@ -90,6 +90,7 @@ static void check_done(void) {
     /* curl reports success for a connection closed inside the headers of a response (it had
     ** some header bytes): there is no response to give */
     if (x->result == CURLE_OK && !x->head_done) x->cut_head = 1;
+    if (x->result == CURLE_OK && x->nsfields > 0) http_secret_split(x);
     http_xfer_release(x);
     http_xfer_notify(x);
   }
@@ -302,9 +303,54 @@ static void easy_put(CURL *e, int dirty) {
 
 /* ---- transfers ---- */
 
+/* the idle timer: it fires idle_ms after the last activity it knows of; activity since then
+** (or the task holding the transfer back: a full stream buffer, a body chunk not yet written)
+** moves it on instead of ending the transfer */
+static void on_idle(uv_timer_t *t) {
+  http_xfer *x = t->data;
+  if (x->state != XF_RUNNING) return;
+  uint64_t now = uv_now(G->loop);
+  if (x->paused || http_upload_paused(x)) x->last_activity = now;
+  uint64_t quiet = now - x->last_activity;
+  if (quiet < x->idle_ms) {
+    uv_timer_start(t, on_idle, x->idle_ms - quiet, 0);
+    return;
+  }
+  x->idle_expired = 1;
+  x->result = CURLE_OPERATION_TIMEDOUT;
+  if (!x->status) curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+  http_xfer_release(x);
+  http_xfer_notify(x);
+}
+
+static void idle_stop(http_xfer *x) {
+  uv_timer_t *t = x->idle_timer;
+  if (!t) return;
+  x->idle_timer = NULL;
+  uv_timer_stop(t);
+  t->data = t;   /* free_handle frees it */
+  uv_close((uv_handle_t *)t, free_handle);
+}
+
+void http_xfer_activity(http_xfer *x) {
+  if (x->idle_timer) x->last_activity = uv_now(G->loop);
+}
+
 CURLMcode http_xfer_start(http_xfer *x) {
+  if (x->idle_ms > 0 && !x->idle_timer) {
+    uv_timer_t *t = malloc(sizeof *t);
+    if (!t) return CURLM_OUT_OF_MEMORY;
+    uv_timer_init(G->loop, t);
+    t->data = x;
+    x->idle_timer = t;
+    x->last_activity = uv_now(G->loop);
+    uv_timer_start(t, on_idle, x->idle_ms, 0);
+  }
   CURLMcode rc = curl_multi_add_handle(G->multi, x->easy);
-  if (rc != CURLM_OK) return rc;
+  if (rc != CURLM_OK) {
+    idle_stop(x);
+    return rc;
+  }
   x->state = XF_RUNNING;
   x->prev = NULL;
   x->next = G->running;
@@ -335,11 +381,13 @@ void http_xfer_release(http_xfer *x) {
     wipe_slist(x->headers);
     x->headers = NULL;
   }
+  idle_stop(x);
   http_upload_detach(x);
 }
 
 void http_xfer_unpause(http_xfer *x) {
   if (x->state != XF_RUNNING || !x->easy) return;
+  http_xfer_activity(x);
   int mask = (x->paused ? CURLPAUSE_RECV : 0) | (http_upload_paused(x) ? CURLPAUSE_SEND : 0);
   curl_easy_pause(x->easy, mask);   /* may deliver a held chunk at once */
 }
@@ -351,6 +399,7 @@ void http_xfer_notify(http_xfer *x) {
     switch (x->waiting_for) {
       case WAIT_HEAD: ready = x->head_done; break;
       case WAIT_DATA: ready = x->body.len > 0; break;
+      case WAIT_WRITE: ready = x->feed_buf.len - x->feed_pos < HTTP_FEED_HIGH_WATER; break;
       default: break;
     }
   }

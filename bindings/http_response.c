@@ -8,13 +8,21 @@
 #include <strings.h>
 #include <unistd.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include "http_int.h"
 
 /* ---- curl callbacks ---- */
 
+/* append to the body; one that may hold secrets grows without leaving copies behind */
+static int body_add(http_xfer *x, const char *p, size_t len) {
+  if (x->nsfields > 0 && http_secret_reserve(&x->body, len) != 0) return -1;
+  return byte_buf_add(&x->body, p, len);
+}
+
 size_t http_on_write(char *p, size_t size, size_t n, void *ud) {
   http_xfer *x = ud;
   size_t len = size * n;
+  http_xfer_activity(x);
   if (x->stream) {
     if (x->body.len >= HTTP_STREAM_HIGH_WATER) {
       x->paused = 1;   /* curl keeps this chunk and offers it again after curl_easy_pause */
@@ -32,7 +40,7 @@ size_t http_on_write(char *p, size_t size, size_t n, void *ud) {
     x->too_large = 1;
     return 0;   /* CURLE_WRITE_ERROR ends the transfer */
   }
-  if (byte_buf_add(&x->body, p, len) != 0) {
+  if (body_add(x, p, len) != 0) {
     x->nomem = 1;
     return 0;
   }
@@ -47,11 +55,15 @@ static int is_redirect(long status) {
 size_t http_on_header(char *p, size_t size, size_t n, void *ud) {
   http_xfer *x = ud;
   size_t len = size * n;
+  http_xfer_activity(x);
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     /* a new response (after 1xx, or a followed redirect): forget the previous one */
     x->head.len = 0;
     x->has_location = 0;
-    if (!x->stream) x->body.len = 0;
+    if (!x->stream) {
+      if (x->nsfields > 0 && x->body.data) OPENSSL_cleanse(x->body.data, x->body.len);
+      x->body.len = 0;
+    }
     const char *sp = memchr(p, ' ', len);
     x->status = sp ? strtol(sp + 1, NULL, 10) : 0;
   } else if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
@@ -159,12 +171,16 @@ void http_push_response(lua_State *L, http_xfer *x) {
     lua_pushstring(L, v);
     lua_setfield(L, -2, "version");
   }
+  if (x->nsecrets > 0) {
+    http_secret_push(L, x);
+    lua_setfield(L, -2, "secret_values");
+  }
   byte_buf_free(&x->body);
 }
 
 int http_xfer_failed(http_xfer *x) {
   return x->result != CURLE_OK || x->too_large || x->nomem || x->read_failed || x->cut_head ||
-         x->start_failed != CURLM_OK;
+         x->start_failed != CURLM_OK || x->bad_secret;
 }
 
 static int tls_alert(http_xfer *x) {
@@ -236,9 +252,18 @@ void http_push_error(lua_State *L, http_xfer *x) {
   if (x->too_large) {
     opsh_error_push(L, "protocol", "response body larger than max_body (%I bytes)",
                     (lua_Integer)x->max_body);
+  } else if (x->idle_expired) {
+    opsh_error_push(L, "timeout", "nothing received or sent for %f s (idle_timeout)",
+                    (lua_Number)x->idle_ms / 1000);
+  } else if (x->bad_secret) {
+    opsh_error_push(L, "protocol", "a secret_fields value in the response is not a valid JSON string");
   } else if (x->read_failed) {
     const char *path = x->upload_path ? x->upload_path : "";
-    opsh_error_push(L, "io", "body_file %s: %s", path, strerror(x->read_failed));
+    if (x->bad_range)
+      opsh_error_push(L, "io", "body_file %s: offset and length go beyond the end of the file (%I bytes)",
+                      path, (lua_Integer)x->file_size);
+    else
+      opsh_error_push(L, "io", "body_file %s: %s", path, strerror(x->read_failed));
     opsh_error_setstr(L, "path", path);
   } else if (x->nomem) {
     opsh_error_push(L, "protocol", "out of memory while receiving the response");

@@ -6,8 +6,11 @@
 ** and only into memory that is wiped (headers) or borrowed from the secret itself (bodies, keys).
 **
 ** spec = {method=, url=, query={k1, v1, ...}, headers={n1, v1, ...}, body=, body_file=,
-**         timeout_ms=, connect_timeout_ms=, ca=, cert=, key=, insecure=, proxy=,
-**         follow=, max_body=, compressed=}
+**         offset=, length=, body_source=, timeout_ms=, connect_timeout_ms=, idle_timeout_ms=,
+**         low_speed_limit=, low_speed_time=, ca=, cert=, key=, insecure=, proxy=,
+**         follow=, max_body=, compressed=, secret_fields={names}}
+** body_file is sent from `offset` for `length` bytes (default: all of it); body_source = true:
+** the task writes the body (t:write), `length` bytes (Content-Length) or chunked.
 */
 #include <stdlib.h>
 #include <string.h>
@@ -178,16 +181,21 @@ static void set_headers(lua_State *L, int spec, http_xfer *x) {
 /* the body; a body_file is opened by http_setup once nothing else can fail: returns its path */
 static const char *set_body(lua_State *L, int spec, int ud, http_xfer *x, const char *method) {
   const char *file = opt_string(L, spec, "body_file");
-  if (file) {
+  int feed = opt_bool(L, spec, "body_source");
+  if (file || feed) {
     x->dirty = 1;
+    x->feed = feed;
     curl_easy_setopt(x->easy, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(x->easy, CURLOPT_READFUNCTION, http_on_read);
+    curl_easy_setopt(x->easy, CURLOPT_READFUNCTION, feed ? http_on_feed : http_on_read);
     curl_easy_setopt(x->easy, CURLOPT_READDATA, x);
-    curl_easy_setopt(x->easy, CURLOPT_SEEKFUNCTION, http_on_seek);
+    curl_easy_setopt(x->easy, CURLOPT_SEEKFUNCTION, feed ? http_on_feed_seek : http_on_seek);
     curl_easy_setopt(x->easy, CURLOPT_SEEKDATA, x);
     /* bigger sends (curl's default is 64 KiB): fewer read callbacks and system calls */
     curl_easy_setopt(x->easy, CURLOPT_UPLOAD_BUFFERSIZE, (long)HTTP_UPLOAD_BUFFER);
     curl_easy_setopt(x->easy, CURLOPT_CUSTOMREQUEST, method);
+    /* a body_source of unknown length goes chunked (HTTP/1.1) */
+    long length = opt_long(L, spec, "length", -1);
+    if (feed) curl_easy_setopt(x->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)length);
     return file;
   }
   int t = field(L, spec, "body");
@@ -281,6 +289,15 @@ void http_setup(lua_State *L, int spec, int ud, http_xfer *x) {
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout > 0 ? timeout : 0L);
   long connect_timeout = opt_long(L, spec, "connect_timeout_ms", 0);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_timeout > 0 ? connect_timeout : 0L);
+  long idle = opt_long(L, spec, "idle_timeout_ms", 0);
+  x->idle_ms = idle > 0 ? (uint64_t)idle : 0;
+  long low_speed = opt_long(L, spec, "low_speed_limit", 0);
+  if (low_speed > 0) {
+    x->dirty = 1;
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, low_speed);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, opt_long(L, spec, "low_speed_time", 30));
+  }
+  http_secret_setup(L, spec, x);
   if (x->follow) {
     x->dirty = 1;
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -292,5 +309,7 @@ void http_setup(lua_State *L, int spec, int ud, http_xfer *x) {
     curl_easy_setopt(e, CURLOPT_PROXY, proxy);
   }
   /* last: once the file is being opened, its completion starts the transfer */
-  if (file && http_upload_open(x, opsh_loop(L), file) != 0) luaL_error(L, "out of memory");
+  if (file && http_upload_open(x, opsh_loop(L), file, (int64_t)opt_long(L, spec, "offset", 0),
+                               (int64_t)opt_long(L, spec, "length", -1)) != 0)
+    luaL_error(L, "out of memory");
 }

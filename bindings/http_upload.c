@@ -10,7 +10,8 @@
 ** The thread pool alone costs an extra copy and a hand-off per block: 1 GB from the page
 ** cache went from 1.8 to 1.1 GB/s that way, the fast path keeps it at the old figure.
 ** A seek (curl rewinding the body to send it again on a fresh connection, or after a
-** redirect) restarts reading at that offset.
+** redirect) restarts reading at that offset. A range (offset, length) of a regular file is
+** read the same way, its start taken as offset 0.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,8 @@ typedef struct http_upload {
   int seekable;               /* a regular file: read at offsets, can be rewound */
   int nowait;                 /* preadv2(RWF_NOWAIT) works on it */
   int64_t offset;             /* file offset of the next read, when seekable */
+  int64_t start, end;         /* the range sent: [start, end), end -1 until the size is known */
+  int64_t length;             /* the range's length as asked, -1: to the end of the file */
   unsigned gen, read_gen;     /* a seek makes the read in flight stale */
   char *buf[UPLOAD_NBUF];
   size_t len[UPLOAD_NBUF];
@@ -52,11 +55,24 @@ static void upload_free(http_upload *u) {
 
 static void on_read_done(uv_fs_t *req);
 
+/* bytes of the range left to read, at most `want` (a FIFO: want) */
+static size_t range_left(const http_upload *u, size_t want) {
+  if (!u->seekable || u->end < 0) return want;
+  int64_t left = u->end - u->offset;
+  if (left <= 0) return 0;
+  return (uint64_t)left < want ? (size_t)left : want;
+}
+
 /* start reading the next block into a free buffer, unless one is in flight or all are full */
 static void upload_fill(http_upload *u) {
   if (u->busy || u->eof || u->err || u->count == UPLOAD_NBUF || u->fd < 0) return;
+  size_t block = range_left(u, UPLOAD_BLOCK);
+  if (block == 0) {
+    u->eof = 1;
+    return;
+  }
   int slot = (u->head + u->count) % UPLOAD_NBUF;
-  uv_buf_t b = uv_buf_init(u->buf[slot], UPLOAD_BLOCK);
+  uv_buf_t b = uv_buf_init(u->buf[slot], (unsigned)block);
   u->read_gen = u->gen;
   int rc = uv_fs_read(u->loop, &u->req, u->fd, &b, 1, u->seekable ? u->offset : -1, on_read_done);
   if (rc < 0) u->err = -rc;
@@ -121,9 +137,22 @@ static void on_stat(uv_fs_t *req) {
   }
   http_xfer *x = u->x;
   if (S_ISREG(st.st_mode)) {
+    int64_t size = (int64_t)st.st_size;
+    int64_t length = u->length >= 0 ? u->length : size - u->start;
+    if (u->start > size || length > size - u->start) {
+      x->bad_range = 1;
+      x->file_size = size;
+      fail_opening(u, EINVAL);
+      return;
+    }
     u->seekable = 1;
     u->nowait = 1;
-    curl_easy_setopt(x->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+    u->offset = u->start;
+    u->end = u->start + length;
+    curl_easy_setopt(x->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)length);
+  } else if (u->start > 0 || u->length >= 0) {
+    fail_opening(u, ESPIPE);   /* a range needs a file it can seek in */
+    return;
   }
   CURLMcode rc = http_xfer_start(x);
   if (rc != CURLM_OK) {
@@ -154,7 +183,7 @@ static void on_open(uv_fs_t *req) {
   else u->busy = 1;
 }
 
-int http_upload_open(http_xfer *x, uv_loop_t *loop, const char *path) {
+int http_upload_open(http_xfer *x, uv_loop_t *loop, const char *path, int64_t offset, int64_t length) {
   http_upload *u = calloc(1, sizeof *u);
   char *copy = strdup(path);
   if (!u || !copy) {
@@ -163,6 +192,9 @@ int http_upload_open(http_xfer *x, uv_loop_t *loop, const char *path) {
     return -1;
   }
   u->fd = -1;
+  u->start = offset;
+  u->length = length;
+  u->end = -1;
   for (int i = 0; i < UPLOAD_NBUF; i++) {
     u->buf[i] = malloc(UPLOAD_BLOCK);
     if (!u->buf[i]) {
@@ -202,8 +234,10 @@ size_t http_on_read(char *p, size_t size, size_t n, void *ud) {
   http_upload *u = x->upload;
   if (!u) return CURL_READFUNC_ABORT;
   size_t want = size * n, got = 0;
+  http_xfer_activity(x);
+  if (u->count == 0 && !u->busy && range_left(u, want) == 0) return 0;   /* the range is sent */
   if (u->nowait && u->count == 0 && !u->busy && !u->eof && !u->err && want > 0) {
-    ssize_t r = read_nowait(u, p, want);
+    ssize_t r = read_nowait(u, p, range_left(u, want));
     if (r > 0) {
       u->offset += r;
       return (size_t)r;
@@ -247,7 +281,7 @@ int http_on_seek(void *ud, curl_off_t offset, int origin) {
   http_upload *u = x->upload;
   if (!u || !u->seekable || origin != SEEK_SET || offset < 0) return CURL_SEEKFUNC_CANTSEEK;
   u->gen++;
-  u->offset = offset;
+  u->offset = u->start + offset;
   u->head = u->count = 0;
   u->pos = 0;
   u->eof = 0;
@@ -257,7 +291,7 @@ int http_on_seek(void *ud, curl_off_t offset, int origin) {
 }
 
 int http_upload_paused(const http_xfer *x) {
-  return x->upload && x->upload->paused;
+  return (x->upload && x->upload->paused) || x->feed_paused;
 }
 
 void http_upload_detach(http_xfer *x) {

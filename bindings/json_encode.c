@@ -1,13 +1,15 @@
 /*
 ** json_encode.c — the encoder of opsh._json. Integers are written exactly, floats with the
 ** fewest digits that read back to the same double (and a ".0" when integral, so they read back
-** as floats), secrets as "<redacted>", json.null as null. A table is an array when marked
+** as floats), secrets as "<redacted>" (or, for a primitive building a request body, as their
+** bytes: reveal_secrets), json.null as null. A table is an array when marked
 ** (opsh.json.array / empty_array) or when its keys are 1..n; an empty unmarked table is {}.
 ** Errors name the path of the offending value.
 */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include "json.h"
 
 #define ENCODER_META "opsh.json.encoder"
@@ -23,10 +25,13 @@ typedef struct enc {
   byte_buf out;
   json_keys keys;         /* sort_keys */
   int pretty, sort, indent;
+  int reveal;             /* secrets written as their bytes; the output wiped when let go */
+  lua_Integer nsecrets;   /* how many were */
 } enc;
 
 static int enc_gc(lua_State *L) {
   enc *e = luaL_checkudata(L, 1, ENCODER_META);
+  if (e->reveal && e->out.data) OPENSSL_cleanse(e->out.data, e->out.cap);
   byte_buf_free(&e->out);
   free(e->keys.v);
   e->keys.v = NULL;
@@ -34,8 +39,27 @@ static int enc_gc(lua_State *L) {
   return 0;
 }
 
+/* output that may hold secrets grows into new memory, the old wiped (realloc would leave it) */
+static int reserve_wiping(byte_buf *b, size_t more) {
+  if (b->cap - b->len >= more) return 0;
+  if (more > SIZE_MAX / 2 - b->len) return -1;
+  size_t cap = b->cap ? b->cap : BYTE_BUF_FIRST;
+  while (cap - b->len < more) cap *= 2;
+  char *d = malloc(cap);
+  if (!d) return -1;
+  if (b->data) {
+    memcpy(d, b->data, b->len);
+    OPENSSL_cleanse(b->data, b->cap);
+    free(b->data);
+  }
+  b->data = d;
+  b->cap = cap;
+  return 0;
+}
+
 static void reserve(lua_State *L, enc *e, size_t n) {
-  if (byte_buf_reserve(&e->out, n) != 0)
+  int rc = e->reveal ? reserve_wiping(&e->out, n) : byte_buf_reserve(&e->out, n);
+  if (rc != 0)
     opsh_error(L, "json", "out of memory encoding JSON (output reached %I bytes)", (lua_Integer)e->out.len);
 }
 
@@ -190,29 +214,45 @@ static void enc_value(lua_State *L, enc *e, int idx, const json_seg *at) {
     case LUA_TLIGHTUSERDATA:
       switch (json_special(L, idx, NULL_VALUE)) {
         case JSON_NULL: put(L, e, "null", 4); return;
-        case JSON_SECRET: put(L, e, "\"<redacted>\"", 12); return;
+        case JSON_SECRET:
+          if (e->reveal) {
+            size_t len;
+            const char *s = opsh_secret_check(L, idx, &len);
+            put_string(L, e, s, len, at);
+            e->nsecrets++;
+          } else {
+            put(L, e, "\"<redacted>\"", 12);
+          }
+          return;
       }
       break;
   }
   json_fail_type(L, KIND, at, idx);
 }
 
-/* encode(value, pretty, sort_keys, indent) -> string */
+/* encode(value, pretty, sort_keys, indent [, reveal]) -> string; with reveal: the text, an
+** opsh.secret when it holds any, and how many secrets it holds */
 int json_l_encode(lua_State *L) {
   luaL_checkany(L, VALUE);
   int pretty = lua_toboolean(L, 2), sort = lua_toboolean(L, 3);
   lua_Integer indent = luaL_optinteger(L, 4, 2);
   luaL_argcheck(L, indent >= 0 && indent <= 16, 4, "indent must be between 0 and 16");
+  int reveal = lua_toboolean(L, 5);
   lua_settop(L, 4);
   enc *e = json_state_new(L, sizeof *e, ENCODER_META, enc_gc);   /* STATE */
   e->pretty = pretty;
   e->sort = sort;
   e->indent = (int)indent;
+  e->reveal = reveal;
   json_push_markers(L);
   enc_value(L, e, VALUE, NULL);
-  lua_pushlstring(L, e->out.data, e->out.len);
+  if (e->nsecrets > 0) opsh_secret_push(L, e->out.data, e->out.len);
+  else lua_pushlstring(L, e->out.data, e->out.len);
+  lua_Integer nsecrets = e->nsecrets;
   lua_pushcfunction(L, enc_gc);
   lua_pushvalue(L, STATE);
   lua_call(L, 1, 0);
-  return 1;
+  if (!reveal) return 1;
+  lua_pushinteger(L, nsecrets);
+  return 2;
 }

@@ -7,10 +7,17 @@
 ---@field query? table<string, string|number|boolean|opsh.secret|(string|number|boolean|opsh.secret)[]> encoded, keys sorted
 ---@field headers? table<string, string|number|opsh.secret>
 ---@field body? string|opsh.secret
----@field json? table encoded with opsh.json; Content-Type/Accept set
+---@field json? table encoded with opsh.json (opsh.secret values as their bytes); Content-Type/Accept set
 ---@field body_file? string path streamed as the body
+---@field offset? integer with body_file: first byte sent
+---@field length? integer with body_file: bytes sent from offset; with body_source: the Content-Length
+---@field body_source? fun(): string? the body in chunks (nil at the end), pulled as the network takes them; never retried
 ---@field timeout? number|false seconds for the whole call (300; none when streaming or uploading a file)
 ---@field connect_timeout? number seconds (10)
+---@field idle_timeout? number seconds without a byte received or sent: kind "timeout"
+---@field low_speed_limit? integer bytes per second; slower for low_speed_time seconds: kind "timeout"
+---@field low_speed_time? integer seconds (30)
+---@field secret_fields? string[] JSON members whose string values res:json() gives as opsh.secret
 ---@field ca? string PEM text or file path; only this CA is trusted
 ---@field cert? string client certificate, PEM text or file path
 ---@field key? string|opsh.secret client key, PEM text or file path
@@ -46,14 +53,129 @@ local response = {}
 ---@return any
 function response:json() end
 
+---@class opsh.http.client_options
+---@field base_url? string http(s)://host[/prefix]: a call's path is appended to it
+---@field headers? table<string, string|number|opsh.secret> sent with every call (a call's own win)
+---@field query? table added to every call's query (a call's own win)
+---@field auth? fun(ctx: opsh.http.auth_ctx): (string|opsh.secret)? the auth header's value, per request
+---@field auth_header? string the header auth fills ("Authorization")
+---@field throttle? opsh.http.throttle|fun(headers: table, info: opsh.http.throttle_info)|(opsh.http.throttle|fun(headers: table, info: opsh.http.throttle_info))[]
+---@field timeout? number|false
+---@field connect_timeout? number
+---@field idle_timeout? number
+---@field low_speed_limit? integer
+---@field low_speed_time? integer
+---@field ca? string
+---@field cert? string
+---@field key? string|opsh.secret
+---@field insecure? boolean
+---@field proxy? string
+---@field follow? boolean
+---@field retries? integer
+---@field retry_unsafe? boolean
+---@field backoff? number
+---@field max_backoff? number
+---@field max_retry_after? number
+---@field max_body? integer
+---@field compressed? boolean
+---@field missing_ok? boolean
+---@field raise_for_status? boolean
+---@field secret_fields? string[]
+
+---@class opsh.http.auth_ctx
+---@field refresh boolean true after a 401: give a new credential
+---@field status? integer 401 when refreshing
+---@field challenge? string the 401's WWW-Authenticate header
+---@field method string
+---@field url string the URL (base joined, without the query)
+---@field query? table the query table (a client's and the call's)
+---@field headers table the request's headers (lower-case names)
+
+---@class opsh.http.throttle_info
+---@field method string
+---@field url string redacted
+---@field read boolean
+---@field attempt integer
+---@field status? integer in after()
+
+---@class opsh.http.throttle
+---@field before? fun(self: any, info: opsh.http.throttle_info) called before each attempt; may wait
+---@field after? fun(self: any, headers: table, info: opsh.http.throttle_info) called after each response
+
+---@class opsh.http.client
+local client = {}
+---@param path string a path under base_url, or an absolute URL on its origin
+---@param opts? opsh.http.options
+---@return opsh.http.response|nil
+function client:get(path, opts) end
+---@param path string
+---@param opts? opsh.http.options
+---@return opsh.http.response|nil
+function client:head(path, opts) end
+---@param path string
+---@param opts? opsh.http.options
+---@return opsh.http.response|nil
+function client:post(path, opts) end
+---@param path string
+---@param opts? opsh.http.options
+---@return opsh.http.response|nil
+function client:put(path, opts) end
+---@param path string
+---@param opts? opsh.http.options
+---@return opsh.http.response|nil
+function client:patch(path, opts) end
+---@param path string
+---@param opts? opsh.http.options
+---@return opsh.http.response|nil
+function client:delete(path, opts) end
+---@param opts opsh.http.options url is a path or an absolute URL on the client's origin
+---@return opsh.http.response|nil
+function client:request(opts) end
+---A new client: these settings over this one's (auth = false / throttle = false drop them).
+---@param opts opsh.http.client_options
+---@return opsh.http.client
+function client:with(opts) end
+---The URL a call with this path goes to.
+---@param path? string
+---@return string
+function client:url(path) end
+
+---@class opsh.http.budget: opsh.http.throttle
+local budget = {}
+---Take n tokens (1), waiting in turn until there are.
+---@param n? number
+function budget:take(n) end
+---The server says n remain: the level becomes n (at most burst).
+---@param n number
+function budget:set(n) end
+---@return number
+function budget:level() end
+
 ---@class opsh.http
 ---Errors are opsh.error tables: kind "http" (status, body, code, headers, request_id, attempts, elapsed),
 ---"connect", "timeout", "tls", "protocol" (attempts, elapsed, curl_code), "io" (path), "usage".
 local http = {}
 
----Defaults for every request.
+---Defaults of every request, read-only (a client holds other settings).
 ---@type {timeout: number, connect_timeout: number, retries: integer, backoff: number, max_backoff: number, max_retry_after: number, max_body: integer}
 http.defaults = {}
+
+---A client: base URL, default headers and query, TLS material, policy, auth provider, throttles.
+---@param opts opsh.http.client_options
+---@return opsh.http.client
+function http.client(opts) end
+
+---A token bucket: `rate` tokens per second up to `burst`; `header`: its level from that response header.
+---@param opts {rate: number, burst: number, level?: number, header?: string}
+---@return opsh.http.budget
+function http.budget(opts) end
+
+---An auth provider sending "Bearer <token>" from fetch(ctx) -> token, expires_at (epoch seconds);
+---one fetch at a time, kept until `margin` (300) seconds before expires_at, fetched again after a 401.
+---@param fetch fun(ctx: opsh.http.auth_ctx): (string|opsh.secret), number?
+---@param opts? {margin?: number}
+---@return fun(ctx: opsh.http.auth_ctx): opsh.secret
+function http.bearer(fetch, opts) end
 
 ---@param opts opsh.http.options
 ---@return opsh.http.response|nil

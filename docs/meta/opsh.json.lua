@@ -21,6 +21,7 @@ json.array_mt = {}
 ---@field pretty? boolean  newlines and indentation (default false)
 ---@field sort_keys? boolean  sort object keys bytewise (default true)
 ---@field indent? integer  spaces per level when pretty, 0-16 (default 2)
+---@field reveal_secrets? boolean  for primitives building a request body (opsh.http): secrets as their bytes; the text is then an opsh.secret when it holds any, and the count comes second
 
 ---Decode a JSON text. Raises {kind="json", message=, line=, column=, offset=} on malformed input.
 ---@param s string
@@ -30,7 +31,8 @@ function json.decode(s) end
 ---Encode a value. Raises {kind="json", message=, path=} for values JSON cannot hold.
 ---@param v any
 ---@param opts? opsh.json.encode_opts
----@return string
+---@return string|opsh.secret text
+---@return integer? secrets with reveal_secrets: how many secrets the text holds
 function json.encode(v, opts) end
 
 ---Mark t (or a new table) as a JSON array: it encodes as `[...]`, `[]` when empty.

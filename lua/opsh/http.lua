@@ -2,17 +2,19 @@
 -- Transport is libcurl on the opsh loop (opsh._http); this layer holds the policy: argument
 -- checks, query and header encoding, JSON bodies, retries with backoff and Retry-After within
 -- one deadline, streaming callbacks, structured errors whose URLs carry no secrets, and the
--- dry-run rule (a mutation is recorded, not sent).
+-- dry-run rule (a mutation is recorded, not sent). Clients (http.client{...}, opsh.http.client)
+-- run their calls through the same request engine with their own settings, auth and throttle.
 local core = require("opsh._core")
 local C = require("opsh._http")
 local lines = require("opsh.lines")
 local redact = require("opsh.redact")
 local dryrun = require("opsh.dryrun")
+local log = require("opsh.log")
 
 local M = {}
 
---- Defaults for every request; a request's own options win.
-M.defaults = {
+-- The defaults of every request; a client's settings, then a call's own options, win.
+local DEFAULTS = {
   timeout = 300,            -- seconds for the whole call, retries included (none when streaming)
   connect_timeout = 10,     -- seconds per connection attempt
   retries = 3,              -- extra attempts after the first
@@ -21,6 +23,16 @@ M.defaults = {
   max_retry_after = 120,    -- a longer Retry-After ends the retries instead of waiting
   max_body = 256 * 1024 * 1024,
 }
+
+--- The defaults, read-only: a client (http.client{...}) holds other settings for its calls.
+M.defaults = setmetatable({}, {
+  __index = DEFAULTS,
+  __newindex = function(_, k)
+    error(core.error("usage", string.format("http.defaults is read-only: give %s to the call, or make a client "
+      .. "with it (http.client{%s = ...})", tostring(k), tostring(k))), 2)
+  end,
+  __pairs = function() return next, DEFAULTS, nil end,
+})
 
 local IDEMPOTENT = {GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true}
 -- sent in a dry-run unless the call says read = false
@@ -163,12 +175,35 @@ end}
 local Response = {}
 Response.__index = Response
 
---- res:json() -> the body decoded with opsh.json (nil for an empty body).
+-- response -> {names = secret_fields, values = {opsh.secret...}}: the values taken out of its body
+local SECRET_VALUES = setmetatable({}, {__mode = "k"})
+
+-- put the secrets back where the body says "<redacted #N>" under one of the names
+local function restore_secrets(v, names, values)
+  if type(v) ~= "table" then return end
+  for i = 1, #names do
+    local s = rawget(v, names[i])
+    if type(s) == "string" then
+      local n = s:match("^<redacted #(%d+)>$")
+      if n and values[tonumber(n)] then rawset(v, names[i], values[tonumber(n)]) end
+    end
+  end
+  for _, child in pairs(v) do
+    if type(child) == "table" then restore_secrets(child, names, values) end
+  end
+end
+
+--- res:json() -> the body decoded with opsh.json (nil for an empty body); with secret_fields,
+-- those members' string values are opsh.secret.
 function Response:json()
   if self.body == nil or self.body == "" then return nil end
   local json = require("opsh.json")
   local ok, v = pcall(json.decode, self.body)
-  if ok then return v end
+  if ok then
+    local sv = SECRET_VALUES[self]
+    if sv then restore_secrets(v, sv.names, sv.values) end
+    return v
+  end
   local detail = core.is_error(v) and v.message or tostring(v)
   error(core.error("protocol", string.format("%s %s: response is not valid JSON: %s",
     self.method, self.url, detail), {status = self.status, method = self.method, url = self.url}), 2)
@@ -178,6 +213,12 @@ local function wrap_response(res, req)
   setmetatable(res.headers, header_meta)
   res.method = req.method
   res.url = req.shown
+  local sv = res.secret_values
+  if sv then
+    res.secret_values = nil
+    SECRET_VALUES[res] = {names = req.secret_fields, values = sv}
+    for i = 1, #sv do req.secrets[#req.secrets + 1] = sv[i] end
+  end
   return setmetatable(res, Response)
 end
 
@@ -204,7 +245,18 @@ local function transport_detail(message)
   return (message:gsub(" after %d+ ms", ""):gsub(" after %d+ milliseconds", ""))
 end
 
+-- -v: one line per request, whatever its outcome
+local function log_done(req, outcome, attempts)
+  if not log.enabled("debug") then return end
+  local line = string.format("http %s %s %s %s", req.method, req.shown, tostring(outcome),
+    elapsed_text(core.hrtime() - req.t0))
+  if attempts > 1 then line = line .. string.format(", %d attempts", attempts) end
+  if req.refreshed then line = line .. ", auth refreshed" end
+  log.debug(redact.text(line, req.secrets))
+end
+
 local function raise_transport(req, err, attempts)
+  log_done(req, err.kind, attempts)
   local elapsed = core.hrtime() - req.t0
   local msg = string.format("%s %s: %s", req.method, req.shown, transport_detail(err.message))
   if err.kind ~= "io" then msg = msg .. " " .. attempts_text(attempts, elapsed) end
@@ -214,83 +266,14 @@ local function raise_transport(req, err, attempts)
   }), req.secrets), 0)
 end
 
-local function clip(s, max)
-  s = s:gsub("%s+", " "):gsub("^ ", ""):gsub(" $", "")
-  if #s > max then s = s:sub(1, max) .. "..." end
-  return s
-end
-
-local function str(v) return type(v) == "string" and v ~= "" and v or nil end
-
--- {"error": {"code", "message"}} (Azure), a Kubernetes Status, OAuth's {"error", "error_description"},
--- RFC 9457 problem details -> summary, code
-local function json_summary(body)
-  local ok, doc = pcall(require("opsh.json").decode, body)
-  if not ok or type(doc) ~= "table" then return nil end
-  local e = doc.error
-  if type(e) == "table" then
-    local code, msg = str(e.code), str(e.message)
-    if code and msg then return code .. ": " .. msg, code end
-    return msg or code, code
-  end
-  if str(e) then
-    local desc = str(doc.error_description)
-    return desc and (e .. ": " .. desc) or e, e
-  end
-  if str(doc.message) then return doc.message, str(doc.reason) or str(doc.code) end
-  local title, detail = str(doc.title), str(doc.detail)
-  if detail then return title and (title .. ": " .. detail) or detail end
-  return title
-end
-
-local ENTITIES = {amp = "&", lt = "<", gt = ">", quot = '"', apos = "'", nbsp = " ", ["#39"] = "'"}
-
-local function ci(word)
-  return (word:gsub("%a", function(c) return "[" .. c:lower() .. c:upper() .. "]" end))
-end
-local SCRIPT_BLOCK = "<" .. ci("script") .. ".-</" .. ci("script") .. "%s*>"
-local STYLE_BLOCK = "<" .. ci("style") .. ".-</" .. ci("style") .. "%s*>"
-
--- the first line of an HTML page's text that says more than the status line does
-local function html_summary(body, status, reason)
-  local text = body:gsub("<!%-%-.-%-%->", ""):gsub(SCRIPT_BLOCK, "\n"):gsub(STYLE_BLOCK, "\n")
-    :gsub("<[^>]*>", "\n"):gsub("&(#?%w+);", function(e) return ENTITIES[e] end)
-  local same = {[tostring(status)] = true, [reason:lower()] = true,
-    [(status .. " " .. reason):lower()] = true, ["error " .. status] = true, ["http error " .. status] = true}
-  for line in text:gmatch("[^\r\n]+") do
-    line = clip(line, 1000)
-    local l = line:lower():gsub("[%s%-:]+", " ")
-    -- skip a line that only repeats the status, and a server signature such as nginx/1.22.1
-    if line ~= "" and not same[l] and not line:find("^[%w%-_.]+/%d[%w.%-]*$") then return line end
-  end
-end
-
--- a response and its body (scrubbed) -> a one-line summary of the body (or nil), the error's code
-local function summarise(res, body)
-  if body == "" then return nil end
-  if #body > 65536 then body = body:sub(1, 65536) end
-  local ctype = (res.headers["content-type"] or ""):lower()
-  local first = body:match("^%s*(.)")
-  if ctype:find("json", 1, true) or first == "{" then
-    local text, code = json_summary(body)
-    if text then return clip(text, 300), code end
-  end
-  if ctype:find("html", 1, true) or first == "<" then
-    local text = html_summary(body, res.status, res.reason or "")
-    return text and clip(text, 300)
-  end
-  for line in body:gmatch("[^\r\n]+") do
-    if line:find("%S") then return clip(line, 300) end
-  end
-end
-
 local function raise_status(req, res, attempts)
+  log_done(req, res.status, attempts)
   local elapsed = core.hrtime() - req.t0
   local reason = res.reason ~= "" and (" " .. res.reason) or ""
   local msg = string.format("%s %s: HTTP %d%s", req.method, req.shown, res.status, reason)
   -- scrubbed before it is cut to a summary, which could leave part of a secret
   local body = redact.text(res.body or "", req.secrets)
-  local summary, code = summarise(res, body)
+  local summary, code = require("opsh.http.summary").summarise(res, body)
   if summary then msg = msg .. ": " .. summary end
   if attempts > 1 then msg = msg .. " " .. attempts_text(attempts, elapsed) end
   error(redact.error(core.error("http", msg, {
@@ -328,9 +311,37 @@ end
 
 local function ok_status(s) return s >= 200 and s < 300 end
 
--- a streamed attempt -> res | nil, err; and whether data reached the callback
-local function stream_attempt(req, spec)
-  local x <close> = C.open(spec)
+-- the body_source's chunks into the transfer; stops early when the transfer is over (the server
+-- answered, or it failed: the outcome says which)
+local function pump(x, req)
+  local source, length, total = req.source, req.length, 0
+  while true do
+    local chunk = source()
+    if chunk == nil then break end
+    if type(chunk) ~= "string" then
+      usage(req.where, "body_source must return strings, then nil at the end; it returned a " .. type(chunk))
+    end
+    total = total + #chunk
+    if length and total > length then
+      usage(req.where, string.format("body_source gave more than length (%d) bytes", length))
+    end
+    if #chunk > 0 and not x:write(chunk) then return end
+  end
+  if length and total < length then
+    usage(req.where, string.format("body_source ended after %d of length (%d) bytes", total, length))
+  end
+  x:write(nil)
+end
+
+-- an attempt that streams the response (on_data/on_line), sends a body_source, or both
+-- -> res | nil, err; and whether data reached the callback
+local function open_attempt(req, spec)
+  local x <close> = C.open(spec, not req.streaming)
+  if req.source then pump(x, req) end
+  if not req.streaming then
+    local res, err = x:finish()
+    return res, err, true
+  end
   local status, headers = x:head()
   if not status then return nil, headers, false end
   local delivered = false
@@ -363,23 +374,28 @@ local function stream_attempt(req, spec)
   return res, err, false
 end
 
--- ---- the request ----
+-- ---- options ----
 
 local NUMERIC_OPTIONS = {"timeout", "connect_timeout", "retries", "backoff", "max_backoff",
-  "max_retry_after", "max_body"}
+  "max_retry_after", "max_body", "idle_timeout", "low_speed_limit", "low_speed_time"}
 local PEM_OPTIONS = {"ca", "cert"}
-local OPTION_LIST = {"url", "method", "query", "headers", "body", "json", "body_file", "timeout",
-  "connect_timeout", "ca", "cert", "key", "insecure", "proxy", "follow", "retries", "retry_unsafe",
-  "backoff", "max_backoff", "max_retry_after", "on_data", "on_line", "max_body", "compressed",
-  "missing_ok", "raise_for_status", "read", "dry_run"}
-local OPTIONS = {}
-for _, name in ipairs(OPTION_LIST) do OPTIONS[name] = true end
-
-local function opt(opts, name)
-  local v = opts[name]
-  if v == nil then v = M.defaults[name] end
-  return v
+-- options a client may hold for all its calls (a call's own win), and those only a call has
+local SHARED_OPTIONS = {"query", "headers", "timeout", "connect_timeout", "idle_timeout", "low_speed_limit",
+  "low_speed_time", "ca", "cert", "key", "insecure", "proxy", "follow", "retries", "retry_unsafe", "backoff",
+  "max_backoff", "max_retry_after", "max_body", "compressed", "missing_ok", "raise_for_status", "secret_fields"}
+local CALL_ONLY = {"url", "method", "body", "json", "body_file", "offset", "length", "body_source", "on_data",
+  "on_line", "read", "dry_run"}
+local CLIENT_ONLY = {"base_url", "auth", "auth_header", "throttle"}
+local OPTION_LIST, CLIENT_OPTION_LIST = {}, {}
+for _, n in ipairs(CALL_ONLY) do OPTION_LIST[#OPTION_LIST + 1] = n end
+for _, n in ipairs(SHARED_OPTIONS) do
+  OPTION_LIST[#OPTION_LIST + 1] = n
+  CLIENT_OPTION_LIST[#CLIENT_OPTION_LIST + 1] = n
 end
+for _, n in ipairs(CLIENT_ONLY) do CLIENT_OPTION_LIST[#CLIENT_OPTION_LIST + 1] = n end
+local OPTIONS, CLIENT_OPTIONS = {}, {}
+for _, name in ipairs(OPTION_LIST) do OPTIONS[name] = true end
+for _, name in ipairs(CLIENT_OPTION_LIST) do CLIENT_OPTIONS[name] = true end
 
 local function check_number(fname, opts, name)
   local v = opts[name]
@@ -388,11 +404,45 @@ local function check_number(fname, opts, name)
   end
 end
 
-local function check_options(opts, fname)
+local function check_options(opts, fname, known, list)
   for k in pairs(opts) do
-    if not OPTIONS[k] then
-      local near = type(k) == "string" and require("opsh.script").nearest(k, OPTION_LIST)
+    if not known[k] then
+      local near = type(k) == "string" and require("opsh.script").nearest(k, list)
       usage(fname, string.format("unknown option '%s'%s", tostring(k), near and ("; did you mean '" .. near .. "'?") or ""))
+    end
+  end
+end
+
+-- the values of the options a client and a call share
+local function check_values(opts, fname)
+  for i = 1, #NUMERIC_OPTIONS do
+    local n = NUMERIC_OPTIONS[i]
+    if opts[n] ~= nil then check_number(fname, opts, n) end
+  end
+  if opts.low_speed_limit ~= nil and math.type(opts.low_speed_limit) ~= "integer" then
+    usage(fname, "low_speed_limit must be a whole number of bytes per second")
+  end
+  if opts.low_speed_time ~= nil and (math.type(opts.low_speed_time) ~= "integer" or opts.low_speed_time < 1) then
+    usage(fname, "low_speed_time must be a whole number of seconds, at least 1")
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then usage(fname, "headers must be a table") end
+  if opts.query ~= nil and type(opts.query) ~= "table" then usage(fname, "query must be a table") end
+  for i = 1, #PEM_OPTIONS do
+    local name = PEM_OPTIONS[i]
+    local v = opts[name]
+    if v ~= nil and type(v) ~= "string" and not core.is_secret(v) then
+      usage(fname, name .. " must be PEM text or a file path")
+    end
+  end
+  if opts.key ~= nil and type(opts.key) ~= "string" and not core.is_secret(opts.key) then
+    usage(fname, "key must be PEM text, an opsh.secret or a file path")
+  end
+  if opts.proxy ~= nil and type(opts.proxy) ~= "string" then usage(fname, "proxy must be a URL") end
+  local sf = opts.secret_fields
+  if sf ~= nil then
+    if type(sf) ~= "table" or #sf == 0 then usage(fname, "secret_fields must be a list of member names") end
+    for i = 1, #sf do
+      if type(sf[i]) ~= "string" or sf[i] == "" then usage(fname, "secret_fields must be a list of member names") end
     end
   end
 end
@@ -415,15 +465,60 @@ local function add_credential(secrets, v)
   for value in v:gmatch("=%s*([^;,]+)") do add_plain(secrets, (value:gsub("%s+$", ""))) end
 end
 
--- options (url and method given apart: get() and friends pass the caller's table as it is)
--- -> the C spec and the request's policy
-local function prepare(opts, fname, url_arg, url, method)
-  if opts ~= NO_OPTIONS then check_options(opts, fname) end
-  if url == nil then usage(url_arg, "url is required") end
-  if type(url) ~= "string" then usage(url_arg, "url must be a string, got " .. type(url)) end
-  if not url:find("^[hH][tT][tT][pP][sS]?://.") then
-    usage(url_arg, string.format("url '%s' is not http:// or https://", redact_url(url)))
+-- a headers table -> the flat list {n1, v1, ...} (sorted by name); credentials go to `secrets`
+local function flatten_headers(t, fname, secrets)
+  local headers = {}
+  for _, name in ipairs(sorted_keys(t)) do
+    if type(name) ~= "string" then usage(fname, "header names must be strings") end
+    local v = scalar(t[name], "header '" .. name .. "'", fname)
+    if core.is_secret(v) then
+      secrets[#secrets + 1] = v
+    elseif credential_header(name) then
+      add_credential(secrets, v)
+    end
+    headers[#headers + 1] = name
+    headers[#headers + 1] = v
   end
+  return headers
+end
+
+local function append(list, more)
+  for i = 1, #more do list[#list + 1] = more[i] end
+end
+
+-- The settings a call runs with: `d` the scalar options (DEFAULTS overlaid), and for a client its
+-- headers and query (flattened once, with the credentials they carry), base URL, auth, throttle
+-- (opsh.http.client makes them).
+local PLAIN = {d = DEFAULTS}
+
+local function check_url(url, where, what)
+  if type(url) ~= "string" then usage(where, string.format("%s must be a string, got %s", what, type(url))) end
+  if not url:find("^[hH][tT][tT][pP][sS]?://.") then
+    usage(where, string.format("%s '%s' is not http:// or https://", what, redact_url(url)))
+  end
+end
+
+--- (internal, opsh.http.client) what a client's settings are made with
+M._internal = {
+  PLAIN = PLAIN, SHARED_OPTIONS = SHARED_OPTIONS, CLIENT_OPTIONS = CLIENT_OPTIONS,
+  CLIENT_OPTION_LIST = CLIENT_OPTION_LIST, usage = usage, check_url = check_url, check_options = check_options,
+  check_values = check_values, flatten_headers = flatten_headers, encode_query = encode_query,
+  has_header = has_header, redact_url = redact_url,
+}
+
+
+-- ---- the request ----
+
+-- options (url and method given apart: get() and friends pass the caller's table as it is) and
+-- the settings -> the C spec and the request's policy
+local function prepare(opts, fname, url_arg, url, method, cfg)
+  local d = cfg.d
+  if opts ~= NO_OPTIONS then
+    check_options(opts, fname, OPTIONS, OPTION_LIST)
+    check_values(opts, fname)
+  end
+  if url == nil then usage(url_arg, "url is required") end
+  check_url(url, url_arg, "url")
   method = method or "GET"
   if not METHODS[method] then
     if type(method) ~= "string" or not METHODS[method:upper()] then
@@ -431,49 +526,77 @@ local function prepare(opts, fname, url_arg, url, method)
     end
     method = method:upper()
   end
-  for i = 1, #NUMERIC_OPTIONS do
-    local n = NUMERIC_OPTIONS[i]
-    if opts[n] ~= nil then check_number(fname, opts, n) end
-  end
   local streaming = opts.on_data ~= nil or opts.on_line ~= nil
   if opts.on_data ~= nil and opts.on_line ~= nil then usage(fname, "give on_data or on_line, not both") end
   if streaming and type(opts.on_data or opts.on_line) ~= "function" then
     usage(fname, "on_data/on_line must be a function")
   end
+  local source = opts.body_source
   local nbodies = (opts.body ~= nil and 1 or 0) + (opts.json ~= nil and 1 or 0) + (opts.body_file ~= nil and 1 or 0)
-  if nbodies > 1 then usage(fname, "give one of body, json, body_file") end
+    + (source ~= nil and 1 or 0)
+  if nbodies > 1 then usage(fname, "give one of body, json, body_file, body_source") end
   if opts.body ~= nil and type(opts.body) ~= "string" and not core.is_secret(opts.body) then
     usage(fname, "body must be a string or opsh.secret")
   end
   if opts.body_file ~= nil and type(opts.body_file) ~= "string" then usage(fname, "body_file must be a path") end
+  if source ~= nil then
+    if type(source) ~= "function" then usage(fname, "body_source must be a function() -> chunk | nil") end
+    if opts.retries ~= nil and opts.retries ~= 0 then
+      usage(fname, "body_source cannot be sent twice (a generator cannot be replayed): retries must be 0")
+    end
+  end
+  if opts.offset ~= nil or opts.length ~= nil then
+    for _, name in ipairs({"offset", "length"}) do
+      local v = opts[name]
+      if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
+        usage(fname, name .. " must be a whole number of bytes")
+      end
+    end
+    if opts.offset ~= nil and opts.body_file == nil then usage(fname, "offset needs body_file") end
+    if opts.length ~= nil and opts.body_file == nil and source == nil then
+      usage(fname, "length needs body_file or body_source")
+    end
+  end
   if opts.read ~= nil and type(opts.read) ~= "boolean" then usage(fname, "read must be a boolean") end
   if opts.dry_run ~= nil and opts.dry_run ~= "server" then
     usage(fname, 'dry_run must be "server" (the request carries the server\'s own dry-run)')
   end
+  local secret_fields = opts.secret_fields or d.secret_fields
+  if secret_fields and streaming then usage(fname, "secret_fields needs a whole response, not on_data/on_line") end
 
   -- every credential the call carries, to be scrubbed from what it shows: opsh.secret values,
   -- credential headers and query values, the URL's (and proxy's) password
   local secrets = {}
   local headers
-  if opts.headers ~= nil then
-    if type(opts.headers) ~= "table" then usage(fname, "headers must be a table") end
-    headers = {}
-    for _, name in ipairs(sorted_keys(opts.headers)) do
-      if type(name) ~= "string" then usage(fname, "header names must be strings") end
-      local v = scalar(opts.headers[name], "header '" .. name .. "'", fname)
-      if core.is_secret(v) then
-        secrets[#secrets + 1] = v
-      elseif credential_header(name) then
-        add_credential(secrets, v)
+  if opts.headers ~= nil then headers = flatten_headers(opts.headers, fname, secrets) end
+  local client_headers = cfg.headers
+  if client_headers then
+    if headers == nil then
+      headers = {}
+      append(headers, client_headers)
+    else
+      local given = {}
+      for i = 1, #headers, 2 do given[headers[i]:lower()] = true end
+      for i = 1, #client_headers, 2 do
+        if not given[client_headers[i]:lower()] then
+          headers[#headers + 1] = client_headers[i]
+          headers[#headers + 1] = client_headers[i + 1]
+        end
       end
-      headers[#headers + 1] = name
-      headers[#headers + 1] = v
     end
+    append(secrets, cfg.header_secrets)
   end
   local body = opts.body
   if core.is_secret(body) then secrets[#secrets + 1] = body end
+  local wipe
   if opts.json ~= nil then
-    body = require("opsh.json").encode(opts.json)
+    -- the body carries the real bytes of the secrets in the table; everything shown has them redacted
+    local n
+    body, n = require("opsh.json").encode(opts.json, {reveal_secrets = true})
+    if n > 0 then
+      redact.collect(opts.json, secrets)
+      wipe = body
+    end
     headers = headers or {}
     if not has_header(headers, "content-type") then
       headers[#headers + 1] = "Content-Type"
@@ -484,56 +607,83 @@ local function prepare(opts, fname, url_arg, url, method)
       headers[#headers + 1] = "application/json"
     end
   end
-  local query, shown_query
-  if opts.query ~= nil then
-    if type(opts.query) ~= "table" then usage(fname, "query must be a table") end
-    query, shown_query = encode_query(opts.query, fname, secrets)
+  local query, shown_query, query_table = nil, nil, opts.query
+  if cfg.query then
+    if query_table ~= nil then
+      local merged = {}
+      for k, v in pairs(cfg.query) do merged[k] = v end
+      for k, v in pairs(query_table) do merged[k] = v end
+      query_table = merged
+      query, shown_query = encode_query(merged, fname, secrets)
+    else
+      query_table = cfg.query
+      query, shown_query = cfg.query_flat, cfg.query_shown
+      append(secrets, cfg.query_secrets)
+    end
+  elseif query_table ~= nil then
+    query, shown_query = encode_query(query_table, fname, secrets)
   end
   local shown = url:find("[?@#]") and redact_url(url, secrets) or url
   if shown_query and shown_query ~= "" then
     shown = shown .. (shown:find("?", 1, true) and "&" or "?") .. shown_query
   end
-  for i = 1, #PEM_OPTIONS do
-    local name = PEM_OPTIONS[i]
-    local v = opts[name]
-    if v ~= nil and type(v) ~= "string" and not core.is_secret(v) then
-      usage(fname, name .. " must be PEM text or a file path")
-    end
-  end
-  if opts.key ~= nil then
-    if type(opts.key) ~= "string" and not core.is_secret(opts.key) then
-      usage(fname, "key must be PEM text, an opsh.secret or a file path")
-    end
-    if core.is_secret(opts.key) then secrets[#secrets + 1] = opts.key end
-  end
-  if opts.proxy ~= nil then
-    if type(opts.proxy) ~= "string" then usage(fname, "proxy must be a URL") end
-    if opts.proxy:find("@", 1, true) then redact_url(opts.proxy, secrets) end
-  end
+  local key = opts.key or d.key
+  if core.is_secret(key) then secrets[#secrets + 1] = key end
+  local proxy = opts.proxy or d.proxy
+  if proxy and proxy:find("@", 1, true) then redact_url(proxy, secrets) end
 
   local timeout = opts.timeout
-  if timeout == nil and not streaming and opts.body_file == nil then timeout = M.defaults.timeout end
-  local max_body = opt(opts, "max_body")
+  if timeout == nil and not streaming and opts.body_file == nil and source == nil then timeout = d.timeout end
+  -- the call's option, else the settings' (`or` where false means nothing else)
+  local max_body = opts.max_body or d.max_body
+  local idle = opts.idle_timeout
+  if idle == nil then idle = d.idle_timeout end
+  local insecure, follow, compressed = opts.insecure, opts.follow, opts.compressed
+  if insecure == nil then insecure = d.insecure end
+  if follow == nil then follow = d.follow end
+  if compressed == nil then compressed = d.compressed end
   local spec = {
-    method = method, url = url, query = query, headers = headers, body = body,
-    body_file = opts.body_file, ca = opts.ca, cert = opts.cert, key = opts.key,
-    insecure = opts.insecure == true, proxy = opts.proxy, follow = opts.follow == true,
+    method = method, url = url, query = query, headers = headers, body = body, body_file = opts.body_file,
+    ca = opts.ca or d.ca, cert = opts.cert or d.cert, key = key,
+    insecure = insecure == true, proxy = proxy, follow = follow == true,
     max_body = max_body and math.floor(max_body) or 0,
-    compressed = not streaming and opts.compressed ~= false,
-    connect_timeout_ms = math.ceil(opt(opts, "connect_timeout") * 1000),
+    compressed = not streaming and compressed ~= false,
+    connect_timeout_ms = math.ceil((opts.connect_timeout or d.connect_timeout) * 1000),
+    low_speed_limit = opts.low_speed_limit or d.low_speed_limit,
+    secret_fields = secret_fields,
   }
+  if idle then spec.idle_timeout_ms = math.max(1, math.ceil(idle * 1000)) end
+  if spec.low_speed_limit then spec.low_speed_time = opts.low_speed_time or d.low_speed_time end
+  if source then spec.body_source = true end
+  if opts.offset or opts.length then spec.offset, spec.length = opts.offset, opts.length end
   local is_read = opts.read
   if is_read == nil then is_read = READS[method] == true end
+  local raise_for_status, retry_unsafe, missing_ok = opts.raise_for_status, opts.retry_unsafe, opts.missing_ok
+  if raise_for_status == nil then raise_for_status = d.raise_for_status end
+  if retry_unsafe == nil then retry_unsafe = d.retry_unsafe end
+  if missing_ok == nil then missing_ok = d.missing_ok end
   local req = {
-    method = method, shown = shown, secrets = secrets, streaming = streaming,
+    method = method, shown = shown, secrets = secrets, streaming = streaming, where = fname,
     timed = timeout ~= nil and timeout ~= false, timeout = timeout,
-    retries = math.floor(opt(opts, "retries")),
-    backoff = opt(opts, "backoff"), max_backoff = opt(opts, "max_backoff"),
-    max_retry_after = opt(opts, "max_retry_after"),
-    retry_unsafe = opts.retry_unsafe == true, raise_for_status = opts.raise_for_status,
-    missing_ok = opts.missing_ok == true, max_body = max_body or math.huge,
-    mutation = not is_read and opts.dry_run ~= "server",
+    retries = source and 0 or math.floor(opts.retries or d.retries),
+    backoff = opts.backoff or d.backoff, max_backoff = opts.max_backoff or d.max_backoff,
+    max_retry_after = opts.max_retry_after or d.max_retry_after,
+    retry_unsafe = retry_unsafe == true, raise_for_status = raise_for_status,
+    missing_ok = missing_ok == true, max_body = max_body or math.huge,
+    read = is_read, mutation = not is_read and opts.dry_run ~= "server",
+    url = url, query = query_table, throttle = cfg.throttle,
   }
+  if source then req.source, req.length = source, opts.length end
+  if wipe then req.wipe = wipe end
+  if secret_fields then req.secret_fields = secret_fields end
+  if cfg.auth and not (headers and has_header(headers, cfg.auth_lower)) then
+    -- an Authorization header the call gives itself wins over the client's auth
+    req.auth, req.auth_header = cfg.auth_state, cfg.auth_header
+    if not headers then
+      headers = {}
+      spec.headers = headers
+    end
+  end
   if opts.on_line then
     req.deliver, req.flush = lines.splitter(opts.on_line)
   else
@@ -543,11 +693,65 @@ local function prepare(opts, fname, url_arg, url, method)
 end
 
 local function log_retry(req, attempt, wait, why)
-  local log = require("opsh.log")
   if log.enabled("debug") then
     log.debug(redact.text(string.format("http retry: %s %s: %s; attempt %d of %d failed, next in %.2f s",
       req.method, req.shown, transport_detail(why), attempt, req.retries + 1, wait), req.secrets))
   end
+end
+
+-- ---- auth and throttle ----
+
+-- what the auth provider is told: {refresh, status, challenge, method, url, query, headers}
+local CTX_SPEC = setmetatable({}, {__mode = "k"})
+local ctx_meta = {__index = function(t, k)
+  if k ~= "headers" then return nil end
+  local spec = CTX_SPEC[t]
+  local h = setmetatable({}, header_meta)
+  local list = spec and spec.headers or {}
+  for i = 1, #list, 2 do h[list[i]:lower()] = list[i + 1] end
+  rawset(t, "headers", h)
+  return h
+end}
+
+local function auth_ctx(req, spec, res)
+  local ctx = setmetatable({refresh = res ~= nil, status = res and res.status,
+    challenge = res and res.headers["www-authenticate"], method = req.method, url = req.url,
+    query = req.query}, ctx_meta)
+  CTX_SPEC[ctx] = spec
+  return ctx
+end
+
+-- the provider's value -> the request's auth header (none for nil)
+local function set_auth(spec, req, value)
+  local headers = spec.headers
+  if req.auth_index then
+    table.remove(headers, req.auth_index + 1)
+    table.remove(headers, req.auth_index)
+    req.auth_index = nil
+  end
+  if value == nil then return end
+  if core.is_secret(value) then
+    req.secrets[#req.secrets + 1] = value
+  elseif type(value) == "string" then
+    add_credential(req.secrets, value)
+  else
+    error(core.error("usage", "the client's auth must return a string, an opsh.secret or nil, got "
+      .. type(value)), 0)
+  end
+  headers[#headers + 1] = req.auth_header
+  headers[#headers + 1] = value
+  req.auth_index = #headers - 1
+end
+
+-- what a throttle is told: {method, url (redacted), read, attempt, status}
+local function throttle_info(req, attempt)
+  local info = req.info
+  if not info then
+    info = {method = req.method, url = req.shown, read = req.read}
+    req.info = info
+  end
+  info.attempt, info.status = attempt, nil
+  return info
 end
 
 -- ---- dry-run ----
@@ -560,19 +764,32 @@ local function not_sent(req, spec, opts)
     request.headers = {}
     for i = 1, #spec.headers, 2 do request.headers[spec.headers[i]] = spec.headers[i + 1] end
   end
+  if req.auth then
+    -- the credential the client's auth would add, not asked for (nothing is sent)
+    request.headers = request.headers or {}
+    request.headers[req.auth_header] = "<redacted>"
+  end
   if opts.json ~= nil then
     request.json = opts.json
-  elseif spec.body ~= nil then
+  elseif opts.body ~= nil then
     request.body = spec.body
+  elseif req.source then
+    request.body_source = {length = req.length}
   end
   if spec.body_file then
     local path = spec.body_file
     local st = require("opsh.fs").stat(path)
     local why = not st and "No such file or directory" or st.type == "dir" and "Is a directory" or nil
+    if not why and st.type == "file" then
+      local offset = spec.offset or 0
+      if offset > st.size or (spec.length or 0) > st.size - offset then
+        why = string.format("offset and length go beyond the end of the file (%d bytes)", st.size)
+      end
+    end
     if why then
       raise_transport(req, {kind = "io", message = string.format("body_file %s: %s", path, why), path = path}, 1)
     end
-    request.body_file = {path = path, size = st.size}
+    request.body_file = {path = path, size = st.size, offset = spec.offset, length = spec.length}
   end
   local path = req.shown:match("^[^?#]*")
   local target = path:match("://[^/]*/.-([^/]+)/*$") or path:match("://([^/]+)")
@@ -582,10 +799,24 @@ local function not_sent(req, spec, opts)
     headers = setmetatable({}, header_meta)}, Response)
 end
 
-local function request(opts, where, url_arg, url, method)
-  local spec, req = prepare(opts, where, url_arg, url, method)
+-- ---- the attempts ----
+
+local wiper_meta = {__close = function(w) C.wipe(w[1]) end}
+
+local function request(opts, where, url_arg, url, method, cfg)
+  local spec, req = prepare(opts, where, url_arg, url, method, cfg)
   req.t0 = core.hrtime()
   if req.mutation and dryrun.active() then return not_sent(req, spec, opts) end
+  -- a body that holds secrets' bytes is wiped once the request is over
+  local _ <close> = req.wipe and setmetatable({req.wipe}, wiper_meta)
+  local auth, gen = req.auth, nil
+  local A = auth and require("opsh.http.auth")
+  if auth then
+    local value
+    value, gen = A.get(auth, auth_ctx(req, spec, nil))
+    set_auth(spec, req, value)
+  end
+  local throttle = req.throttle
   local may_retry = IDEMPOTENT[req.method] or req.retry_unsafe
   local attempt = 0
   while true do
@@ -604,46 +835,78 @@ local function request(opts, where, url_arg, url, method)
       end
       spec.timeout_ms = math.max(1, math.ceil(left * 1000))
     end
+    local info
+    if throttle then
+      info = throttle_info(req, attempt)
+      for i = 1, #throttle do
+        local t = throttle[i]
+        if t.before then t.before(t.obj, info) end
+      end
+    end
     local res, err, delivered
-    if req.streaming then
-      res, err, delivered = stream_attempt(req, spec)
+    if req.streaming or req.source then
+      res, err, delivered = open_attempt(req, spec)
     else
       res, err = C.request(spec)
     end
-    local why
-    if res then
-      if RETRY_STATUS[res.status] then why = "HTTP " .. res.status end
-    elseif err.kind == "connect" and not delivered then
-      why = err.message
+    if res and throttle then
+      info.status = res.status
+      setmetatable(res.headers, header_meta)
+      for i = 1, #throttle do
+        local t = throttle[i]
+        if t.after then t.after(t.obj, res.headers, info) end
+      end
     end
-    local wait
-    if why and may_retry and attempt <= req.retries then
-      local ra = res and res.headers["retry-after"]
-      wait = ra and M.retry_after(ra) or backoff(req, attempt)
-      if wait > req.max_retry_after then wait = nil end
-      if wait and req.deadline and core.hrtime() + wait >= req.deadline then wait = nil end
+    local resend = false
+    if res and res.status == 401 and auth and not req.refreshed then
+      -- a new credential (one refresh however many requests meet the 401), then the request
+      -- again; a body_source cannot go again: its 401 is raised, the next request has the new one
+      req.refreshed = true
+      set_auth(spec, req, A.refresh(auth, gen, auth_ctx(req, spec, res)))
+      resend = not req.source
     end
-    if wait then
-      log_retry(req, attempt, wait, why)
-      core.sleep(wait)
-    else
-      if not res then raise_transport(req, err, attempt) end
-      wrap_response(res, req)
-      if res.status == 404 and req.missing_ok then return nil end
-      if res.status >= 400 and req.raise_for_status ~= false then raise_status(req, res, attempt) end
-      return res
+    if not resend then
+      local why
+      if res then
+        if RETRY_STATUS[res.status] then why = "HTTP " .. res.status end
+      elseif err.kind == "connect" and not delivered then
+        why = err.message
+      end
+      local wait
+      if why and may_retry and attempt <= req.retries then
+        local ra = res and res.headers["retry-after"]
+        wait = ra and M.retry_after(ra) or backoff(req, attempt)
+        if wait > req.max_retry_after then wait = nil end
+        if wait and req.deadline and core.hrtime() + wait >= req.deadline then wait = nil end
+      end
+      if wait then
+        log_retry(req, attempt, wait, why)
+        core.sleep(wait)
+      else
+        if not res then raise_transport(req, err, attempt) end
+        wrap_response(res, req)
+        if res.status >= 400 and req.raise_for_status ~= false and not (res.status == 404 and req.missing_ok) then
+          raise_status(req, res, attempt)
+        end
+        log_done(req, res.status, attempt)
+        if res.status == 404 and req.missing_ok then return nil end
+        return res
+      end
     end
   end
 end
 
---- request{method, url, query, headers, body | json | body_file, timeout, connect_timeout,
--- ca, cert, key, insecure, proxy, retries, retry_unsafe, on_data | on_line, max_body,
--- follow, missing_ok, raise_for_status, read, dry_run} -> {status, reason, headers, body, version, json()}
+--- (internal, opsh.http.client) the request engine with a client's settings
+M._request = request
+M._no_options = NO_OPTIONS
+
+--- request{method, url, query, headers, body | json | body_file | body_source, ...} -> response
+-- (see docs/http.md for every option)
 local REQUEST_ARG = {name = "request", arg = 1}
 
 function M.request(opts)
   if type(opts) ~= "table" then usage(REQUEST_ARG, "table expected, got " .. type(opts)) end
-  return request(opts, REQUEST_ARG, REQUEST_ARG, opts.url, opts.method)
+  return request(opts, REQUEST_ARG, REQUEST_ARG, opts.url, opts.method, PLAIN)
 end
 
 local function with_method(method, fname)
@@ -655,7 +918,7 @@ local function with_method(method, fname)
       usage(opts_arg, "table expected, got " .. type(opts))
     end
     if type(url) ~= "string" then usage(url_arg, "url expected, got " .. type(url)) end
-    return request(opts, opts_arg, url_arg, url, method)
+    return request(opts, opts_arg, url_arg, url, method, PLAIN)
   end
 end
 
@@ -666,6 +929,23 @@ M.delete = with_method("DELETE", "delete")
 M.post = with_method("POST", "post")
 M.put = with_method("PUT", "put")
 M.patch = with_method("PATCH", "patch")
+
+--- client{base_url, headers, query, ca, cert, key, auth, throttle, timeout, retries, ...} -> a client:
+-- client:get/head/delete/post/put/patch(path [, opts]), client:request{...}, client:with{...}
+function M.client(opts)
+  return require("opsh.http.client").new(opts)
+end
+
+--- budget{rate, burst [, level, header]} -> a token bucket shared by clients as a throttle
+function M.budget(opts)
+  return require("opsh.http.budget").new(opts)
+end
+
+--- bearer(fetch [, {margin = 300}]) -> an auth provider sending "Bearer <token>": fetch(ctx) ->
+-- token, expires_at; one fetch at a time, cached until margin seconds before expires_at
+function M.bearer(fetch, opts)
+  return require("opsh.http.auth").bearer(fetch, opts)
+end
 
 --- configure{max_host_connections = 64, max_total_connections = 0 (no limit)}
 function M.configure(opts)

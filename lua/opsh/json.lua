@@ -37,6 +37,9 @@ local function option(opts, name, kind, default)
 end
 
 --- encode(v [, {pretty = false, sort_keys = true, indent = 2}]) -> string; raises {kind="json", path=}.
+-- {reveal_secrets = true} is for primitives that send a request body (opsh.http): opsh.secret
+-- values are written as their bytes instead of "<redacted>"; the text is then returned as an
+-- opsh.secret when it holds any (a plain string otherwise), with the number of secrets it holds.
 function M.encode(v, opts)
   if opts == nil then return C.encode(v, false, true, 2) end
   if type(opts) ~= "table" then
@@ -46,7 +49,8 @@ function M.encode(v, opts)
   if math.type(indent) ~= "integer" or indent < 0 or indent > 16 then
     error("bad argument #2 to 'encode' (option 'indent' must be an integer from 0 to 16)", 2)
   end
-  return C.encode(v, option(opts, "pretty", "boolean", false), option(opts, "sort_keys", "boolean", true), indent)
+  return C.encode(v, option(opts, "pretty", "boolean", false), option(opts, "sort_keys", "boolean", true), indent,
+    option(opts, "reveal_secrets", "boolean", false))
 end
 
 return M

@@ -214,7 +214,7 @@ describe("opsh.http", function()
       assert.are.equal("bad argument #1 to 'get' (url expected, got number)", err.message)
       err = S.catch(http.post, base, {body = "a", json = {}})
       assert.are.equal("usage", err.kind)
-      assert.are.equal("bad argument #2 to 'post' (give one of body, json, body_file)", err.message)
+      assert.are.equal("bad argument #2 to 'post' (give one of body, json, body_file, body_source)", err.message)
     end)
 
     it("names an unknown option and the nearest valid one", function()

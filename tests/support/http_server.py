@@ -7,7 +7,13 @@ to --port-file once it accepts connections. Threaded, HTTP/1.1 keep-alive.
 Routes (any method):
   /echo                 JSON {method, path, query, raw_query, headers, body, client_cn,
                         absolute_uri (true when asked as a proxy: GET http://host/echo)}
-  /status/CODE          that status; ?echo=1 puts the request (headers, path) in the body
+  /status/CODE          that status; ?echo=1 puts the request (headers, path) in the body, ?echo=body
+                        the request's body
+  /bearer/TOKEN         200 (as /echo) for "Authorization: Bearer TOKEN", else 401 with a
+                        WWW-Authenticate challenge; /count/bearer-TOKEN counts the requests
+  /ratelimit/ID         ?remaining=N: 200 with x-ms-ratelimit-remaining-subscription-reads: N;
+                        /count/ID counts the requests
+  /secret               ?status=S: a Key Vault-like JSON body with secrets in "value" members
   /flaky/ID             ?fail=N&status=S&retry_after=X|date: the first N requests for ID get S
                         (with Retry-After), later ones 200 "ok"
   /count/ID             JSON {count, times} of the requests /flaky/ID received
@@ -168,9 +174,33 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, json.dumps(doc), "application/json")
         if route == "status":
             text = "status %s" % key
-            if query.get("echo"):
+            if query.get("echo") == "body":
+                text += " for body %s" % body.decode("utf-8", "replace")
+            elif query.get("echo"):
                 text += " for %s with %s" % (self.path, dict(self.headers.items()))
             return self.reply(int(key), text)
+        if route == "bearer":
+            with LOCK:
+                COUNTS.setdefault("bearer-" + key, []).append(time.time())
+            if self.headers.get("Authorization") != "Bearer " + key:
+                return self.reply(401, json.dumps({"error": {"code": "Unauthorized", "message": "no valid token"}}),
+                                  "application/json", headers={
+                                      "WWW-Authenticate": 'Bearer realm="opsh-test", scope="read"'})
+            doc = {"path": url.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
+            return self.reply(200, json.dumps(doc), "application/json")
+        if route == "ratelimit":
+            with LOCK:
+                COUNTS.setdefault(key, []).append(time.time())
+            return self.reply(200, "ok", headers={
+                "x-ms-ratelimit-remaining-subscription-reads": query.get("remaining", "100")})
+        if route == "secret":
+            doc = {"value": "kv-s3cr3t-\"q\"\u00e9/\n", "id": "https://vault/secrets/db/1",
+                   "attributes": {"enabled": True}, "tags": {"value": "not-a-string-key"},
+                   "keys": [{"keyName": "key1", "value": "acct-key-one=="},
+                            {"keyName": "key2", "value": "acct-key-two=="}],
+                   "list": [{"value": 5}]}
+            return self.reply(int(query.get("status", "200")), json.dumps(doc, ensure_ascii=True),
+                              "application/json")
         if route == "flaky":
             with LOCK:
                 times = COUNTS.setdefault(key, [])

@@ -171,8 +171,13 @@ function M.client(dir)
   end
   local token = fs.read(M.token_path(dir), {missing_ok = true})
   if not token then return nil, "the twin's API token is missing in " .. dir end
-  return setmetatable({dir = dir, url = e.url, pid = e.pid, listeners = e.listeners or {},
-    ca = dir .. "/ca/ca.pem", auth = core.secret("Bearer " .. token:gsub("%s+$", ""))}, Client)
+  local c = {dir = dir, url = e.url, pid = e.pid, listeners = e.listeners or {},
+    ca = dir .. "/ca/ca.pem", auth = core.secret("Bearer " .. token:gsub("%s+$", ""))}
+  -- statuses are the store's answers (raised below as kind "twin"); a change is never sent twice
+  c.http = require("opsh.http").client{base_url = c.url, ca = c.ca, headers = {Authorization = c.auth},
+    raise_for_status = false}
+  c.changes = c.http:with{retries = 0}
+  return setmetatable(c, Client)
 end
 
 --- connect(dir) -> client, raising when the twin is not running
@@ -193,12 +198,11 @@ end
 -- one request; a status >= 400 raises {kind="twin", code=status, reason=}
 function Client:request(method, path, opts)
   opts = opts or {}
-  local http = require("opsh.http")
-  local ok, res = pcall(http.request, {method = method, url = self.url .. path, ca = self.ca,
-    headers = {Authorization = self.auth, ["Content-Type"] = opts.body and "application/json" or nil},
+  local client = method == "GET" and self.http or self.changes
+  local ok, res = pcall(client.request, client, {method = method, url = path,
+    headers = opts.body and {["Content-Type"] = "application/json"} or nil,
     query = opts.query, json = opts.json, body = opts.body,
-    raise_for_status = false, timeout = opts.timeout, on_line = opts.on_line,
-    retries = opts.retries or (method ~= "GET" and 0 or nil)})   -- a change is never sent twice
+    timeout = opts.timeout, on_line = opts.on_line, retries = opts.retries})
   if not ok then
     if core.is_error(res, "connect") then
       fail("the twin's API does not answer at " .. self.url .. " (is the twin running? `opsh twin status`)",
