@@ -94,7 +94,7 @@ static const char *trim(const char *s, const char *end, const char **out_end) {
 void http_push_headers(lua_State *L, http_xfer *x) {
   lua_createtable(L, 0, 8);
   int t = lua_gettop(L);
-  const char *p = x->head.data, *end = p + x->head.len;
+  const char *p = x->head.data, *end = p ? p + x->head.len : p;   /* no NULL + 0 */
   char name[256];
   while (p && p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -127,7 +127,7 @@ void http_push_headers(lua_State *L, http_xfer *x) {
 
 /* [-0, +1, m] the reason phrase of the status line, or "" (HTTP/2 has none) */
 static void push_reason(lua_State *L, http_xfer *x) {
-  const char *p = x->head.data, *end = p + x->head.len;
+  const char *p = x->head.data, *end = p ? p + x->head.len : p;   /* no NULL + 0 */
   if (!p || x->head.len < 5 || memcmp(p, "HTTP/", 5) != 0) {
     lua_pushliteral(L, "");
     return;

@@ -24,7 +24,7 @@ typedef struct batch {
 /* room for `more` bytes; a buffer that held a secret is moved by hand so the old copy is wiped */
 static int reserve(batch *b, size_t more) {
   if (!b->secret || b->out.cap - b->out.len >= more) return byte_buf_reserve(&b->out, more);
-  byte_buf fresh = {NULL, 0, 0};
+  byte_buf fresh = {0};
   if (byte_buf_reserve(&fresh, b->out.len + more) != 0) return -1;
   memcpy(fresh.data, b->out.data, b->out.len);
   fresh.len = b->out.len;

@@ -44,7 +44,6 @@ static int l_http_response(lua_State *co) {
   const char *p = luaL_checklstring(co, 1, &len);
   http_xfer x;
   memset(&x, 0, sizeof x);
-  x.upload_fd = -1;
   /* http_response.c computes NULL + 0 for a response without header lines (push_reason,
   ** http_push_headers), which UBSan stops at: start with a buffer until that is fixed */
   if (byte_buf_reserve(&x.head, 1) != 0) return luaL_error(co, "out of memory");
