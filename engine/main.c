@@ -56,7 +56,6 @@ int main(int argc, char **argv) {
     fprintf(stderr, "opsh: internal error: %s\n", opsh_error_describe(L, -2));
     code = 1;
   }
-  fflush(stdout);
   int sig = opsh_runtime_signal();   /* SIGTERM or SIGHUP cancelled the run: it ends as killed by it */
   if (sig) code = 128 + sig;
   opsh_runtime_close(L);   /* cleanups of what still runs finish first */

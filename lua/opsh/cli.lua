@@ -119,10 +119,10 @@ local function report(err, traceback, opts, prefix)
   if opts.log_format == "json" then
     local fields = {kind = structured and err.kind or "lua"}
     if opts.verbose or not structured then fields.traceback = traceback end
-    require("opsh.log").error((prefix or "") .. tostring(err), fields)
+    require("opsh.log").error((prefix or "") .. core.describe(err), fields)
     return
   end
-  stderr("opsh: %s%s", prefix or "", tostring(err))
+  stderr("opsh: %s%s", prefix or "", core.describe(err))
   if opts.verbose or not structured then
     if traceback then stderr("%s", traceback) end
   end
@@ -579,10 +579,10 @@ function M.main(argv)
   if ok then return code or M.EXIT.ok end
   local err = code
   if core.is_error(err) then
-    stderr("opsh: %s", tostring(err))
+    stderr("opsh: %s", core.describe(err))
     return exit_code_for(err)
   end
-  stderr("opsh: internal error: %s", tostring(err))
+  stderr("opsh: internal error: %s", core.describe(err))
   stderr("%s", debug.traceback())
   return M.EXIT.failed
 end

@@ -187,7 +187,7 @@ ok "_ is the last value printed"
 
 line '?opsh.sleep'
 wait_for '^opsh\.sleep\(seconds: number\)$'
-wait_for '^Suspend the current task for `seconds`\.$'
+wait_for '^Suspend the current task for `seconds` \(math\.huge: until it is cancelled\)\.$'
 ok "?x shows the signature and the doc line"
 
 line '=opsh.pg.connect'

@@ -379,7 +379,8 @@ return x
     local text = repl.help_text(require("opsh.pg").connect)
     assert.are.equal(table.concat({
       "opsh.pg.connect(target?: string|opsh.pg.options, overrides?: opsh.pg.options) -> opsh.pg.conn",
-      'Connect (suspends the task). Raises {kind="pg_connect", host, port, dbname, user} on failure.',
+      'Connect (suspends the task): TLS verify-full unless a weaker sslmode is named; host names resolved',
+      'off the loop. Raises {kind="pg_connect", host, port, dbname, user} on failure.',
       "  target     a URI, a conninfo string or a table",
       "  overrides  with a string target",
       "See docs/pg.md."}, "\n"), text)
@@ -438,7 +439,7 @@ return x
     local ok, err = pcall(function() repl.compile(repl.help_line("?opsh.sleep"), true, env)() end)
     io.stdout = real
     assert(ok, err)
-    assert.are.equal("opsh.sleep(seconds: number)\nSuspend the current task for `seconds`.\n", table.concat(printed))
+    assert.are.equal("opsh.sleep(seconds: number)\nSuspend the current task for `seconds` (math.huge: until it is cancelled).\n", table.concat(printed))
     printed = {}
     io.stdout = {write = function(_, ...) for _, s in ipairs({...}) do printed[#printed + 1] = s end end}
     ok, err = pcall(function()
