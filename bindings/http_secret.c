@@ -14,20 +14,8 @@
 #include "http_int.h"
 
 int http_secret_reserve(byte_buf *b, size_t more) {
-  if (b->cap - b->len >= more) return 0;
-  if (more > SIZE_MAX / 2 - b->len) return -1;
-  size_t cap = b->cap ? b->cap : BYTE_BUF_FIRST;
-  while (cap - b->len < more) cap *= 2;
-  char *d = malloc(cap);
-  if (!d) return -1;
-  if (b->data) {
-    memcpy(d, b->data, b->len);
-    OPENSSL_cleanse(b->data, b->cap);
-    free(b->data);
-  }
-  b->data = d;
-  b->cap = cap;
-  return 0;
+  b->wipe = 1;   /* growth and free wipe what they leave behind (buf.h) */
+  return byte_buf_reserve(b, more);
 }
 
 static int wiped_add(byte_buf *b, const void *p, size_t n) {

@@ -39,27 +39,9 @@ static int enc_gc(lua_State *L) {
   return 0;
 }
 
-/* output that may hold secrets grows into new memory, the old wiped (realloc would leave it) */
-static int reserve_wiping(byte_buf *b, size_t more) {
-  if (b->cap - b->len >= more) return 0;
-  if (more > SIZE_MAX / 2 - b->len) return -1;
-  size_t cap = b->cap ? b->cap : BYTE_BUF_FIRST;
-  while (cap - b->len < more) cap *= 2;
-  char *d = malloc(cap);
-  if (!d) return -1;
-  if (b->data) {
-    memcpy(d, b->data, b->len);
-    OPENSSL_cleanse(b->data, b->cap);
-    free(b->data);
-  }
-  b->data = d;
-  b->cap = cap;
-  return 0;
-}
-
 static void reserve(lua_State *L, enc *e, size_t n) {
-  int rc = e->reveal ? reserve_wiping(&e->out, n) : byte_buf_reserve(&e->out, n);
-  if (rc != 0)
+  if (e->reveal) e->out.wipe = 1;   /* output holding secrets: growth wipes the old copy (buf.h) */
+  if (byte_buf_reserve(&e->out, n) != 0)
     opsh_error(L, "json", "out of memory encoding JSON (output reached %I bytes)", (lua_Integer)e->out.len);
 }
 

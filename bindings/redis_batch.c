@@ -21,17 +21,10 @@ typedef struct batch {
   int secret;               /* out holds the bytes of an opsh.secret: wiped before it is freed */
 } batch;
 
-/* room for `more` bytes; a buffer that held a secret is moved by hand so the old copy is wiped */
+/* room for `more` bytes; a buffer that held a secret is marked so buf.h wipes its old copies */
 static int reserve(batch *b, size_t more) {
-  if (!b->secret || b->out.cap - b->out.len >= more) return byte_buf_reserve(&b->out, more);
-  byte_buf fresh = {0};
-  if (byte_buf_reserve(&fresh, b->out.len + more) != 0) return -1;
-  memcpy(fresh.data, b->out.data, b->out.len);
-  fresh.len = b->out.len;
-  explicit_bzero(b->out.data, b->out.cap);
-  byte_buf_free(&b->out);
-  b->out = fresh;
-  return 0;
+  if (b->secret) b->out.wipe = 1;   /* growth and free wipe the old copies (buf.h) */
+  return byte_buf_reserve(&b->out, more);
 }
 
 static void batch_free(batch *b) {
