@@ -92,8 +92,8 @@ local function pod(n)
         {type = "ContainersReady", status = "True", lastProbeTime = json.null, lastTransitionTime = ts(t0 + 30)},
         {type = "PodScheduled", status = "True", lastProbeTime = json.null, lastTransitionTime = ts(t0)},
       },
-      hostIP = "10.224.0." .. math.random(4, 250), podIP = "10.244." .. math.random(0, 40) .. "." .. math.random(2, 250),
-      podIPs = {{ip = "10.244.1." .. math.random(2, 250)}}, startTime = ts(t0), containerStatuses = statuses,
+      hostIP = "198.51.100." .. math.random(4, 250), podIP = "203.0.113." .. math.random(2, 250),
+      podIPs = {{ip = "203.0.113." .. math.random(2, 250)}}, startTime = ts(t0), containerStatuses = statuses,
       cpuUsageRatio = math.random() * 0.8,
     },
   }
@@ -161,12 +161,17 @@ for _ in range(%d):
         t = time.perf_counter(); v = json.load(f); dt = time.perf_counter() - t
     assert len(v["items"]) == %d
     best = min(best, dt); v = None
-print(best, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)' %s]], runs, n, path))
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open(sys.argv[1], "rb") as f: v = json.load(f)
+enc = 1e9
+for _ in range(%d):
+    t = time.perf_counter(); out = json.dumps(v, indent=4, sort_keys=True); enc = min(enc, time.perf_counter() - t)
+print(best, rss, enc, len(out))' %s]], runs, n, runs, path))
 local py_out = py:read("a")
 py:close()
 os.remove(path)
-local py_s, py_rss = py_out:match("^(%S+)%s+(%d+)")
-py_s, py_rss = tonumber(py_s), tonumber(py_rss)
+local py_s, py_rss, py_enc, py_len = py_out:match("^(%S+)%s+(%d+)%s+(%S+)%s+(%d+)")
+py_s, py_rss, py_enc, py_len = tonumber(py_s), tonumber(py_rss), tonumber(py_enc), tonumber(py_len)
 
 io.write(string.format("opsh.json.decode   %7.0f MB/s  (best of %d: %.3f s)  peak RSS %4.0f MB (%.0f MB before reading)\n",
   opsh_mbs, runs, best, opsh_rss / 1024, base_kb / 1024))
@@ -175,6 +180,9 @@ if py_s then
   io.write(string.format("python3 json.load  %7.0f MB/s  (best of %d: %.3f s)  peak RSS %4.0f MB\n",
     py_mbs, runs, py_s, py_rss / 1024))
   io.write(string.format("ratio opsh/python  %7.2fx\n", opsh_mbs / py_mbs))
+  local py_enc_mbs = py_len / 1e6 / py_enc
+  io.write(string.format("pretty encode: opsh.json %.0f MB/s, python3 json.dumps(indent=4, sort_keys) %.0f MB/s, "
+    .. "ratio %.2fx\n", mb / encode_s, py_enc_mbs, mb / encode_s / py_enc_mbs))
 else
   io.write("python3 json.load  (not available)\n")
 end

@@ -242,7 +242,7 @@ static hist_req *new_req(lua_State *L, int op, const char *path) {
   if (!h || !copy) {
     free(h);
     free(copy);
-    luaL_error(L, "out of memory");
+    opsh_error(L, "memory", "out of memory");
   }
   h->op = op;
   h->path = copy;
@@ -284,7 +284,7 @@ int opsh_history_append(lua_State *L) {
   h->data = malloc(n);
   if (!h->data) {
     hist_free(h);
-    return luaL_error(L, "out of memory");
+    return opsh_error(L, "memory", "out of memory");
   }
   memcpy(h->data, line, n);
   h->len = n;

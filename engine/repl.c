@@ -1,6 +1,6 @@
 /*
-** repl.c — opsh._repl, the REPL's terminal side: libedit through its readline-compatible
-** callback interface, fed by a uv_poll on stdin, so the loop (and every background task)
+** repl.c — opsh._repl, the REPL's terminal side: libedit (loaded on first require, edit.h) through its
+** readline-compatible callback interface, fed by a uv_poll on stdin, so the loop (and every background task)
 ** keeps running while the prompt waits; the task asking for a line is suspended until libedit
 ** delivers it. Also: Ctrl-C at the prompt, redrawing the prompt around output of background
 ** tasks, and tab completion through a Lua function. The history file is history.c's.
@@ -15,7 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <editline/readline.h>
+#include "edit.h"
 #include "runtime.h"
 
 static struct {
@@ -428,6 +428,7 @@ static const luaL_Reg repl_funcs[] = {
 };
 
 int luaopen_opsh_repl(lua_State *L) {
+  opsh_edit_load(L);
   luaL_newlib(L, repl_funcs);
   return 1;
 }

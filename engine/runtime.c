@@ -8,7 +8,6 @@
 #include <string.h>
 #include <stdio.h>
 #include <unistd.h>
-#include <openssl/crypto.h>
 #include "runtime.h"
 
 extern const luaL_Reg opsh_preloaded[];
@@ -179,6 +178,16 @@ static const luaL_Reg runtime_funcs[] = {
   {NULL, NULL}
 };
 
+/* runtime.openssl_version: asked of opsh._crypto, so that OpenSSL is loaded only when needed */
+static int runtime_index(lua_State *L) {
+  if (strcmp(luaL_checkstring(L, 2), "openssl_version") != 0) return 0;
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "opsh._crypto");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "openssl_version");
+  return 1;
+}
+
 static int luaopen_opsh_runtime(lua_State *L) {
   luaL_newlib(L, runtime_funcs);
   lua_pushliteral(L, OPSH_VERSION);
@@ -187,8 +196,10 @@ static int luaopen_opsh_runtime(lua_State *L) {
   lua_setfield(L, -2, "lua_version");
   lua_pushstring(L, uv_version_string());
   lua_setfield(L, -2, "libuv_version");
-  lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
-  lua_setfield(L, -2, "openssl_version");
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, runtime_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
   return 1;
 }
 

@@ -108,6 +108,8 @@ int opsh_task_finished(opsh_task *t);
 const char *opsh_task_status_name(int status);
 /* the REPL's line editor (repl.c), preloaded as opsh._repl */
 int luaopen_opsh_repl(lua_State *L);
+/* package.preload loader of the bindings built as shared objects (modules.c) */
+int opsh_module_load(lua_State *L);
 /* its history file (history.c) */
 int opsh_history_load(lua_State *L);
 int opsh_history_append(lua_State *L);

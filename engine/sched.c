@@ -1,10 +1,11 @@
 /*
 ** sched.c — tasks (coroutines) on the libuv loop: spawning, the ready queue, the yield helper
-** every binding suspends through, waking, cancellation, deadlines, shields and signals.
+** every binding suspends through, waking, cancellation, deadlines and shields.
 ** A task's function runs under a pcall inside its coroutine (task_main), so an error raised
 ** at a wait unwinds inside the task: its <close> handlers and pcall'd cleanups may wait too.
 ** Cancelling a task stops its pending I/O and resumes it with the cancellation error raised
-** where it waits; from then on its waits run under the cleanup deadline.
+** where it waits; from then on its waits run under the cleanup deadline. The loop's life
+** (setup, running until a task ends, shutdown, signals) is loop.c's; pcall and xpcall pcall.c's.
 ** A task userdata keeps its coroutine and outcome in user values:
 **   1 thread, 2 results {n=} or the error, 3 waiters {task -> gen}, 4 held objects (weak),
 **   5 traceback, 6 the cancellation error
@@ -14,19 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "runtime.h"
+#include "tasks.h"
 
 enum { UV_THREAD = 1, UV_OUTCOME, UV_WAITERS, UV_HELD, UV_TRACEBACK, UV_CANCEL, UV_COUNT = UV_CANCEL };
 
-/* what engine_k raises when a task resumes */
-enum { INJECT_NONE, INJECT_CANCEL, INJECT_TIMEOUT };
-
-#define DEFAULT_CLEANUP_MS 5000
-#define HOLD_LIMIT_MS 5000   /* at shutdown, how long to wait for released holds */
-
 opsh_runtime *opsh_rt;
-
-#define task_current_of(L) (*(opsh_task **)lua_getextraspace(L))
 
 const char *opsh_task_status_name(int status) {
   static const char *const names[] = {"ready", "running", "suspended", "done", "failed", "cancelled"};
@@ -51,7 +44,7 @@ opsh_task *opsh_task_check(lua_State *L, const char *what) {
   return t;
 }
 
-static uint64_t loop_now(void) {
+uint64_t opsh_sched_now(void) {
   uv_update_time(&opsh_rt->loop);
   return uv_now(&opsh_rt->loop);
 }
@@ -81,7 +74,6 @@ static void ready_push(opsh_task *t) {
 
 /* ---- scheduler work from loop callbacks runs protected ---- */
 
-typedef void (*sched_op)(lua_State *L, opsh_task *t);
 struct sched_call { sched_op op; opsh_task *t; };
 
 static int protected_op(lua_State *L) {
@@ -92,7 +84,7 @@ static int protected_op(lua_State *L) {
 }
 
 /* run op(L, t) from a loop callback: out of memory is reported, not a panic; 0 if it failed */
-static int run_protected(lua_State *L, sched_op op, opsh_task *t) {
+int opsh_sched_protected(lua_State *L, sched_op op, opsh_task *t) {
   struct sched_call c = {op, t};
   int top = lua_gettop(L);
   lua_pushcfunction(L, protected_op);
@@ -108,10 +100,8 @@ static int run_protected(lua_State *L, sched_op op, opsh_task *t) {
 
 /* ---- finishing ---- */
 
-static void free_timer(uv_handle_t *h) { free(h); }
-
 /* [-0, +1, -] the task's userdata onto L's stack */
-static void push_task(lua_State *L, opsh_task *t) {
+void opsh_sched_push_task(lua_State *L, opsh_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, t->anchor);
 }
 
@@ -133,14 +123,14 @@ static void wake_waiters(lua_State *L, int idx) {
 
 static void close_timer(uv_timer_t **timer) {
   if (*timer) {
-    uv_close((uv_handle_t *)*timer, free_timer);
+    opsh_close_free((uv_handle_t *)*timer, *timer);
     *timer = NULL;
   }
 }
 
 /* [-1, +0, -] the task ends with the outcome at the top of L (results table or error) */
-static void task_finish(lua_State *L, opsh_task *t, int status) {
-  push_task(L, t);
+void opsh_sched_finish(lua_State *L, opsh_task *t, int status) {
+  opsh_sched_push_task(L, t);
   lua_rotate(L, -2, 1);
   int idx = lua_gettop(L) - 1;
   lua_setiuservalue(L, idx, UV_OUTCOME);
@@ -181,12 +171,12 @@ static void close_held(lua_State *L, int idx) {
 
 /* [-0, +0, -] a cancelled task ends: what it held is closed, its outcome is its cancellation */
 static void finish_cancelled(lua_State *L, opsh_task *t) {
-  push_task(L, t);
+  opsh_sched_push_task(L, t);
   int idx = lua_gettop(L);
   close_held(L, idx);
   lua_getiuservalue(L, idx, UV_CANCEL);
   lua_remove(L, idx);
-  task_finish(L, t, OPSH_TASK_CANCELLED);
+  opsh_sched_finish(L, t, OPSH_TASK_CANCELLED);
 }
 
 /* ---- cancellation errors and deadlines ---- */
@@ -213,15 +203,15 @@ void opsh_task_push_cancel_error(lua_State *L, opsh_task *t) {
     lua_pushnil(L);
     return;
   }
-  push_task(L, t);
+  opsh_sched_push_task(L, t);
   lua_getiuservalue(L, -1, UV_CANCEL);
   lua_remove(L, -2);
 }
 
 /* [-0, +0, m] ask for t's cancellation: keeps its error; 0 if finished or asked already */
-static int request_cancel(lua_State *L, opsh_task *t, int how) {
+int opsh_sched_request_cancel(lua_State *L, opsh_task *t, int how) {
   if (opsh_task_finished(t) || t->cancel_req) return 0;
-  push_task(L, t);
+  opsh_sched_push_task(L, t);
   push_new_cancel_error(L, t, how);
   lua_setiuservalue(L, -2, UV_CANCEL);
   lua_pop(L, 1);
@@ -246,19 +236,19 @@ static void arm_deadline(opsh_task *t, uint64_t at, lua_Number seconds, int shie
     uv_timer_init(&opsh_rt->loop, t->deadline_timer);
     t->deadline_timer->data = t;
   }
-  uint64_t now = loop_now();
+  uint64_t now = opsh_sched_now();
   uv_timer_start(t->deadline_timer, on_deadline, at > now ? at - now : 0, 0);
 }
 
 /* [-0, +0, -] the loop time `ms` from now, or 0 for no deadline */
 static uint64_t deadline_in(uint64_t ms) {
   if (ms == OPSH_FOREVER) return 0;
-  uint64_t at = loop_now() + ms;
+  uint64_t at = opsh_sched_now() + ms;
   return at ? at : 1;
 }
 
 static int deadline_passed(opsh_task *t) {
-  return t->deadline && loop_now() >= t->deadline;
+  return t->deadline && opsh_sched_now() >= t->deadline;
 }
 
 /* the cancellation is raised in t now: its cleanups run under the cleanup deadline */
@@ -269,7 +259,7 @@ static void begin_unwinding(opsh_task *t) {
 }
 
 /* [-0, +0, v] raise in the running task t what `inject` asks for */
-static int raise_injected(lua_State *L, opsh_task *t, int inject) {
+int opsh_sched_raise(lua_State *L, opsh_task *t, int inject) {
   if (inject == INJECT_CANCEL) {
     if (!t->unwinding) begin_unwinding(t);
     opsh_task_push_cancel_error(L, t);
@@ -293,7 +283,7 @@ static void check_wait(lua_State *L, opsh_task *t, opsh_cancel_fn cancel, void *
   if (inject == INJECT_NONE) return;
   t->in_suspend = 0;
   if (cancel) cancel(ud);
-  raise_injected(L, t, inject);
+  opsh_sched_raise(L, t, inject);
 }
 
 /* ---- running a task ---- */
@@ -310,7 +300,7 @@ static int task_msgh(lua_State *L) {
   }
   const char *msg = opsh_error_describe(L, 1);
   luaL_traceback(L, L, msg, 1);
-  push_task(L, t);
+  opsh_sched_push_task(L, t);
   lua_insert(L, -2);
   lua_setiuservalue(L, -2, UV_TRACEBACK);
   lua_settop(L, 1);
@@ -328,8 +318,6 @@ static int task_main(lua_State *L) {
   lua_insert(L, 1);
   return task_main_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0, task_main_k), 0);
 }
-
-static void hard_cancel(lua_State *L, opsh_task *t);
 
 /* [-0, +0, -] a table error of the structured shape {kind=, message=} without a metatable
 ** becomes a structured error, so everything that prints or classifies errors treats it so */
@@ -369,7 +357,7 @@ static void task_step(lua_State *L, opsh_task *t) {
       ready_push(t);
       if (!t->in_yield && ((t->cancel_req && !t->unwinding && !t->shield) ||
                            (t->unwinding && !t->shield && deadline_passed(t))))
-        hard_cancel(L, t);   /* nowhere to raise the error: reset it */
+        opsh_sched_hard_cancel(L, t);   /* nowhere to raise the error: reset it */
     }
     return;
   }
@@ -387,7 +375,7 @@ static void task_step(lua_State *L, opsh_task *t) {
       lua_xmove(co, L, 1);
       lua_rawseti(L, -2, i);
     }
-    task_finish(L, t, OPSH_TASK_DONE);
+    opsh_sched_finish(L, t, OPSH_TASK_DONE);
     return;
   }
   lua_xmove(co, L, 1);   /* the error; the pcall in task_main closed what was left to close */
@@ -402,7 +390,7 @@ static void task_step(lua_State *L, opsh_task *t) {
     return;
   }
   promote_error(L, -1);
-  task_finish(L, t, OPSH_TASK_FAILED);
+  opsh_sched_finish(L, t, OPSH_TASK_FAILED);
 }
 
 static void step_op(lua_State *L, opsh_task *t) { task_step(L, t); }
@@ -416,7 +404,7 @@ static void on_idle(uv_idle_t *h) {
   while (R->ready_head && R->ready_head->turn != turn) {
     opsh_task *t = R->ready_head;
     ready_remove(t);
-    if (t->status == OPSH_TASK_READY) run_protected(L, step_op, t);
+    if (t->status == OPSH_TASK_READY) opsh_sched_protected(L, step_op, t);
   }
   if (!R->ready_head) uv_idle_stop(h);
 }
@@ -432,7 +420,7 @@ static int engine_k(lua_State *L, int status, lua_KContext ctx) {
   t->inject = INJECT_NONE;
   t->in_yield = 0;
   t->cancel = NULL;   /* k runs: the cancel function no longer may */
-  if (inject != INJECT_NONE) return raise_injected(L, t, inject);
+  if (inject != INJECT_NONE) return opsh_sched_raise(L, t, inject);
   return k ? k(L, status, t->kctx) : 0;
 }
 
@@ -489,7 +477,7 @@ void opsh_task_hold(lua_State *L, int idx) {
   opsh_task *t = task_current_of(L);
   if (!t) return;
   idx = lua_absindex(L, idx);
-  push_task(L, t);
+  opsh_sched_push_task(L, t);
   if (lua_getiuservalue(L, -1, UV_HELD) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
@@ -550,7 +538,7 @@ static int interrupt_wait(opsh_task *t, int inject) {
 }
 
 /* end t at once: its pending I/O stops and its <close> variables run where they are, unable to wait */
-static void hard_cancel(lua_State *L, opsh_task *t) {
+void opsh_sched_hard_cancel(lua_State *L, opsh_task *t) {
   opsh_runtime *R = opsh_rt;
   if (t->in_yield && t->cancel) {
     opsh_cancel_fn cancel = t->cancel;
@@ -558,7 +546,7 @@ static void hard_cancel(lua_State *L, opsh_task *t) {
     cancel(t->cancel_ud);
   }
   ready_remove(t);
-  if (!t->cancel_req) request_cancel(L, t, OPSH_CANCEL_CANCELLED);
+  if (!t->cancel_req) opsh_sched_request_cancel(L, t, OPSH_CANCEL_CANCELLED);
   t->unwinding = 1;
   t->status = OPSH_TASK_RUNNING;
   opsh_task *outer = R->running;
@@ -578,13 +566,13 @@ static void deliver_cancel(lua_State *L, opsh_task *t) {
     ready_remove(t);
     task_step(L, t);   /* its cleanups start now, and run until they wait */
   } else {
-    hard_cancel(L, t);
+    opsh_sched_hard_cancel(L, t);
   }
 }
 
 int opsh_task_cancel(lua_State *L, opsh_task *t, const char *kind) {
   int how = strcmp(kind, "interrupted") == 0 ? OPSH_CANCEL_INTERRUPTED : OPSH_CANCEL_CANCELLED;
-  if (!request_cancel(L, t, how)) return 0;
+  if (!opsh_sched_request_cancel(L, t, how)) return 0;
   if (t->status != OPSH_TASK_RUNNING && !t->shield) deliver_cancel(L, t);
   return 1;
 }
@@ -632,10 +620,10 @@ void opsh_cancel_all(lua_State *L) {
 static void deadline_op(lua_State *L, opsh_task *t) {
   if (opsh_task_finished(t) || !deadline_passed(t)) return;
   if (t->status == OPSH_TASK_SUSPENDED && interrupt_wait(t, INJECT_TIMEOUT)) ready_push(t);
-  else if (t->status == OPSH_TASK_READY && !t->in_yield && t->unwinding && !t->shield) hard_cancel(L, t);
+  else if (t->status == OPSH_TASK_READY && !t->in_yield && t->unwinding && !t->shield) opsh_sched_hard_cancel(L, t);
 }
 
-static void on_deadline(uv_timer_t *h) { run_protected(opsh_rt->L, deadline_op, h->data); }
+static void on_deadline(uv_timer_t *h) { opsh_sched_protected(opsh_rt->L, deadline_op, h->data); }
 
 /* ---- shields ---- */
 
@@ -644,7 +632,7 @@ static int shield_k(lua_State *L, int status, lua_KContext ctx) {
   if (t) {
     t->shield--;
     arm_deadline(t, (uint64_t)lua_tointeger(L, 2), lua_tonumber(L, 3), lua_toboolean(L, 4));
-    if (!t->shield && t->cancel_req && !t->unwinding) return raise_injected(L, t, INJECT_CANCEL);
+    if (!t->shield && t->cancel_req && !t->unwinding) return opsh_sched_raise(L, t, INJECT_CANCEL);
   }
   if (status != LUA_OK && status != LUA_YIELD) return lua_error(L);
   return lua_gettop(L) - 4;
@@ -670,251 +658,6 @@ int opsh_core_shield(lua_State *L) {
   }
   lua_pushvalue(L, 1);
   return shield_k(L, lua_pcallk(L, 0, LUA_MULTRET, 0, 0, shield_k), 0);
-}
-
-/* ---- pcall and xpcall: a task's own cancellation passes through ---- */
-
-/* [-0, +0, -] is the value at idx the running task's cancellation, raised in it? */
-static int own_cancellation(lua_State *L, int idx) {
-  opsh_task *t = task_current_of(L);
-  if (!t || !t->unwinding || t->anchor == LUA_NOREF) return 0;
-  idx = lua_absindex(L, idx);
-  opsh_task_push_cancel_error(L, t);
-  int own = lua_rawequal(L, idx, -1);
-  lua_pop(L, 1);
-  return own;
-}
-
-static int pcall_k(lua_State *L, int status, lua_KContext extra) {
-  if (status != LUA_OK && status != LUA_YIELD) {
-    if (own_cancellation(L, -1)) return lua_error(L);
-    lua_pushboolean(L, 0);
-    lua_pushvalue(L, -2);
-    return 2;
-  }
-  return lua_gettop(L) - (int)extra;
-}
-
-static int opsh_pcall(lua_State *L) {
-  luaL_checkany(L, 1);
-  lua_pushboolean(L, 1);
-  lua_insert(L, 1);
-  return pcall_k(L, lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, pcall_k), 0);
-}
-
-/* xpcall's handler: the task's own cancellation goes by as it is, so that pcall_k sees it */
-static int xpcall_msgh(lua_State *L) {
-  if (own_cancellation(L, 1)) return 1;
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  return 1;
-}
-
-static int opsh_xpcall(lua_State *L) {
-  int n = lua_gettop(L);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_pushvalue(L, 2);
-  lua_pushcclosure(L, xpcall_msgh, 1);
-  lua_replace(L, 2);
-  lua_pushboolean(L, 1);
-  lua_pushvalue(L, 1);
-  lua_rotate(L, 3, 2);   /* f, handler, true, f, args... */
-  return pcall_k(L, lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, pcall_k), 2);
-}
-
-void opsh_install_pcall(lua_State *L) {
-  lua_pushcfunction(L, opsh_pcall);
-  lua_setglobal(L, "pcall");
-  lua_pushcfunction(L, opsh_xpcall);
-  lua_setglobal(L, "xpcall");
-}
-
-/* ---- running until a task ends, and shutting down ---- */
-
-static void deadlock_op(lua_State *L, opsh_task *t) {
-  push_task(L, t);
-  if (t->in_yield && t->cancel) {
-    opsh_cancel_fn cancel = t->cancel;
-    t->cancel = NULL;
-    cancel(t->cancel_ud);
-  }
-  lua_resetthread(t->co);
-  opsh_error_push(L, "deadlock", "every task is waiting and nothing can wake them "
-                  "(a mutex never unlocked, or a wait on a task that waits back)");
-  task_finish(L, t, OPSH_TASK_FAILED);
-  lua_pop(L, 1);
-}
-
-void opsh_sched_run_until(lua_State *L, int idx) {
-  opsh_runtime *R = opsh_rt;
-  opsh_task *t = opsh_task_checkud(L, idx);
-  while (!opsh_task_finished(t)) {
-    int alive = uv_run(&R->loop, UV_RUN_ONCE);
-    if (!alive && !opsh_task_finished(t) && !R->ready_head && !run_protected(L, deadlock_op, t)) {
-      fflush(NULL);   /* nothing can ever run again, not even to report it */
-      _exit(70);
-    }
-  }
-}
-
-static void cancel_all_op(lua_State *L, opsh_task *t) { opsh_cancel_all(L); }
-static void hard_cancel_op(lua_State *L, opsh_task *t) { hard_cancel(L, t); }
-static void on_drain_timer(uv_timer_t *h) {}
-
-int opsh_sched_drain(lua_State *L) {
-  opsh_runtime *R = opsh_rt;
-  R->draining = 1;
-  uv_timer_t tick;   /* wakes the loop while holds are waited for */
-  uv_timer_init(&R->loop, &tick);
-  uint64_t idle_since = 0;
-  int settled = 0;
-  for (;;) {
-    run_protected(L, cancel_all_op, NULL);
-    if (!R->live && R->holds <= 0) {
-      settled = 1;
-      break;
-    }
-    if (!R->live) {
-      if (!idle_since) {
-        idle_since = loop_now();
-        uv_timer_start(&tick, on_drain_timer, 50, 50);
-      }
-      if (loop_now() - idle_since > HOLD_LIMIT_MS) break;
-    }
-    int alive = uv_run(&R->loop, UV_RUN_ONCE);
-    if (!alive && R->live && !R->ready_head) {
-      /* cancelled tasks waiting for what can never come, with no deadline to cut them off */
-      while (R->live) run_protected(L, hard_cancel_op, R->live);
-    }
-  }
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(&R->loop, UV_RUN_NOWAIT);
-  if (!settled) fprintf(stderr, "opsh: exiting with I/O still in progress\n");
-  return settled;
-}
-
-void opsh_hold_state(lua_State *L) { opsh_rt->holds++; }
-void opsh_release_state(lua_State *L) { opsh_rt->holds--; }
-
-/* ---- signals: SIGINT cancels the foreground task, SIGTERM and SIGHUP the whole run ---- */
-
-/* a running task gets its interruption from this hook: a busy loop never waits */
-static void interrupt_hook(lua_State *L, lua_Debug *ar) {
-  lua_sethook(L, NULL, 0, 0);
-  opsh_task *t = task_current_of(L);
-  if (!t) {
-    opsh_error(L, "interrupted", "interrupted");
-    return;
-  }
-  request_cancel(L, t, OPSH_CANCEL_INTERRUPTED);
-  if (t->shield || t->unwinding) return;   /* shielded: raised when the shield ends */
-  raise_injected(L, t, INJECT_CANCEL);
-}
-
-static void on_signal(int sig) {
-  opsh_runtime *R = opsh_rt;
-  if (!R || R->draining) {
-    static const char msg[] = "\nopsh: signal during shutdown, exiting at once\n";
-    (void)!write(2, msg, sizeof msg - 1);
-    _exit(128 + sig);
-  }
-  if (sig == SIGINT && R->prompt_interrupt && !R->running) {
-    R->prompt_interrupted = 1;
-    uv_async_send(&R->interrupt);
-    return;
-  }
-  R->interrupts++;
-  if (R->interrupts >= 2) {
-    static const char msg[] = "\nopsh: interrupted twice, exiting\n";
-    (void)!write(2, msg, sizeof msg - 1);
-    _exit(128 + (R->terminate ? (int)R->terminate : sig));
-  }
-  R->signal = sig;
-  R->signalled = 1;
-  if (sig != SIGINT) R->terminate = sig;
-  if (R->running && R->running->co)
-    lua_sethook(R->running->co, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
-  uv_async_send(&R->interrupt);
-}
-
-static void interrupt_op(lua_State *L, opsh_task *unused) {
-  opsh_runtime *R = opsh_rt;
-  opsh_task *fg = R->foreground, *root = R->root;
-  if (fg && !opsh_task_finished(fg)) opsh_task_cancel(L, fg, "interrupted");
-  if (!R->terminate || !root || opsh_task_finished(root)) return;
-  /* the whole run ends: the root task (the CLI, the REPL) too, but once the foreground task it
-  ** waits for has run its cleanups, so that it reports and ends in order: its next wait raises */
-  if (!fg || fg == root || opsh_task_finished(fg)) opsh_task_cancel(L, root, "interrupted");
-  else request_cancel(L, root, OPSH_CANCEL_INTERRUPTED);
-}
-
-static void on_interrupt(uv_async_t *h) {
-  opsh_runtime *R = opsh_rt;
-  if (R->prompt_interrupted) {
-    R->prompt_interrupted = 0;
-    if (R->prompt_interrupt) R->prompt_interrupt();
-  }
-  if (R->signalled) {
-    R->signalled = 0;
-    run_protected(R->L, interrupt_op, NULL);
-  }
-}
-
-/* ---- setup ---- */
-
-static uint64_t cleanup_from_env(void) {
-  const char *s = getenv("OPSH_CLEANUP_TIMEOUT");
-  if (!s || !*s) return DEFAULT_CLEANUP_MS;
-  char *end;
-  double v = strtod(s, &end);
-  if (*end || !(v >= 0)) {
-    fprintf(stderr, "opsh: ignoring OPSH_CLEANUP_TIMEOUT=%s (seconds expected)\n", s);
-    return DEFAULT_CLEANUP_MS;
-  }
-  if (v == HUGE_VAL) return OPSH_FOREVER;
-  if (v > OPSH_DURATION_MAX) return OPSH_FOREVER;
-  return (uint64_t)(v * 1000.0 + 0.5);
-}
-
-void opsh_sched_init(lua_State *L) {
-  opsh_runtime *R = calloc(1, sizeof *R);
-  if (!R) {
-    fprintf(stderr, "opsh: out of memory\n");
-    exit(1);
-  }
-  opsh_rt = R;
-  R->L = L;
-  R->cleanup_ms = cleanup_from_env();
-  task_current_of(L) = NULL;
-  uv_loop_init(&R->loop);
-  uv_idle_init(&R->loop, &R->idle);
-  uv_async_init(&R->loop, &R->interrupt, on_interrupt);
-  uv_unref((uv_handle_t *)&R->interrupt);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
-  signal(SIGPIPE, SIG_IGN);
-}
-
-static void close_walk(uv_handle_t *h, void *arg) {
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
-void opsh_sched_close(lua_State *L) {
-  opsh_runtime *R = opsh_rt;
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGHUP, SIG_DFL);
-  uv_walk(&R->loop, close_walk, NULL);
-  uv_run(&R->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&R->loop);
-  free(R);
-  opsh_rt = NULL;
 }
 
 uv_loop_t *opsh_loop(lua_State *L) { return &opsh_rt->loop; }

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <openssl/crypto.h>
 #include "opsh.h"
 #include "runtime.h"
 
@@ -44,10 +43,17 @@ static int secret_concat(lua_State *L) {
   return opsh_error(L, "usage", "a secret cannot be concatenated into a string (it would leak)");
 }
 
+/* equal bytes in a time that depends on the length only, not on where they first differ */
+static int same_bytes(const char *a, const char *b, size_t n) {
+  volatile unsigned char diff = 0;
+  for (size_t i = 0; i < n; i++) diff |= (unsigned char)(a[i] ^ b[i]);
+  return diff == 0;
+}
+
 static int secret_eq(lua_State *L) {
   size_t la, lb;
   const char *a = opsh_secret_check(L, 1, &la), *b = opsh_secret_check(L, 2, &lb);
-  lua_pushboolean(L, la == lb && CRYPTO_memcmp(a, b, la) == 0);
+  lua_pushboolean(L, la == lb && same_bytes(a, b, la));
   return 1;
 }
 
@@ -59,7 +65,7 @@ static int secret_len(lua_State *L) {
 
 static int secret_gc(lua_State *L) {
   secret *sec = luaL_checkudata(L, 1, OPSH_SECRET_META);
-  OPENSSL_cleanse(sec->bytes, sec->len);
+  explicit_bzero(sec->bytes, sec->len);
   sec->len = 0;
   return 0;
 }
@@ -97,7 +103,7 @@ typedef struct patterns { pattern *items; size_t n, cap; } patterns;
 
 static void patterns_free(patterns *ps) {
   for (size_t i = 0; i < ps->n; i++) {
-    OPENSSL_cleanse(ps->items[i].bytes, ps->items[i].len);
+    explicit_bzero(ps->items[i].bytes, ps->items[i].len);
     free(ps->items[i].bytes);
   }
   free(ps->items);
@@ -108,14 +114,14 @@ static int patterns_add(patterns *ps, char *bytes, size_t len) {
   if (!bytes) return 0;
   for (size_t i = 0; i < ps->n; i++)
     if (ps->items[i].len == len && memcmp(ps->items[i].bytes, bytes, len) == 0) {
-      OPENSSL_cleanse(bytes, len);
+      explicit_bzero(bytes, len);
       free(bytes);
       return 1;
     }
   if (ps->n == ps->cap) {
     size_t cap = ps->cap ? ps->cap * 2 : 16;
     pattern *items = realloc(ps->items, cap * sizeof *items);
-    if (!items) { OPENSSL_cleanse(bytes, len); free(bytes); return 0; }
+    if (!items) { explicit_bzero(bytes, len); free(bytes); return 0; }
     ps->items = items;
     ps->cap = cap;
   }

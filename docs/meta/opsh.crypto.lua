@@ -161,6 +161,17 @@ function crypto.sha1_hex(data) end
 function crypto.sha256(data) end
 ---@return string hex
 function crypto.sha256_hex(data) end
+
+---Azure Storage's CRC-64 (CRC-64/NVME) of data; give the previous result as crc to go on over the next chunk.
+---@param data string
+---@param crc? integer a previous crc64 result
+---@return integer
+function crypto.crc64(data, crc) end
+
+---The x-ms-content-crc64 form of a crc64 result: 8 bytes, least significant first, base64.
+---@param crc integer
+---@return string
+function crypto.crc64_base64(crc) end
 ---@param data opsh.bytes
 ---@return string raw
 function crypto.sha384(data) end
@@ -193,5 +204,17 @@ function crypto.hmac_sha1_hex(key, data) end
 ---@param b opsh.bytes
 ---@return boolean
 function crypto.constant_time_equal(a, b) end
+---AES-256-GCM: nonce (12 bytes) .. ciphertext .. tag (16 bytes), a fresh random nonce each call.
+---@param key string|opsh.secret 32 bytes
+---@param plaintext string|opsh.secret
+---@param aad? string data the sealed text is bound to
+---@return string sealed
+function crypto.seal(key, plaintext, aad) end
+---Opens what seal sealed; raises crypto/bad_tag for a wrong key or aad, or a changed text.
+---@param key string|opsh.secret
+---@param sealed string
+---@param aad? string
+---@return opsh.secret plaintext
+function crypto.open(key, sealed, aad) end
 
 return crypto

@@ -1,5 +1,5 @@
 ---@meta opsh.fs
--- Editor stubs for `opsh.fs` (lua/opsh/fs.lua + bindings/fs.c, fs_file.c). See docs/fs.md.
+-- Editor stubs for `opsh.fs` (lua/opsh/fs.lua + bindings/fs/fs.c, bindings/fs/file.c). See docs/fs.md.
 
 ---@class opsh.fs.stat
 ---@field type "file"|"dir"|"link"|"fifo"|"socket"|"char"|"block"|"unknown"

@@ -1,5 +1,5 @@
 ---@meta opsh
--- Editor stubs for the `opsh` module (lua/opsh/init.lua + bindings/core.c).
+-- Editor stubs for the `opsh` module (lua/opsh/init.lua + bindings/core/core.c).
 
 ---@class opsh.task
 local task = {}
@@ -89,7 +89,8 @@ function opsh.shield(fn, opts) end
 ---@return number previous
 function opsh.cleanup_timeout(seconds) end
 ---fn(item, index) for every item, at most `limit` at once; results in input order.
----The first error cancels the rest, waits for their cleanups, and is raised with `item` = its index.
+---The first error cancels the rest, waits for their cleanups, and is raised with `item` = its index
+---and `traceback` = the failing call's frames (which the CLI prints).
 ---@param items any[]
 ---@param fn fun(item: any, index: integer): any
 ---@param opts? {limit?: integer}

@@ -1,5 +1,5 @@
 ---@meta opsh.net
--- Editor stubs for `opsh.net` (lua/opsh/net.lua + bindings/net.c). See docs/net.md.
+-- Editor stubs for `opsh.net` (lua/opsh/net.lua + bindings/net/net.c). See docs/net.md.
 
 ---@class opsh.net
 local net = {}

@@ -15,10 +15,13 @@ local out = {}
 ---@param opts? opsh.out.options
 ---@return string
 function out.render(records, opts) end
----Render to stdout.
+---Render to stdout, in the `-o` format (and with colour on a terminal) unless `opts` says otherwise.
 ---@param records table
 ---@param opts? opsh.out.options
 function out.print(records, opts) end
+---The defaults of `print`: the CLI sets them from `-o/--output` and whether stdout is a colour terminal.
+---@param defaults {format?: "table"|"json"|"yaml"|"tsv", color?: boolean}
+function out.configure(defaults) end
 ---An aligned table with an upper-case header (kubectl style).
 ---@param records table[]
 ---@param opts? opsh.out.options

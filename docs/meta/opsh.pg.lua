@@ -187,4 +187,21 @@ function launcher.start(opts) end
 ---@return opsh.twin.postgres.handle
 function launcher.start_replica(opts) end
 
+---@param opts {server: opsh.twin.postgres.handle, dir: string}
+---@return {dir: string, data: string}
+function launcher.base_backup(opts) end
+
+---@param opts {dir: string, backup?: string, from?: opsh.twin.postgres.handle, archive_dir?: string, target_time?: string, immediate?: boolean, user: string, password?: opsh.secret, dbname: string, tls?: table, port?: integer}
+---@return opsh.twin.postgres.handle
+function launcher.restore(opts) end
+
+---@param rec {dir: string, data: string, log: string}
+---@return integer pid
+function launcher.restart(rec) end
+
+---@param dir string
+---@param server {host: string, port: integer, user: string, password: opsh.secret|string}
+---@return string path
+function launcher.write_passfile(dir, server) end
+
 return pg

@@ -1,5 +1,5 @@
 ---@meta opsh.proc
--- Editor stubs for `opsh.proc` (lua/opsh/proc.lua + bindings/proc.c). See docs/proc.md.
+-- Editor stubs for `opsh.proc` (lua/opsh/proc.lua + bindings/proc/proc.c). See docs/proc.md.
 
 ---@class opsh.proc.result
 ---@field code integer|nil exit code; nil when a signal ended the child

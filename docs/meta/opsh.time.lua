@@ -1,5 +1,5 @@
 ---@meta opsh.time
--- Editor stubs for `opsh.time` (lua/opsh/time.lua + bindings/time.c). See docs/time.md.
+-- Editor stubs for `opsh.time` (lua/opsh/time.lua + bindings/time/time.c). See docs/time.md.
 
 ---@class opsh.time
 local time = {}

@@ -53,13 +53,19 @@ function twin.down(opts) end
 ---Back to the seeded state, with a new CA and an empty store.
 ---@param opts? {dir?: string, without?: string|string[]}
 function twin.reset(opts) end
+---The names of the components the running twin was started without (sorted).
+---@param dir? string
+---@return string[]
+function twin.left_out(dir) end
 ---Records {component, pid, state, detail}, and whether all are healthy.
 ---@return table[] records, boolean healthy
 function twin.status(dir, st, cl) end
----The `twin` environment (what --env twin selects).
+---The `twin` environment (what --env twin selects); region "secondary": `twin-secondary`, its failover
+---target (the streaming replica as the promoted-to server, the secondary cluster).
 ---@param dir? string
+---@param region? "production"|"secondary"
 ---@return table
-function twin.environment(dir) end
+function twin.environment(dir, region) end
 ---Ordered {name, value} pairs for `eval "$(opsh twin env --shell)"`.
 ---@param dir? string
 ---@return string[][]

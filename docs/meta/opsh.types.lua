@@ -65,6 +65,19 @@ function ctx.redis(opts) end
 ---@return opsh.secret
 function ctx.secret(name) end
 
+--- Run `fn` as a named step: timed, counted (its mutations), undone in reverse order when the run fails.
+---@param name string
+---@param fn fun(): any
+---@param opts? {undo?: fun(...): any, destructive?: boolean, target?: string}
+---@return any ...
+function ctx.step(name, fn, opts) end
+
+--- A lease on resources ("postgres:psql-legal-production") in the environment's Redis; released at the end.
+---@param resources string|string[]
+---@param opts? {wait?: number, ttl?: number}
+---@return table lease
+function ctx.lock(resources, opts) end
+
 ---@class opsh.environment.aks
 ---@field cluster string
 ---@field resource_group? string

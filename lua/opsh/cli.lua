@@ -12,13 +12,18 @@ M.EXIT = {ok = 0, failed = 1, usage = 2, problems = 3, planned = 4, interrupted 
 
 local global_flags = {
   ["--env"] = "env", ["--output"] = "output", ["-o"] = "output", ["--log-format"] = "log_format",
+  ["--lock-wait"] = "lock_wait",
 }
 local global_switches = {
   ["--dry-run"] = "dry_run", ["--yes"] = "yes", ["-y"] = "yes", ["--verbose"] = "verbose",
   ["-v"] = "verbose", ["--quiet"] = "quiet", ["-q"] = "quiet", ["--no-color"] = "no_color",
-  ["--help"] = "help", ["-h"] = "help",
+  ["--help"] = "help", ["-h"] = "help", ["--version"] = "version", ["--no-wait"] = "no_wait",
 }
-local commands = {"run", "list", "help", "repl", "test", "version", "env", "scripts", "twin", "lsp-setup"}
+M.global_flags, M.global_switches = global_flags, global_switches
+local commands = {"run", "list", "help", "repl", "test", "version", "env", "scripts", "twin", "lsp-setup",
+  "completion", "new", "lint", "wait"}
+M.commands = commands
+M.output_formats = {"table", "json", "yaml", "tsv"}
 local output_formats = {table = true, json = true, yaml = true, tsv = true}
 
 local function usage(message) error(core.error("usage", message), 0) end
@@ -62,13 +67,20 @@ function M.parse(argv)
   if opts.log_format and opts.log_format ~= "human" and opts.log_format ~= "json" then
     usage(string.format("unknown log format '%s' (use human or json)", opts.log_format))
   end
+  if opts.lock_wait then
+    local seconds = script.parse_duration(opts.lock_wait)
+    if not seconds then
+      usage(string.format("--lock-wait '%s' is not a duration (0, 30s, 5m)", opts.lock_wait))
+    end
+    opts.lock_wait = seconds
+  end
   return opts, rest
 end
 
 --- Script arguments: --name=value, --name value, --flag, --no-flag -> {declared name = raw}.
 -- --max-lag finds max_lag; a list repeated accumulates ({raw, raw...}); anything else repeated is
--- a usage error.
-function M.script_args(words, decl, script_name)
+-- a usage error. `ref`: how `opsh help` finds the script (its name, or the path it was run by).
+function M.script_args(words, decl, script_name, ref)
   local raw = {}
   local i = 1
   while i <= #words do
@@ -77,7 +89,7 @@ function M.script_args(words, decl, script_name)
     if not given then given = w:match("^%-%-([%w_-]+)$") end
     if not given then
       usage(string.format("%s: unexpected argument '%s' (arguments are --name=value; see 'opsh help %s')",
-        script_name, w, script_name))
+        script_name, w, script.command_ref(ref or script_name)))
     end
     local name = script.arg_name(decl, given)
     if not name and value == nil then
@@ -85,7 +97,7 @@ function M.script_args(words, decl, script_name)
       local target = negated and script.arg_name(decl, negated)
       if target and decl.args[target].type == "boolean" then name, value = target, "false" end
     end
-    if not name then script.unknown_arg(decl, given, script_name) end
+    if not name then script.unknown_arg(decl, given, script_name, ref) end
     local spec = decl.args[name]
     if value == nil then
       if spec.type == "boolean" then
@@ -113,19 +125,21 @@ end
 
 local function stderr(fmt, ...) io.stderr:write(string.format(fmt, ...), "\n") end
 
---- One line for an error; the traceback only when asked for or when it is a bug.
+--- One line for an error; the traceback only when asked for or when it is a bug: a Lua error,
+-- raised as is or wrapped into kind "lua" (opsh.parallel, opsh.try). An error that carries the
+-- frames of where it happened (`traceback`, set by opsh.parallel for its workers) shows those.
 local function report(err, traceback, opts, prefix)
   local structured = core.is_error(err)
+  local bug = not structured or err.kind == "lua"
+  if structured and type(err.traceback) == "string" then traceback = err.traceback end
   if opts.log_format == "json" then
     local fields = {kind = structured and err.kind or "lua"}
-    if opts.verbose or not structured then fields.traceback = traceback end
+    if opts.verbose or bug then fields.traceback = traceback end
     require("opsh.log").error((prefix or "") .. core.describe(err), fields)
     return
   end
   stderr("opsh: %s%s", prefix or "", core.describe(err))
-  if opts.verbose or not structured then
-    if traceback then stderr("%s", traceback) end
-  end
+  if (opts.verbose or bug) and traceback then stderr("%s", traceback) end
 end
 
 local function exit_code_for(err)
@@ -146,7 +160,10 @@ end
 local function apply_globals(opts)
   require("opsh.dryrun").enable(opts.dry_run)
   if opts.env then require("opsh.env").select(opts.env) end
+  if opts.no_wait then require("opsh.azure").no_wait(true) end
   require("opsh.progress").configure({quiet = opts.quiet})
+  require("opsh.out").configure({format = opts.output,
+    color = not opts.no_color and os.getenv("NO_COLOR") == nil and runtime.isatty(1)})
   local log = require("opsh.log")
   log.configure({format = opts.log_format, verbose = opts.verbose, quiet = opts.quiet,
     color = not opts.no_color and os.getenv("NO_COLOR") == nil and runtime.isatty(2)})
@@ -175,10 +192,7 @@ function M.context(opts, name, decl)
   function ctx.secret(name) return require("opsh.connections").secret(ctx.env, name) end
   --- ctx.out(records, opts): print records in the chosen --output format.
   function ctx.out(records, o)
-    o = o or {}
-    o.format = o.format or ctx.output
-    o.color = not opts.no_color and os.getenv("NO_COLOR") == nil and runtime.isatty(1)
-    io.stdout:write(out.render(records, o))
+    out.print(records, o)
   end
   --- ctx.section(title): a heading between parts of a report (table output only).
   function ctx.section(title)
@@ -201,7 +215,49 @@ function M.context(opts, name, decl)
     if answer and answer:lower():match("^y") then return true end
     error(core.error("aborted", "not confirmed: " .. question), 0)
   end
+  --- ctx.step(name, fn, {undo=, destructive=, target=}) -> fn's results (opsh.steps; docs/scripts.md)
+  function ctx.step(step_name, fn, o)
+    if not ctx.steps then rawset(ctx, "steps", require("opsh.steps").new(ctx)) end
+    return ctx.steps:step(step_name, fn, o)
+  end
+  --- ctx.lock(resources, {wait=, ttl=}) -> a lease on the resources in the environment's Redis
+  -- (opsh.lock), released when the run ends
+  ctx.leases = {}
+  function ctx.lock(resources, o)
+    o = o or {}
+    if type(o) == "table" and o.procedure == nil then o.procedure = name end
+    if type(o) == "table" and opts.lock_wait then o.wait = opts.lock_wait end
+    local lease = require("opsh.lock").acquire(ctx.redis(), resources, o)
+    ctx.leases[#ctx.leases + 1] = lease
+    return lease
+  end
   return ctx
+end
+
+-- After the run: undo the completed steps of a failed run, release the leases, show the steps.
+local function finish_steps(opts, ctx, failed)
+  if failed and ctx.steps then M.run_task(function() ctx.steps:rollback() end) end
+  if #ctx.leases > 0 then
+    M.run_task(function() for _, lease in ipairs(ctx.leases) do pcall(lease.release, lease) end end)
+  end
+  if not ctx.steps then return end
+  local s = ctx.steps:summary()
+  local line = string.format("%d step(s), %d change(s)%s in %.2f s%s", s.steps, s.changes,
+    ctx.dry_run and " planned" or "", s.seconds,
+    (s.undone > 0 or s.not_undone > 0) and string.format("; %d undone, %d not undone", s.undone, s.not_undone) or "")
+  if (opts.output or "table") == "table" and not opts.quiet then
+    io.stdout:write("\n== steps ==\n", require("opsh.out").render(ctx.steps:rows(),
+      {format = "table", columns = require("opsh.steps").columns}), line, "\n")
+  else
+    -- for machines (--log-format json): the step rows ride on the totals' log line; stdout stays one document
+    local fields = s
+    if opts.log_format == "json" then
+      fields = {}
+      for k, v in pairs(s) do fields[k] = v end
+      fields.step_rows = ctx.steps:rows()
+    end
+    require("opsh.log").info(ctx.name .. ": " .. line, fields)
+  end
 end
 
 --- A dry-run ends with what it would have done: a table on stdout (or one JSON/YAML document
@@ -228,29 +284,42 @@ function M.finish_dry_run(opts, code)
   return code
 end
 
+local function unknown_script(ref, extra)
+  local names = {}
+  for n in pairs(script.all()) do names[#names + 1] = n end
+  for _, c in ipairs(extra or {}) do names[#names + 1] = c end
+  local nearest = script.nearest(ref, names)
+  usage(string.format("unknown %s '%s'%s", extra and "script or command" or "script", ref,
+    nearest and string.format("; did you mean '%s'?", nearest) or " (see 'opsh list')"))
+end
+
 --- opsh run <name|path> [--arg=value ...]
 function M.cmd_run(opts, words)
   local ref = table.remove(words, 1)
   if not ref then usage("run needs a script name (see 'opsh list')") end
   local decl, name = script.load(ref)
-  if not decl then
-    local names = {}
-    for n in pairs(script.all()) do names[#names + 1] = n end
-    local nearest = script.nearest(ref, names)
-    usage(string.format("unknown script '%s'%s", ref,
-      nearest and string.format("; did you mean '%s'?", nearest) or " (see 'opsh list')"))
-  end
+  if not decl then unknown_script(ref) end
+  return M.run_declared(opts, decl, name, ref, words)
+end
+
+--- Run a loaded declaration with the words after its name; `ref` is how it was named (name or path).
+function M.run_declared(opts, decl, name, ref, words)
   if opts.help then return M.cmd_help(opts, {ref}) end
-  local args = script.parse_args(decl, M.script_args(words, decl, name), name)
+  local args = script.parse_args(decl, M.script_args(words, decl, name, ref), name, ref)
   local ctx = M.context(opts, name, decl)
   -- a selected environment that cannot be loaded stops the run before anything happens
   local envmod = require("opsh.env")
-  if envmod.selected_name() then envmod.current() end
+  local envt = envmod.selected_name() and envmod.current() or nil
+  local ship = require("opsh.audit.ship")
+  ship.start(envt)
   if ctx.flags.destructive and not ctx.dry_run then
     ctx.confirm(string.format("%s is destructive; run it against '%s'?", name,
       require("opsh.env").selected_name() or "(no environment)"))
   end
+  require("opsh.audit").configure({procedure = name})
   local res = table.pack(M.run_task(decl.run, ctx, args))
+  finish_steps(opts, ctx, not res[1])
+  M.run_task(ship.finish, envt)
   if not res[1] then
     report(res[2], res[3], opts, name .. ": ")
     return M.finish_dry_run(opts, exit_code_for(res[2]))
@@ -323,8 +392,13 @@ commands:
   test [paths]                         run the busted specs inside opsh
   env list | env show [NAME]           environments
   scripts export [DIR]                 write the bundled scripts out for editing
+  scripts diff|reset NAME              an edited copy against the bundled one; back to bundled
   twin up|status|down|reset|env        the local twin of the platform
   lsp-setup [DIR]                      editor stubs for lua-language-server, DIR/.luarc.json
+  completion bash|zsh|fish             shell completion (source <(opsh completion bash))
+  new NAME [DIR]                       a new procedure NAME.lua and its spec, to start from
+  lint FILE|NAME ...                   check declarations without running them
+  wait <handle>                        finish an Azure operation left with --no-wait
   version                              versions of opsh and its libraries
   <file.lua> [args]                    run a Lua file;  -e 'lua'  run a chunk
 
@@ -333,6 +407,7 @@ flags:
   --dry-run         print mutations, send nothing  --yes, -y   confirm destructive steps
   -v, --verbose     tracebacks and debug logs      -q, --quiet  warnings and errors only
   --no-color        (also NO_COLOR)                --log-format human|json
+  --no-wait         Azure operations return a handle (see wait) instead of waiting
 
 exit status: 0 ok, 1 failed, 2 usage error, 3 problems found, 4 dry-run planned changes,
              130 interrupted
@@ -347,12 +422,16 @@ function M.cmd_help(opts, words)
   end
   local decl, name, origin = script.load(ref)
   if not decl then
-    local names = {}
-    for n in pairs(script.all()) do names[#names + 1] = n end
-    for _, c in ipairs(commands) do names[#names + 1] = c end
-    local nearest = script.nearest(ref, names)
-    usage(string.format("unknown script '%s'%s", ref,
-      nearest and string.format("; did you mean '%s'?", nearest) or " (see 'opsh list')"))
+    -- a command: its lines of the general help
+    local lines = {}
+    for synopsis, what in general_help:gmatch("\n  ([^\n]-)%s%s+([^\n]+)") do
+      if synopsis:match("^(%S+)") == ref then
+        lines[#lines + 1] = string.format("usage: opsh %s\n  %s\n", synopsis, what)
+      end
+    end
+    if #lines == 0 then unknown_script(ref, commands) end
+    io.stdout:write(table.concat(lines), "\nsee docs/cli.md, and 'opsh help' for the global flags\n")
+    return M.EXIT.ok
   end
   local w = io.stdout
   w:write(name, " — ", decl.description:match("^[^\n]*"), "\n")
@@ -361,10 +440,10 @@ function M.cmd_help(opts, words)
   local argnames = {}
   for a in pairs(decl.args) do argnames[#argnames + 1] = a end
   table.sort(argnames)
-  local synopsis = {"opsh run " .. name}
+  local synopsis = {"opsh run " .. script.command_ref(script.is_path(ref) and ref or name)}
   for _, a in ipairs(argnames) do
     local s = decl.args[a]
-    local part = string.format("--%s=<%s>", a, s.type)
+    local part = string.format("--%s=<%s>", (a:gsub("_", "-")), s.type)
     synopsis[#synopsis + 1] = s.required and part or ("[" .. part .. "]")
   end
   w:write("\nusage: ", table.concat(synopsis, " "), "\n")
@@ -382,7 +461,8 @@ function M.cmd_help(opts, words)
         extra[#extra + 1] = "default " .. tostring(d)
       end
       if s.choices then extra[#extra + 1] = "one of " .. table.concat(s.choices, ", ") end
-      w:write(string.format("  %-" .. width .. "s %s%s\n", "--" .. a .. " <" .. s.type .. ">", s.help,
+      local spelled = a:gsub("_", "-")   -- as kubectl and az spell flags; --max_lag works too
+      w:write(string.format("  %-" .. width .. "s %s%s\n", "--" .. spelled .. " <" .. s.type .. ">", s.help,
         #extra > 0 and (" (" .. table.concat(extra, "; ") .. ")") or ""))
     end
   end
@@ -415,15 +495,26 @@ function M.cmd_env(opts, words)
   local envmod = require("opsh.env")
   local sub = words[1] or "show"
   if sub == "list" then
-    local rows = {}
+    -- one that cannot be loaded (the twin not running, a broken file) is marked in the table; why goes
+    -- to stderr, one line each, so the table stays as narrow as its descriptions
+    local rows, broken = {}, {}
     for n, origin in pairs(envmod.list()) do
       local ok, e = pcall(envmod.load, n)
-      local description = ok and (e.description or "") or ("invalid: " .. tostring(e))
-      rows[#rows + 1] = {name = n, description = description, origin = origin}
+      local row = {name = n, description = ok and (e.description or "") or "(cannot be loaded)", origin = origin}
+      if not ok then
+        row.error = core.describe(e)
+        broken[#broken + 1] = row
+      end
+      rows[#rows + 1] = row
     end
     table.sort(rows, function(a, b) return a.name < b.name end)
-    io.stdout:write(require("opsh.out").render(rows, {format = opts.output or "table",
-      columns = {"name", "description", "origin"}}))
+    table.sort(broken, function(a, b) return a.name < b.name end)
+    local format = opts.output or "table"
+    io.stdout:write(require("opsh.out").render(rows, {format = format,
+      columns = (format == "table" or format == "tsv") and {"name", "description", "origin"} or nil}))
+    if format == "table" or format == "tsv" then
+      for _, r in ipairs(broken) do stderr("opsh: environment '%s': %s", r.name, r.error) end
+    end
     return M.EXIT.ok
   elseif sub == "show" then
     if words[2] then envmod.select(words[2]) end
@@ -432,32 +523,6 @@ function M.cmd_env(opts, words)
     return M.EXIT.ok
   end
   usage(string.format("unknown env command '%s' (use list or show)", sub))
-end
-
---- opsh scripts export [DIR]: write the bundled scripts to DIR/scripts (default ~/.config/opsh)
-function M.cmd_scripts(opts, words)
-  if words[1] ~= "export" then usage("usage: opsh scripts export [DIR]") end
-  local roots = runtime.roots()
-  local dir = words[2] or roots[#roots]
-  if not dir then usage("no DIR given and HOME is not set") end
-  local target = dir .. "/scripts"
-  local fs = require("opsh.fs")
-  fs.mkdir(target, {parents = true})
-  local written, kept = 0, 0
-  for _, name in ipairs(runtime.embedded("script:")) do
-    local path = target .. "/" .. name .. ".lua"
-    if fs.stat(path) then
-      kept = kept + 1
-      stderr("opsh: kept %s (already there; an edited copy is never overwritten)", path)
-    else
-      local src = runtime.embedded_source("script:" .. name)
-      fs.write(path, src)
-      written = written + 1
-    end
-  end
-  io.stdout:write(string.format("exported %d script(s) to %s (%d kept)%s\n", written, target, kept,
-    dir ~= roots[#roots] and ("; add " .. dir .. " to OPSH_PATH so they take effect") or ""))
-  return M.EXIT.ok
 end
 
 --- opsh lsp-setup [DIR]: the stubs for lua-language-server, and DIR/.luarc.json pointing at them
@@ -500,13 +565,14 @@ local function run_chunk(chunk, chunkname, args, opts)
   return M.EXIT.ok
 end
 
---- opsh file.lua [args]: a plain chunk, or a declared script when it returns one.
+--- opsh file.lua [args]: a plain chunk, or a declared script when it returns a declaration (a
+-- table with `run` or `description`), which is then checked and run as `opsh run file.lua` would.
 function M.cmd_file(opts, path, words)
   local f = io.open(path, "r")
   if not f then usage(string.format("cannot open %s", path)) end
   f:close()
   local chunk, err = loadfile(path, "t")
-  if not chunk then usage(err) end
+  if not chunk then error(core.error("script", err), 0) end   -- as `opsh run file.lua`: exit 1
   _G.arg = {[0] = path, table.unpack(words)}
   local result
   local res = table.pack(M.run_task(function(...)
@@ -516,11 +582,26 @@ function M.cmd_file(opts, path, words)
     report(res[2], res[3], opts)
     return M.finish_dry_run(opts, exit_code_for(res[2]))
   end
-  if type(result) == "table" and type(result.run) == "function" then
-    table.insert(words, 1, path)
-    return M.cmd_run(opts, words)
+  if script.is_declaration(result) then
+    local decl = script.validate(result, path, function() return require("opsh.fs").read(path) end)
+    return M.run_declared(opts, decl, script.name_of(path), path, words)
   end
   return M.finish_dry_run(opts, M.EXIT.ok)
+end
+
+--- opsh wait <handle>: follow an Azure operation left with --no-wait to its end, print its result
+function M.cmd_wait(opts, words)
+  local handle = words[1]
+  if not handle or #words > 1 then usage("wait needs one operation handle (what --no-wait printed)") end
+  local res = table.pack(M.run_task(function() return require("opsh.azure").wait(handle) end))
+  if not res[1] then
+    report(res[2], res[3], opts, "wait: ")
+    return exit_code_for(res[2])
+  end
+  if res[2] ~= nil then
+    io.stdout:write(require("opsh.out").render(res[2], {format = opts.output or "json"}))
+  end
+  return M.EXIT.ok
 end
 
 local function dispatch(argv)
@@ -536,6 +617,10 @@ local function dispatch(argv)
     return M.finish_dry_run(opts, M.EXIT.ok)
   end
   local cmd = table.remove(rest, 1)
+  if opts.version then
+    io.stdout:write("opsh ", runtime.version, "\n")
+    return M.EXIT.ok
+  end
   if cmd == nil then
     if opts.help then return M.cmd_help(opts, {}) end
     if runtime.isatty(0) and runtime.isatty(1) then return require("opsh.repl").run(opts) end
@@ -546,13 +631,17 @@ local function dispatch(argv)
   elseif cmd == "help" then return M.cmd_help(opts, rest)
   elseif cmd == "version" then return M.cmd_version(opts)
   elseif cmd == "env" then return M.cmd_env(opts, rest)
-  elseif cmd == "scripts" then return M.cmd_scripts(opts, rest)
+  elseif cmd == "scripts" then return require("opsh.cli.scripts").main(opts, rest)
   elseif cmd == "test" then return M.cmd_test(opts, rest)
   elseif cmd == "repl" then return require("opsh.repl").run(opts)
   elseif cmd == "twin" then
     if opts.dry_run then usage("the twin has no dry-run: it only starts and stops servers on this machine") end
     return require("opsh.twin.cli").main(opts, rest)
   elseif cmd == "lsp-setup" then return M.cmd_lsp_setup(opts, rest)
+  elseif cmd == "completion" then return require("opsh.cli.completion").main(opts, rest)
+  elseif cmd == "lint" then return require("opsh.cli.lint").main(opts, rest)
+  elseif cmd == "new" then return require("opsh.cli.new").main(opts, rest)
+  elseif cmd == "wait" then return M.cmd_wait(opts, rest)
   elseif cmd:match("%.lua$") or cmd:find("/") then return M.cmd_file(opts, cmd, rest)
   end
   if cmd:sub(1, 1) == "-" then
@@ -575,7 +664,12 @@ end
 function M.main(argv)
   local words = {}
   for i = 1, #argv do words[i] = argv[i] end
-  local ok, code = pcall(dispatch, words)
+  local entry = dispatch
+  if words[1] == "__complete" then   -- what the completion scripts ask at each Tab
+    table.remove(words, 1)
+    entry = require("opsh.cli.completion").complete
+  end
+  local ok, code = pcall(entry, words)
   if ok then return code or M.EXIT.ok end
   local err = code
   if core.is_error(err) then

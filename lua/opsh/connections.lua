@@ -37,7 +37,13 @@ function M.providers.keyvault(envt, name)
     fail("config", string.format("secret '%s': environment '%s' reads secrets from Key Vault, and this opsh has "
       .. "no Key Vault client yet; set %s to provide it locally", name, envt.name, env_var_name(name)))
   end
-  return kv.get_secret(envt, name)
+  local ok2, value = pcall(kv.get_secret, envt, name)
+  if ok2 then return value end
+  if core.is_error(value) then
+    value.message = value.message .. string.format(" (secret '%s' from Key Vault; set %s to provide it locally)",
+      name, env_var_name(name))
+  end
+  error(value, 0)
 end
 
 --- provider_of(envt) -> the name of the provider the environment uses

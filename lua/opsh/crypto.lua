@@ -4,38 +4,36 @@
 -- kind "jwt" for token verification, and never contain key material.
 local C = require("opsh._crypto")
 local core = require("opsh._core")
+local check = require("opsh.check")
 
 local M = {}
 
 local function bad_arg(fname, n, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+  check.fail("crypto." .. fname, n, msg)
 end
 
 local function check_type(v, want, fname, n, optional)
   if v == nil and optional then return end
-  if type(v) ~= want then bad_arg(fname, n, string.format("%s expected, got %s", want, type(v))) end
+  if type(v) ~= want then check.arg("crypto." .. fname, n, v, want) end
 end
 
 -- a string or an opsh.secret
 local function check_bytes(v, fname, n, optional)
   if v == nil and optional then return end
-  if type(v) ~= "string" and not core.is_secret(v) then
-    bad_arg(fname, n, string.format("string or secret expected, got %s", type(v)))
-  end
+  if type(v) ~= "string" and not core.is_secret(v) then check.bytes("crypto." .. fname, n, v) end
 end
 
 -- a string, an opsh.secret or a key object (keys.load)
 local function check_key(v, fname, n, optional)
   if v == nil and optional then return end
   if type(v) ~= "string" and not core.is_secret(v) and not C.is_key(v) then
-    bad_arg(fname, n, string.format("key expected (string, secret or keys.load object), got %s", type(v)))
+    bad_arg(fname, n, string.format("key expected (string, secret or keys.load object), got %s", check.typename(v)))
   end
 end
 
 local function check_opts(opts, fname, n)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then bad_arg(fname, n, string.format("table expected, got %s", type(opts))) end
-  return opts
+  return check.table("crypto." .. fname, n, opts)
 end
 
 -- ---- random ----
@@ -95,6 +93,21 @@ end
 
 -- ---- digests and MACs ----
 
+--- crc64(data [, crc]) -> integer: Azure Storage's CRC-64 (CRC-64/NVME) of data. Give the previous
+-- result as crc to go on over the next chunk: crc64(b, crc64(a)) == crc64(a .. b).
+function M.crc64(data, crc)
+  check_type(data, "string", "crc64", 1)
+  if crc ~= nil and math.type(crc) ~= "integer" then bad_arg("crc64", 2, "integer expected (a crc64 result)") end
+  return C.crc64(data, crc)
+end
+
+--- crc64_base64(crc) -> the x-ms-content-crc64 form of a crc64 result: its 8 bytes, least significant
+-- first, in base64
+function M.crc64_base64(crc)
+  if math.type(crc) ~= "integer" then bad_arg("crc64_base64", 1, "integer expected (a crc64 result)") end
+  return C.base64_encode(string.pack("<i8", crc), false)
+end
+
 for _, alg in ipairs({"sha1", "sha256", "sha384", "sha512"}) do
   M[alg] = function(data)
     check_bytes(data, alg, 1)
@@ -122,6 +135,27 @@ function M.constant_time_equal(a, b)
   check_bytes(a, "constant_time_equal", 1)
   check_bytes(b, "constant_time_equal", 2)
   return C.constant_time_equal(a, b)
+end
+
+-- ---- authenticated encryption ----
+
+--- seal(key, plaintext [, aad]) -> sealed string: AES-256-GCM with a fresh random 12-byte nonce,
+-- nonce .. ciphertext .. 16-byte tag. key: 32 bytes (a secret or a string); plaintext: a string or a
+-- secret; aad: data the sealed text is bound to without being in it (a name, a version).
+function M.seal(key, plaintext, aad)
+  check_bytes(key, "seal", 1)
+  check_bytes(plaintext, "seal", 2)
+  check_type(aad, "string", "seal", 3, true)
+  return C.seal(key, plaintext, aad)
+end
+
+--- open(key, sealed [, aad]) -> the plaintext as an opsh.secret; raises {kind="crypto", code="bad_tag"}
+-- when the key or aad is not the one it was sealed with, or the sealed text was changed.
+function M.open(key, sealed, aad)
+  check_bytes(key, "open", 1)
+  check_type(sealed, "string", "open", 2)
+  check_type(aad, "string", "open", 3, true)
+  return C.open(key, sealed, aad)
 end
 
 -- ---- keys ----

@@ -40,6 +40,7 @@ function M.record(rec)
   kept.seq = #planned + 1
   kept.task = task and task:id() or nil
   planned[#planned + 1] = kept
+  require("opsh.audit").note_change()
   require("opsh.log").info("dry-run: would " .. kept.action)
   return kept
 end

@@ -26,23 +26,38 @@ local schema = {
   storage = {account = "string", resource_group = "string", endpoint = "string", backup_container = "string"},
   secondary = "string",
   secrets = {provider = "string"},
-  endpoints = {arm = "string", keyvault = "string", query = "string", kubernetes = "string",
+  azure = {cloud = "string", credentials = "list", client_id = "string"},
+  monitor = {action_group = "string", workspace = "string"},
+  dns = {zone = "string", record = "string", resource_group = "string"},
+  endpoints = {arm = "string", login = "string", imds = "string", keyvault = "string", query = "string",
+    loganalytics = "string", appinsights = "string", acr = "string", blob = "string", kubernetes = "string",
     token = "string", ca = "string"},
+  health = "table",   -- daily-health-check thresholds (opsh.ops.health.defaults)
+  maintenance = {window = "string"},   -- UTC, "Sun 02:00-06:00" or "02:00-06:00" (scale-redis)
+  audit = {file = "string", table = "string", database = "string", container = "string"},   -- opsh.audit.ship
   twin = "table",
 }
 local required = {"name", "resource_group", "namespace", "aks.cluster", "postgres.server"}
+--- The schema (field -> type or nested schema), as docs/environments.md documents it.
+M.schema = schema
 
 local function check(tbl, sch, prefix, where)
   for k, v in pairs(tbl) do
     local want = sch[k]
     local path = prefix .. tostring(k)
     if want == nil then
-      fail("config", string.format("%s: unknown field '%s'", where, path))
+      local names = {}
+      for name in pairs(sch) do names[#names + 1] = name end
+      local near = type(k) == "string" and require("opsh.script").nearest(k, names)
+      fail("config", string.format("%s: unknown field '%s'%s", where, path,
+        near and ("; did you mean '" .. prefix .. near .. "'?") or ""))
     elseif type(want) == "table" then
-      if type(v) ~= "table" then fail("config", string.format("%s: '%s' must be a table", where, path)) end
+      if type(v) ~= "table" then fail("config", string.format("%s: '%s' must be a table, not a %s", where, path, type(v))) end
       check(v, want, path .. ".", where)
     elseif want == "list" then
-      if type(v) ~= "table" then fail("config", string.format("%s: '%s' must be a list", where, path)) end
+      if type(v) ~= "table" then
+        fail("config", string.format("%s: '%s' must be a list of strings, not a %s", where, path, type(v)))
+      end
       for i, item in ipairs(v) do
         if type(item) ~= "string" then
           fail("config", string.format("%s: '%s[%d]' must be a string", where, path, i))
@@ -56,7 +71,7 @@ end
 
 --- Validate an environment table; raises {kind="config"} naming the file and field.
 function M.validate(envt, where)
-  if type(envt) ~= "table" then fail("config", where .. ": must return a table") end
+  if type(envt) ~= "table" then fail("config", string.format("%s: must return a table, not a %s", where, type(envt))) end
   check(envt, schema, "", where)
   for _, path in ipairs(required) do
     local v = envt

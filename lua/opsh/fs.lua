@@ -4,6 +4,7 @@
 -- through stat/exists is nil/false, not an error.
 local C = require("opsh._fs")
 local core = require("opsh._core")
+local check = require("opsh.check")
 local lines = require("opsh.lines")
 
 local M = {}
@@ -11,7 +12,7 @@ local M = {}
 local READ_CHUNK = 1024 * 1024
 
 local function usage(fname, n, msg)
-  error(core.error("usage", string.format("bad argument #%d to 'fs.%s' (%s)", n, fname, msg)), 3)
+  check.fail("fs." .. fname, n, msg)
 end
 
 local function check_path(fname, n, path)
@@ -26,6 +27,12 @@ local function check_data(fname, n, data)
     usage(fname, n, "string or opsh.secret expected, got " .. type(data))
   end
   return data
+end
+
+local OPTIONS = {mode = "any", parents = "boolean", atomic = "boolean", missing_ok = "boolean"}
+
+local function options(fname, n, opts)
+  return check.options("fs." .. fname, n, opts, OPTIONS)
 end
 
 -- A mode as an integer (0x1a4) or an octal string ("0644", "600").
@@ -53,6 +60,7 @@ end
 
 --- dirname("/a/b/c") -> "/a/b"; dirname("c") -> "."
 function M.dirname(path)
+  check.string("fs.dirname", 1, path)
   local d = path:gsub("/+$", ""):match("^(.*)/[^/]*$")
   if d == nil then return path:sub(1, 1) == "/" and "/" or "." end
   if d == "" then return "/" end
@@ -61,6 +69,7 @@ end
 
 --- basename("/a/b/c") -> "c"
 function M.basename(path)
+  check.string("fs.basename", 1, path)
   local trimmed = path:gsub("/+$", "")
   if trimmed == "" then return path:sub(1, 1) == "/" and "/" or "" end
   return trimmed:match("([^/]*)$")
@@ -71,6 +80,7 @@ function M.join(...)
   local parts = {}
   for i = 1, select("#", ...) do
     local p = select(i, ...)
+    check.string("fs.join", i, p)
     if p ~= "" then parts[#parts + 1] = p end
   end
   return (table.concat(parts, "/"):gsub("//+", "/"))
@@ -113,7 +123,7 @@ end
 function M.open(path, how, opts)
   check_path("open", 1, path)
   if how ~= nil and type(how) ~= "string" then usage("open", 2, "\"r\", \"w\", \"a\"... expected") end
-  local mode = parse_mode("open", 3, opts and opts.mode)
+  local mode = parse_mode("open", 3, options("open", 3, opts).mode)
   return C.open(path, how or "r", mode)
 end
 
@@ -121,7 +131,7 @@ end
 -- big files); nil when missing_ok and there is no such file.
 function M.read(path, opts)
   check_path("read", 1, path)
-  if opts ~= nil and type(opts) ~= "table" then usage("read", 2, "options table expected, got " .. type(opts)) end
+  options("read", 2, opts)
   local ok, f = pcall(C.open, path, "r")
   if not ok then
     if opts and opts.missing_ok and type(f) == "table" and f.code == "ENOENT" then return nil end
@@ -140,7 +150,7 @@ end
 local function write_file(fname, path, data, opts, how)
   check_path(fname, 1, path)
   check_data(fname, 2, data)
-  local mode = parse_mode(fname, 3, opts and opts.mode)
+  local mode = parse_mode(fname, 3, options(fname, 3, opts).mode)
   local f <close> = C.open(path, how, mode or 438)
   -- exactly this mode, whatever the umask or an older file had, before any byte is written
   if mode then f:chmod(mode) end
@@ -158,7 +168,7 @@ end
 function M.write_atomic(path, data, opts)
   check_path("write_atomic", 1, path)
   check_data("write_atomic", 2, data)
-  local mode = parse_mode("write_atomic", 3, opts and opts.mode)
+  local mode = parse_mode("write_atomic", 3, options("write_atomic", 3, opts).mode)
   local dir, base = M.dirname(path), M.basename(path)
   if not mode then
     local st = C.stat(path)
@@ -182,6 +192,7 @@ end
 
 --- write(path, data [, {mode=, atomic=false}]): create or truncate, then write
 function M.write(path, data, opts)
+  options("write", 3, opts)
   if opts and opts.atomic then return M.write_atomic(path, data, opts) end
   write_file("write", path, data, opts, "w")
 end
@@ -222,7 +233,8 @@ end
 -- mode applies exactly (after the umask) to the directory itself; parents get 0777 less the umask.
 function M.mkdir(path, opts)
   check_path("mkdir", 1, path)
-  local mode = parse_mode("mkdir", 2, opts and opts.mode)
+  options("mkdir", 2, opts)
+  local mode = parse_mode("mkdir", 2, options("mkdir", 2, opts).mode)
   local created
   if opts and opts.parents then
     created = mkdir_p(path, mode or 511, true)

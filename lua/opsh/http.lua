@@ -6,23 +6,15 @@
 -- run their calls through the same request engine with their own settings, auth and throttle.
 local core = require("opsh._core")
 local C = require("opsh._http")
-local lines = require("opsh.lines")
 local redact = require("opsh.redact")
 local dryrun = require("opsh.dryrun")
 local log = require("opsh.log")
 
 local M = {}
 
--- The defaults of every request; a client's settings, then a call's own options, win.
-local DEFAULTS = {
-  timeout = 300,            -- seconds for the whole call, retries included (none when streaming)
-  connect_timeout = 10,     -- seconds per connection attempt
-  retries = 3,              -- extra attempts after the first
-  backoff = 0.5,            -- first backoff in seconds, doubled at each retry
-  max_backoff = 30,
-  max_retry_after = 120,    -- a longer Retry-After ends the retries instead of waiting
-  max_body = 256 * 1024 * 1024,
-}
+local P = require("opsh.http.prepare")
+local DEFAULTS, NO_OPTIONS, PLAIN = P.DEFAULTS, P.NO_OPTIONS, P.PLAIN
+local prepare, usage, add_credential = P.prepare, P.usage, P.add_credential
 
 --- The defaults, read-only: a client (http.client{...}) holds other settings for its calls.
 M.defaults = setmetatable({}, {
@@ -35,135 +27,18 @@ M.defaults = setmetatable({}, {
 })
 
 local IDEMPOTENT = {GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true}
--- sent in a dry-run unless the call says read = false
-local READS = {GET = true, HEAD = true, OPTIONS = true}
 local RETRY_STATUS = {[429] = true, [502] = true, [503] = true, [504] = true}
-local METHODS = {GET = true, HEAD = true, POST = true, PUT = true, PATCH = true, DELETE = true,
-  OPTIONS = true}
--- query keys whose values are credentials (substring match, lower case): SAS `sig`, OAuth
--- `code`/`access_token`/`client_secret`, `pass`/`password`, API keys...
-local SENSITIVE = {"sig", "token", "pass", "pwd", "secret", "code", "key", "credential", "auth", "session"}
--- request headers whose values are credentials even as plain strings: these names, and any name
--- containing one of CREDENTIAL_WORDS (X-Api-Key, Ocp-Apim-Subscription-Key, x-ms-*-key, X-Vault-Token)
-local CREDENTIAL_HEADERS = {authorization = true, ["proxy-authorization"] = true, cookie = true}
-local CREDENTIAL_WORDS = {"auth", "token", "key", "secret", "pass", "pwd", "signature", "credential",
-  "session", "cookie"}
 local REQUEST_ID_HEADERS = {"x-ms-request-id", "x-request-id", "request-id", "x-amzn-requestid"}
-local NO_OPTIONS = setmetatable({}, {__newindex = function() error("read-only", 2) end})
-
--- a plain-string credential to scrub from what the call shows; one shorter than 4 bytes is left
--- (removing every "ab" from an error would garble it, and URLs hide such values anyway)
-local function add_plain(secrets, v)
-  if #v >= 4 then secrets[#secrets + 1] = v end
-end
 
 -- ---- URLs ----
 
-local function escape(s)
-  return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-end
-
-local function unescape(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
-local function sensitive(key)
-  local k = unescape(key):lower()
-  for _, w in ipairs(SENSITIVE) do
-    if k:find(w, 1, true) then return true end
-  end
-  return false
-end
-
--- url -> redacted url; the values it hid are appended to `hidden` (if given), raw and decoded
-local function redact_url(url, hidden)
-  local base, query = url:match("^([^?#]*)%??([^#]*)")
-  base = base:gsub("^(%a[%w+.-]*://)([^/@]*)@", function(scheme, userinfo)
-    if hidden then
-      local pass = userinfo:match(":(.*)$")
-      if pass then
-        add_plain(hidden, pass)
-        local plain = unescape(pass)
-        if plain ~= pass then add_plain(hidden, plain) end
-      end
-    end
-    return scheme .. "REDACTED@"
-  end)
-  if query == "" then return base end
-  local parts = {}
-  for pair in query:gmatch("[^&]+") do
-    local k, eq, v = pair:match("^([^=]*)(=?)(.*)$")
-    if eq == "=" and sensitive(k) then
-      parts[#parts + 1] = k .. "=REDACTED"
-      if hidden then
-        add_plain(hidden, v)
-        local plain = unescape(v)
-        if plain ~= v then add_plain(hidden, plain) end
-      end
-    else
-      parts[#parts + 1] = pair
-    end
-  end
-  return base .. "?" .. table.concat(parts, "&")
-end
+local redact_url = require("opsh.http.url").redact
 
 --- redact(url) -> the URL without credentials: user:password@ and the values of query
 -- parameters that carry secrets (sig, token, password, code, key...) become REDACTED.
 function M.redact(url)
+  if type(url) ~= "string" then require("opsh.check").string("http.redact", 1, url) end
   return redact_url(url)
-end
-
--- ---- argument handling ----
-
--- a usage error naming the argument: {kind = "usage", message = "bad argument #2 to 'get' (...)"}
-local function usage(where, msg)
-  error(core.error("usage", string.format("bad argument #%d to '%s' (%s)", where.arg, where.name, msg)), 0)
-end
-
-local function scalar(v, what, fname)
-  local t = type(v)
-  if t == "string" or core.is_secret(v) then return v end
-  if t == "number" then return math.type(v) == "integer" and string.format("%d", v) or tostring(v) end
-  if t == "boolean" then return tostring(v) end
-  usage(fname, string.format("%s must be a string, number, boolean or opsh.secret, got %s", what, t))
-end
-
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
-
--- query table -> flat {k1, v1, k2, v2...} (sorted keys; an array value repeats its key)
--- and the redacted text shown in errors; secrets go to `secrets`
-local function encode_query(query, fname, secrets)
-  local flat, shown = {}, {}
-  local function add(k, v)
-    v = scalar(v, "query value '" .. k .. "'", fname)
-    flat[#flat + 1] = k
-    flat[#flat + 1] = v
-    local hidden = core.is_secret(v) or sensitive(k)
-    if core.is_secret(v) then secrets[#secrets + 1] = v elseif hidden then add_plain(secrets, v) end
-    shown[#shown + 1] = escape(k) .. "=" .. (hidden and "REDACTED" or escape(v))
-  end
-  for _, k in ipairs(sorted_keys(query)) do
-    if type(k) ~= "string" then usage(fname, "query keys must be strings") end
-    local v = query[k]
-    if type(v) == "table" and not core.is_secret(v) then
-      for _, item in ipairs(v) do add(k, item) end
-    else
-      add(k, v)
-    end
-  end
-  return flat, table.concat(shown, "&")
-end
-
-local function has_header(headers, name)
-  for i = 1, #headers, 2 do
-    if headers[i]:lower() == name then return true end
-  end
-  return false
 end
 
 -- ---- responses ----
@@ -292,13 +167,16 @@ local MONTHS = {Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6, Jul = 7, A
 --- retry_after(value [, now]) -> seconds to wait from a Retry-After header (delta seconds or
 -- an HTTP-date), or nil when it cannot be read.
 function M.retry_after(value, now)
-  if type(value) ~= "string" then return nil end
+  if value ~= nil and type(value) ~= "string" then require("opsh.check").string("http.retry_after", 1, value) end
+  if now ~= nil and type(now) ~= "number" then require("opsh.check").number("http.retry_after", 2, now) end
+  if value == nil then return nil end
   local secs = value:match("^%s*(%d+)%s*$")
   if secs then return tonumber(secs) end
-  local d, mon, y, hh, mm, ss = value:match("^%s*%a+,%s*(%d+)%s+(%a+)%s+(%d+)%s+(%d+):(%d+):(%d+)%s+GMT%s*$")
+  local d, mon, y, hh, mm, ss = value:match("^%s*%a+,%s*(%d%d?)%s+(%a+)%s+(%d%d%d%d)%s+(%d%d):(%d%d):(%d%d)%s+GMT%s*$")
   if not d or not MONTHS[mon] then return nil end
-  local t = days_from_civil(tonumber(y), MONTHS[mon], tonumber(d)) * 86400
-    + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+  d, y, hh, mm, ss = tonumber(d), tonumber(y), tonumber(hh), tonumber(mm), tonumber(ss)
+  if d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60 then return nil end
+  local t = days_from_civil(y, MONTHS[mon], d) * 86400 + hh * 3600 + mm * 60 + ss
   return math.max(0, t - (now or os.time()))
 end
 
@@ -372,324 +250,6 @@ local function open_attempt(req, spec)
   local res, err = x:finish()
   if res then res.body = table.concat(parts) end
   return res, err, false
-end
-
--- ---- options ----
-
-local NUMERIC_OPTIONS = {"timeout", "connect_timeout", "retries", "backoff", "max_backoff",
-  "max_retry_after", "max_body", "idle_timeout", "low_speed_limit", "low_speed_time"}
-local PEM_OPTIONS = {"ca", "cert"}
--- options a client may hold for all its calls (a call's own win), and those only a call has
-local SHARED_OPTIONS = {"query", "headers", "timeout", "connect_timeout", "idle_timeout", "low_speed_limit",
-  "low_speed_time", "ca", "cert", "key", "insecure", "proxy", "follow", "retries", "retry_unsafe", "backoff",
-  "max_backoff", "max_retry_after", "max_body", "compressed", "missing_ok", "raise_for_status", "secret_fields"}
-local CALL_ONLY = {"url", "method", "body", "json", "body_file", "offset", "length", "body_source", "on_data",
-  "on_line", "read", "dry_run"}
-local CLIENT_ONLY = {"base_url", "auth", "auth_header", "throttle"}
-local OPTION_LIST, CLIENT_OPTION_LIST = {}, {}
-for _, n in ipairs(CALL_ONLY) do OPTION_LIST[#OPTION_LIST + 1] = n end
-for _, n in ipairs(SHARED_OPTIONS) do
-  OPTION_LIST[#OPTION_LIST + 1] = n
-  CLIENT_OPTION_LIST[#CLIENT_OPTION_LIST + 1] = n
-end
-for _, n in ipairs(CLIENT_ONLY) do CLIENT_OPTION_LIST[#CLIENT_OPTION_LIST + 1] = n end
-local OPTIONS, CLIENT_OPTIONS = {}, {}
-for _, name in ipairs(OPTION_LIST) do OPTIONS[name] = true end
-for _, name in ipairs(CLIENT_OPTION_LIST) do CLIENT_OPTIONS[name] = true end
-
-local function check_number(fname, opts, name)
-  local v = opts[name]
-  if v ~= nil and v ~= false and (type(v) ~= "number" or v < 0) then
-    usage(fname, name .. " must be a non-negative number")
-  end
-end
-
-local function check_options(opts, fname, known, list)
-  for k in pairs(opts) do
-    if not known[k] then
-      local near = type(k) == "string" and require("opsh.script").nearest(k, list)
-      usage(fname, string.format("unknown option '%s'%s", tostring(k), near and ("; did you mean '" .. near .. "'?") or ""))
-    end
-  end
-end
-
--- the values of the options a client and a call share
-local function check_values(opts, fname)
-  for i = 1, #NUMERIC_OPTIONS do
-    local n = NUMERIC_OPTIONS[i]
-    if opts[n] ~= nil then check_number(fname, opts, n) end
-  end
-  if opts.low_speed_limit ~= nil and math.type(opts.low_speed_limit) ~= "integer" then
-    usage(fname, "low_speed_limit must be a whole number of bytes per second")
-  end
-  if opts.low_speed_time ~= nil and (math.type(opts.low_speed_time) ~= "integer" or opts.low_speed_time < 1) then
-    usage(fname, "low_speed_time must be a whole number of seconds, at least 1")
-  end
-  if opts.headers ~= nil and type(opts.headers) ~= "table" then usage(fname, "headers must be a table") end
-  if opts.query ~= nil and type(opts.query) ~= "table" then usage(fname, "query must be a table") end
-  for i = 1, #PEM_OPTIONS do
-    local name = PEM_OPTIONS[i]
-    local v = opts[name]
-    if v ~= nil and type(v) ~= "string" and not core.is_secret(v) then
-      usage(fname, name .. " must be PEM text or a file path")
-    end
-  end
-  if opts.key ~= nil and type(opts.key) ~= "string" and not core.is_secret(opts.key) then
-    usage(fname, "key must be PEM text, an opsh.secret or a file path")
-  end
-  if opts.proxy ~= nil and type(opts.proxy) ~= "string" then usage(fname, "proxy must be a URL") end
-  local sf = opts.secret_fields
-  if sf ~= nil then
-    if type(sf) ~= "table" or #sf == 0 then usage(fname, "secret_fields must be a list of member names") end
-    for i = 1, #sf do
-      if type(sf[i]) ~= "string" or sf[i] == "" then usage(fname, "secret_fields must be a list of member names") end
-    end
-  end
-end
-
-local function credential_header(name)
-  local n = name:lower()
-  if CREDENTIAL_HEADERS[n] then return true end
-  for i = 1, #CREDENTIAL_WORDS do
-    if n:find(CREDENTIAL_WORDS[i], 1, true) then return true end
-  end
-  return false
-end
-
--- the plain-string value of a credential header -> secrets: the value, the credentials after an
--- auth scheme ("Bearer <token>"), each cookie's value
-local function add_credential(secrets, v)
-  add_plain(secrets, v)
-  local cred = v:match("^[%w!#$%%&'*+.^_`|~-]+ +(%S.*)$")
-  if cred then add_plain(secrets, cred) end
-  for value in v:gmatch("=%s*([^;,]+)") do add_plain(secrets, (value:gsub("%s+$", ""))) end
-end
-
--- a headers table -> the flat list {n1, v1, ...} (sorted by name); credentials go to `secrets`
-local function flatten_headers(t, fname, secrets)
-  local headers = {}
-  for _, name in ipairs(sorted_keys(t)) do
-    if type(name) ~= "string" then usage(fname, "header names must be strings") end
-    local v = scalar(t[name], "header '" .. name .. "'", fname)
-    if core.is_secret(v) then
-      secrets[#secrets + 1] = v
-    elseif credential_header(name) then
-      add_credential(secrets, v)
-    end
-    headers[#headers + 1] = name
-    headers[#headers + 1] = v
-  end
-  return headers
-end
-
-local function append(list, more)
-  for i = 1, #more do list[#list + 1] = more[i] end
-end
-
--- The settings a call runs with: `d` the scalar options (DEFAULTS overlaid), and for a client its
--- headers and query (flattened once, with the credentials they carry), base URL, auth, throttle
--- (opsh.http.client makes them).
-local PLAIN = {d = DEFAULTS}
-
-local function check_url(url, where, what)
-  if type(url) ~= "string" then usage(where, string.format("%s must be a string, got %s", what, type(url))) end
-  if not url:find("^[hH][tT][tT][pP][sS]?://.") then
-    usage(where, string.format("%s '%s' is not http:// or https://", what, redact_url(url)))
-  end
-end
-
---- (internal, opsh.http.client) what a client's settings are made with
-M._internal = {
-  PLAIN = PLAIN, SHARED_OPTIONS = SHARED_OPTIONS, CLIENT_OPTIONS = CLIENT_OPTIONS,
-  CLIENT_OPTION_LIST = CLIENT_OPTION_LIST, usage = usage, check_url = check_url, check_options = check_options,
-  check_values = check_values, flatten_headers = flatten_headers, encode_query = encode_query,
-  has_header = has_header, redact_url = redact_url,
-}
-
-
--- ---- the request ----
-
--- options (url and method given apart: get() and friends pass the caller's table as it is) and
--- the settings -> the C spec and the request's policy
-local function prepare(opts, fname, url_arg, url, method, cfg)
-  local d = cfg.d
-  if opts ~= NO_OPTIONS then
-    check_options(opts, fname, OPTIONS, OPTION_LIST)
-    check_values(opts, fname)
-  end
-  if url == nil then usage(url_arg, "url is required") end
-  check_url(url, url_arg, "url")
-  method = method or "GET"
-  if not METHODS[method] then
-    if type(method) ~= "string" or not METHODS[method:upper()] then
-      usage(fname, "method must be one of GET HEAD POST PUT PATCH DELETE OPTIONS")
-    end
-    method = method:upper()
-  end
-  local streaming = opts.on_data ~= nil or opts.on_line ~= nil
-  if opts.on_data ~= nil and opts.on_line ~= nil then usage(fname, "give on_data or on_line, not both") end
-  if streaming and type(opts.on_data or opts.on_line) ~= "function" then
-    usage(fname, "on_data/on_line must be a function")
-  end
-  local source = opts.body_source
-  local nbodies = (opts.body ~= nil and 1 or 0) + (opts.json ~= nil and 1 or 0) + (opts.body_file ~= nil and 1 or 0)
-    + (source ~= nil and 1 or 0)
-  if nbodies > 1 then usage(fname, "give one of body, json, body_file, body_source") end
-  if opts.body ~= nil and type(opts.body) ~= "string" and not core.is_secret(opts.body) then
-    usage(fname, "body must be a string or opsh.secret")
-  end
-  if opts.body_file ~= nil and type(opts.body_file) ~= "string" then usage(fname, "body_file must be a path") end
-  if source ~= nil then
-    if type(source) ~= "function" then usage(fname, "body_source must be a function() -> chunk | nil") end
-    if opts.retries ~= nil and opts.retries ~= 0 then
-      usage(fname, "body_source cannot be sent twice (a generator cannot be replayed): retries must be 0")
-    end
-  end
-  if opts.offset ~= nil or opts.length ~= nil then
-    for _, name in ipairs({"offset", "length"}) do
-      local v = opts[name]
-      if v ~= nil and (math.type(v) ~= "integer" or v < 0) then
-        usage(fname, name .. " must be a whole number of bytes")
-      end
-    end
-    if opts.offset ~= nil and opts.body_file == nil then usage(fname, "offset needs body_file") end
-    if opts.length ~= nil and opts.body_file == nil and source == nil then
-      usage(fname, "length needs body_file or body_source")
-    end
-  end
-  if opts.read ~= nil and type(opts.read) ~= "boolean" then usage(fname, "read must be a boolean") end
-  if opts.dry_run ~= nil and opts.dry_run ~= "server" then
-    usage(fname, 'dry_run must be "server" (the request carries the server\'s own dry-run)')
-  end
-  local secret_fields = opts.secret_fields or d.secret_fields
-  if secret_fields and streaming then usage(fname, "secret_fields needs a whole response, not on_data/on_line") end
-
-  -- every credential the call carries, to be scrubbed from what it shows: opsh.secret values,
-  -- credential headers and query values, the URL's (and proxy's) password
-  local secrets = {}
-  local headers
-  if opts.headers ~= nil then headers = flatten_headers(opts.headers, fname, secrets) end
-  local client_headers = cfg.headers
-  if client_headers then
-    if headers == nil then
-      headers = {}
-      append(headers, client_headers)
-    else
-      local given = {}
-      for i = 1, #headers, 2 do given[headers[i]:lower()] = true end
-      for i = 1, #client_headers, 2 do
-        if not given[client_headers[i]:lower()] then
-          headers[#headers + 1] = client_headers[i]
-          headers[#headers + 1] = client_headers[i + 1]
-        end
-      end
-    end
-    append(secrets, cfg.header_secrets)
-  end
-  local body = opts.body
-  if core.is_secret(body) then secrets[#secrets + 1] = body end
-  local wipe
-  if opts.json ~= nil then
-    -- the body carries the real bytes of the secrets in the table; everything shown has them redacted
-    local n
-    body, n = require("opsh.json").encode(opts.json, {reveal_secrets = true})
-    if n > 0 then
-      redact.collect(opts.json, secrets)
-      wipe = body
-    end
-    headers = headers or {}
-    if not has_header(headers, "content-type") then
-      headers[#headers + 1] = "Content-Type"
-      headers[#headers + 1] = "application/json"
-    end
-    if not has_header(headers, "accept") then
-      headers[#headers + 1] = "Accept"
-      headers[#headers + 1] = "application/json"
-    end
-  end
-  local query, shown_query, query_table = nil, nil, opts.query
-  if cfg.query then
-    if query_table ~= nil then
-      local merged = {}
-      for k, v in pairs(cfg.query) do merged[k] = v end
-      for k, v in pairs(query_table) do merged[k] = v end
-      query_table = merged
-      query, shown_query = encode_query(merged, fname, secrets)
-    else
-      query_table = cfg.query
-      query, shown_query = cfg.query_flat, cfg.query_shown
-      append(secrets, cfg.query_secrets)
-    end
-  elseif query_table ~= nil then
-    query, shown_query = encode_query(query_table, fname, secrets)
-  end
-  local shown = url:find("[?@#]") and redact_url(url, secrets) or url
-  if shown_query and shown_query ~= "" then
-    shown = shown .. (shown:find("?", 1, true) and "&" or "?") .. shown_query
-  end
-  local key = opts.key or d.key
-  if core.is_secret(key) then secrets[#secrets + 1] = key end
-  local proxy = opts.proxy or d.proxy
-  if proxy and proxy:find("@", 1, true) then redact_url(proxy, secrets) end
-
-  local timeout = opts.timeout
-  if timeout == nil and not streaming and opts.body_file == nil and source == nil then timeout = d.timeout end
-  -- the call's option, else the settings' (`or` where false means nothing else)
-  local max_body = opts.max_body or d.max_body
-  local idle = opts.idle_timeout
-  if idle == nil then idle = d.idle_timeout end
-  local insecure, follow, compressed = opts.insecure, opts.follow, opts.compressed
-  if insecure == nil then insecure = d.insecure end
-  if follow == nil then follow = d.follow end
-  if compressed == nil then compressed = d.compressed end
-  local spec = {
-    method = method, url = url, query = query, headers = headers, body = body, body_file = opts.body_file,
-    ca = opts.ca or d.ca, cert = opts.cert or d.cert, key = key,
-    insecure = insecure == true, proxy = proxy, follow = follow == true,
-    max_body = max_body and math.floor(max_body) or 0,
-    compressed = not streaming and compressed ~= false,
-    connect_timeout_ms = math.ceil((opts.connect_timeout or d.connect_timeout) * 1000),
-    low_speed_limit = opts.low_speed_limit or d.low_speed_limit,
-    secret_fields = secret_fields,
-  }
-  if idle then spec.idle_timeout_ms = math.max(1, math.ceil(idle * 1000)) end
-  if spec.low_speed_limit then spec.low_speed_time = opts.low_speed_time or d.low_speed_time end
-  if source then spec.body_source = true end
-  if opts.offset or opts.length then spec.offset, spec.length = opts.offset, opts.length end
-  local is_read = opts.read
-  if is_read == nil then is_read = READS[method] == true end
-  local raise_for_status, retry_unsafe, missing_ok = opts.raise_for_status, opts.retry_unsafe, opts.missing_ok
-  if raise_for_status == nil then raise_for_status = d.raise_for_status end
-  if retry_unsafe == nil then retry_unsafe = d.retry_unsafe end
-  if missing_ok == nil then missing_ok = d.missing_ok end
-  local req = {
-    method = method, shown = shown, secrets = secrets, streaming = streaming, where = fname,
-    timed = timeout ~= nil and timeout ~= false, timeout = timeout,
-    retries = source and 0 or math.floor(opts.retries or d.retries),
-    backoff = opts.backoff or d.backoff, max_backoff = opts.max_backoff or d.max_backoff,
-    max_retry_after = opts.max_retry_after or d.max_retry_after,
-    retry_unsafe = retry_unsafe == true, raise_for_status = raise_for_status,
-    missing_ok = missing_ok == true, max_body = max_body or math.huge,
-    read = is_read, mutation = not is_read and opts.dry_run ~= "server",
-    url = url, query = query_table, throttle = cfg.throttle,
-  }
-  if source then req.source, req.length = source, opts.length end
-  if wipe then req.wipe = wipe end
-  if secret_fields then req.secret_fields = secret_fields end
-  if cfg.auth and not (headers and has_header(headers, cfg.auth_lower)) then
-    -- an Authorization header the call gives itself wins over the client's auth
-    req.auth, req.auth_header = cfg.auth_state, cfg.auth_header
-    if not headers then
-      headers = {}
-      spec.headers = headers
-    end
-  end
-  if opts.on_line then
-    req.deliver, req.flush = lines.splitter(opts.on_line)
-  else
-    req.deliver = opts.on_data
-  end
-  return spec, req
 end
 
 local function log_retry(req, attempt, wait, why)
@@ -803,10 +363,7 @@ end
 
 local wiper_meta = {__close = function(w) C.wipe(w[1]) end}
 
-local function request(opts, where, url_arg, url, method, cfg)
-  local spec, req = prepare(opts, where, url_arg, url, method, cfg)
-  req.t0 = core.hrtime()
-  if req.mutation and dryrun.active() then return not_sent(req, spec, opts) end
+local function send(req, spec)
   -- a body that holds secrets' bytes is wiped once the request is over
   local _ <close> = req.wipe and setmetatable({req.wipe}, wiper_meta)
   local auth, gen = req.auth, nil
@@ -896,13 +453,31 @@ local function request(opts, where, url_arg, url, method, cfg)
   end
 end
 
+-- A mutation that is sent leaves one line in the audit log (opsh.audit), with the status it got.
+local function request(opts, where, url_arg, url, method, cfg)
+  local spec, req = prepare(opts, where, url_arg, url, method, cfg)
+  req.t0 = core.hrtime()
+  if not req.mutation then return send(req, spec) end
+  if dryrun.active() then return not_sent(req, spec, opts) end
+  local res = table.pack(pcall(send, req, spec))
+  local path = req.shown:match("^[^?#]*")
+  require("opsh.audit").record({kind = "http", action = req.method .. " " .. req.shown,
+    target = path:match("://[^/]*/.-([^/]+)/*$") or path:match("://([^/]+)"), secrets = req.secrets,
+    result = res[1] and (res[2] and tostring(res[2].status) or "404 (missing)") or ("error: " .. core.describe(res[2]))})
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+--- (internal, opsh.http.client) what a client's settings are made with
+M._internal = P.internal
+
 --- (internal, opsh.http.client) the request engine with a client's settings
 M._request = request
 M._no_options = NO_OPTIONS
 
 --- request{method, url, query, headers, body | json | body_file | body_source, ...} -> response
 -- (see docs/http.md for every option)
-local REQUEST_ARG = {name = "request", arg = 1}
+local REQUEST_ARG = {name = "http.request", arg = 1}
 
 function M.request(opts)
   if type(opts) ~= "table" then usage(REQUEST_ARG, "table expected, got " .. type(opts)) end
@@ -910,7 +485,7 @@ function M.request(opts)
 end
 
 local function with_method(method, fname)
-  local url_arg, opts_arg = {name = fname, arg = 1}, {name = fname, arg = 2}
+  local url_arg, opts_arg = {name = "http." .. fname, arg = 1}, {name = "http." .. fname, arg = 2}
   return function(url, opts)
     if opts == nil then
       opts = NO_OPTIONS
@@ -947,9 +522,11 @@ function M.bearer(fetch, opts)
   return require("opsh.http.auth").bearer(fetch, opts)
 end
 
+local CONFIGURE_OPTIONS = {max_host_connections = {"integer", min = 0}, max_total_connections = {"integer", min = 0}}
+
 --- configure{max_host_connections = 64, max_total_connections = 0 (no limit)}
 function M.configure(opts)
-  if type(opts) ~= "table" then error("bad argument #1 to 'configure' (table expected)", 2) end
+  opts = require("opsh.check").options("http.configure", 1, opts, CONFIGURE_OPTIONS)
   C.configure(opts)
 end
 

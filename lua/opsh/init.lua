@@ -98,7 +98,8 @@ local function item_label(item, i)
 end
 
 --- parallel(items, fn, {limit=N}) -> {fn(items[1], 1), ...} in input order.
--- The first error cancels the rest and is raised again, naming the item that failed.
+-- The first error cancels the rest and is raised again, naming the item that failed, with the
+-- failing call's frames in its `traceback` field (the CLI prints them).
 function M.parallel(items, fn, opts)
   local n = #items
   local limit = opts and opts.limit or n
@@ -108,16 +109,24 @@ function M.parallel(items, fn, opts)
   local results, next_index, running, failure = {}, 0, 0, nil
   local parent = core.current()
   if not parent then M.raise("usage", "opsh.parallel must run inside an opsh task") end
+  local traceback
+  -- the failing worker's own frames, up to (not including) the worker loop
+  local function keep_frames(err)
+    if not failure and not unstoppable(err) then
+      traceback = debug.traceback(nil, 2):gsub("\n[^\n]*%[C%]: in function 'xpcall'.*$", "")
+    end
+    return err
+  end
   local function worker()
     while not failure do
       next_index = next_index + 1
       local i = next_index
       if i > n then break end
-      local ok, res = pcall(fn, items[i], i)
+      local ok, res = xpcall(fn, keep_frames, items[i], i)
       if ok then
         results[i] = res
       elseif not failure then
-        failure = {index = i, err = res}
+        failure = {index = i, err = res, traceback = traceback}
       end
     end
     running = running - 1
@@ -137,6 +146,7 @@ function M.parallel(items, fn, opts)
     err = as_error(err)
     local fields = {item = failure.index, cause = err}
     for k, v in pairs(err) do if fields[k] == nil and k ~= "message" then fields[k] = v end end
+    fields.traceback = fields.traceback or failure.traceback
     error(core.error(err.kind, item_label(items[failure.index], failure.index) .. ": " .. err.message,
       fields), 0)
   end

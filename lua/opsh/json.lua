@@ -1,6 +1,7 @@
 -- opsh.json: JSON for Kubernetes and Azure payloads. Integers stay integers, null is the
 -- json.null sentinel, arrays are marked so that [] round-trips, output is stable (sorted keys).
 local C = require("opsh._json")
+local check = require("opsh.check")
 
 local M = {}
 
@@ -14,27 +15,25 @@ M.empty_array = C.empty_array
 M.array_mt = C.array_mt
 
 --- array([t]) -> t marked as a JSON array (a new empty array without t).
-M.array = C.array
+function M.array(t)
+  if t ~= nil and type(t) ~= "table" then check.table("json.array", 1, t) end
+  if t ~= nil and getmetatable(t) ~= nil and getmetatable(t) ~= C.array_mt then
+    check.fail("json.array", 1, "table already has a metatable")
+  end
+  return C.array(t)
+end
 
 --- is_array(v) -> true if v is marked as a JSON array.
 M.is_array = C.is_array
 
 --- decode(s) -> value; raises {kind="json", message="... at line L column C (byte N)", line=, column=, offset=}.
 function M.decode(s)
-  if type(s) ~= "string" then
-    error(string.format("bad argument #1 to 'decode' (string expected, got %s)", type(s)), 2)
-  end
+  if type(s) ~= "string" then check.string("json.decode", 1, s) end
   return C.decode(s)
 end
 
-local function option(opts, name, kind, default)
-  local v = opts[name]
-  if v == nil then return default end
-  if type(v) ~= kind then
-    error(string.format("bad argument #2 to 'encode' (option '%s' must be a %s, got %s)", name, kind, type(v)), 3)
-  end
-  return v
-end
+local ENCODE_OPTIONS = {pretty = "boolean", sort_keys = "boolean", indent = {"integer", min = 0, max = 16},
+  reveal_secrets = "boolean"}
 
 --- encode(v [, {pretty = false, sort_keys = true, indent = 2}]) -> string; raises {kind="json", path=}.
 -- {reveal_secrets = true} is for primitives that send a request body (opsh.http): opsh.secret
@@ -42,15 +41,11 @@ end
 -- opsh.secret when it holds any (a plain string otherwise), with the number of secrets it holds.
 function M.encode(v, opts)
   if opts == nil then return C.encode(v, false, true, 2) end
-  if type(opts) ~= "table" then
-    error(string.format("bad argument #2 to 'encode' (table expected, got %s)", type(opts)), 2)
-  end
-  local indent = option(opts, "indent", "number", 2)
-  if math.type(indent) ~= "integer" or indent < 0 or indent > 16 then
-    error("bad argument #2 to 'encode' (option 'indent' must be an integer from 0 to 16)", 2)
-  end
-  return C.encode(v, option(opts, "pretty", "boolean", false), option(opts, "sort_keys", "boolean", true), indent,
-    option(opts, "reveal_secrets", "boolean", false))
+  check.options("json.encode", 2, opts, ENCODE_OPTIONS)
+  local indent, sort = opts.indent, opts.sort_keys
+  if indent == nil then indent = 2 end
+  if sort == nil then sort = true end
+  return C.encode(v, opts.pretty or false, sort, indent, opts.reveal_secrets or false)
 end
 
 return M

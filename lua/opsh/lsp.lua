@@ -26,7 +26,7 @@ function M.write_stubs(dir)
   fs.mkdir(dir, {parents = true})
   local n = 0
   for _, name in ipairs(runtime.embedded("meta:")) do
-    fs.write_atomic(dir .. "/" .. name .. ".lua", runtime.embedded_source("meta:" .. name))
+    fs.write_atomic(dir .. "/" .. name .. ".lua", (runtime.embedded_source("meta:" .. name)))
     n = n + 1
   end
   return dir, n

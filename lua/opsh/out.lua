@@ -204,9 +204,22 @@ function M.render(records, opts)
   error(core.error("usage", string.format("unknown output format '%s'", tostring(format))), 0)
 end
 
---- print(records, opts): render to stdout.
+-- what print() uses when not told: the CLI sets them from -o/--output and the terminal
+local defaults = {format = "table", color = false}
+
+--- configure({format=, color=}): print()'s defaults (the CLI passes -o and whether stdout is a colour terminal).
+function M.configure(o)
+  if o.format ~= nil then defaults.format = o.format end
+  if o.color ~= nil then defaults.color = o.color end
+end
+
+--- print(records, opts): render to stdout, in the -o format unless opts.format says otherwise.
 function M.print(records, opts)
-  io.stdout:write(M.render(records, opts))
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if o.format == nil then o.format = defaults.format end
+  if o.color == nil then o.color = defaults.color end
+  io.stdout:write(M.render(records, o))
 end
 
 return M

@@ -4,6 +4,7 @@
 -- otherwise, host names resolved off the loop, dry-run as read-only sessions. See docs/pg.md.
 local C = require("opsh._pg")
 local core = require("opsh._core")
+local check = require("opsh.check")
 local json = require("opsh.json")
 local fs = require("opsh.fs")
 local dryrun = require("opsh.dryrun")
@@ -53,6 +54,16 @@ local function usage(message)
   error(core.error("usage", message), 3)
 end
 
+-- every name a connection table may hold, for "did you mean"
+local function option_names(pool)
+  local list = {}
+  for k in pairs(KEYWORDS) do list[#list + 1] = k end
+  for k in pairs(OWN) do list[#list + 1] = k end
+  if pool then for k in pairs(POOL_KEYS) do list[#list + 1] = k end end
+  table.sort(list)
+  return list
+end
+
 -- A server setting for the options keyword: "-c name=value", spaces escaped as libpq wants.
 local function setting(name, value)
   return "-c " .. name .. "=" .. tostring(value):gsub("([\\ ])", "\\%1")
@@ -69,10 +80,10 @@ local function connect_params(target, overrides, fname, pool)
   elseif target == nil then
     opts = overrides or {}
   else
-    error(string.format("bad argument #1 to '%s' (string or table expected, got %s)", fname, type(target)), 3)
+    check.fail("pg." .. fname, 1, "string or table expected, got " .. check.typename(target))
   end
   if type(opts) ~= "table" then
-    error(string.format("bad argument #2 to '%s' (table expected, got %s)", fname, type(opts)), 3)
+    check.fail("pg." .. fname, 2, "table expected, got " .. check.typename(opts))
   end
   local params, server_options, parsed = {}, nil, {}
   if conninfo then
@@ -85,7 +96,7 @@ local function connect_params(target, overrides, fname, pool)
     if KEYWORDS[k] then
       if k == "password" then
         if type(v) ~= "string" and not core.is_secret(v) then
-          error(string.format("bad argument #1 to '%s' (password must be a string or an opsh.secret)", fname), 3)
+          check.fail("pg." .. fname, 1, "must be a string or an opsh.secret, got " .. check.typename(v), "password")
         end
         params.password = v
       elseif k == "options" then
@@ -94,7 +105,7 @@ local function connect_params(target, overrides, fname, pool)
         params[k] = tostring(v)
       end
     elseif not OWN[k] and not (pool and POOL_KEYS[k]) then
-      error(string.format("bad argument #1 to '%s' (unknown connection option '%s')", fname, tostring(k)), 3)
+      check.unknown("pg." .. fname, 1, k, option_names(pool))
     end
   end
   -- Results need ISO dates to give RFC 3339 timestamps; sessions default to UTC so that a
@@ -102,7 +113,7 @@ local function connect_params(target, overrides, fname, pool)
   local settings = {setting("DateStyle", "ISO, YMD"), setting("TimeZone", opts.timezone or "UTC")}
   if opts.statement_timeout then
     local s = tonumber(opts.statement_timeout)
-    if not s or s < 0 then error(string.format("bad argument #1 to '%s' (statement_timeout must be seconds)", fname), 3) end
+    if not s or s < 0 then check.fail("pg." .. fname, 1, "must be seconds", "statement_timeout") end
     settings[#settings + 1] = setting("statement_timeout", math.floor(s * 1000 + 0.5))
   end
   if server_options then settings[#settings + 1] = server_options end
@@ -377,7 +388,30 @@ end
 local TX_CONTROL = {begin = true, start = true, commit = true, ["end"] = true, rollback = true, abort = true,
   savepoint = true, release = true}
 
+-- sql with every PASSWORD '...' literal replaced, for records and logs (ALTER/CREATE ROLE take
+-- no parameters, so a password there is a literal)
+local function without_passwords(sql)
+  local lower = sql:lower()
+  local out, i = {}, 1
+  while true do
+    local _, quote = lower:find("password%s*'", i)
+    if not quote then break end
+    local j = quote + 1
+    while true do
+      local q = sql:find("'", j, true)
+      if not q then j = #sql + 1 break end
+      if sql:sub(q + 1, q + 1) == "'" then j = q + 2 else j = q + 1 break end
+    end
+    out[#out + 1] = sql:sub(i, quote - 1) .. "'<redacted>'"
+    i = j
+  end
+  out[#out + 1] = sql:sub(i)
+  return table.concat(out)
+end
+M._without_passwords = without_passwords
+
 local function one_line(sql)
+  sql = without_passwords(sql)
   local line = sql:gsub("%s+", " "):match("^%s*(.-)%s*$")
   if #line > 200 then line = line:sub(1, 200) .. "…" end
   return line
@@ -392,7 +426,7 @@ local function would_be(self, sql, args, reason)
   end
   local record = dryrun.record({kind = "pg", action = one_line(sql),
     target = string.format("%s/%s", info.host or "?", info.dbname or "?"),
-    request = {sql = sql, params = params}, secrets = {password_of[self]}})
+    request = {sql = without_passwords(sql), params = params}, secrets = {password_of[self]}})
   return {dry_run = true, command = "DRY RUN", columns = {}, reason = reason, record = record}
 end
 
@@ -437,15 +471,53 @@ local function dry_call(self, sql, args, fn, ...)
   error(err, 0)
 end
 
+-- Command tags of statements that change nothing on the server (transaction control and session
+-- settings included); anything else, and a read that calls a changing function, is a mutation.
+local READ_TAGS = {SELECT = true, SHOW = true, SET = true, RESET = true, BEGIN = true, START = true,
+  COMMIT = true, ROLLBACK = true, SAVEPOINT = true, RELEASE = true, FETCH = true, MOVE = true, DECLARE = true,
+  CLOSE = true, DISCARD = true, LISTEN = true, UNLISTEN = true, EXPLAIN = true, DEALLOCATE = true,
+  PREPARE = true}
+local READ_WORDS = {select = true, show = true, set = true, reset = true, begin = true, start = true,
+  commit = true, ["end"] = true, rollback = true, abort = true, savepoint = true, release = true, fetch = true,
+  move = true, declare = true, close = true, discard = true, listen = true, unlisten = true, explain = true,
+  deallocate = true, prepare = true, values = true, table = true, with = true}
+
+local function is_mutation(sql, res)
+  local tag = type(res) == "table" and type(res.command) == "string" and res.command:match("^%u+")
+  if tag and not READ_TAGS[tag] then return true end
+  if not tag or sql:find("[(;]") then
+    local why = changes_anyway(sql)
+    if why and why ~= "turning the read-only session off" then return true end
+    for _, st in ipairs(statements(sql)) do
+      local first = st:match("^%s*([%a_]+)")
+      if first and not READ_WORDS[first] then return true end
+    end
+    return false
+  end
+  local first = sql:match("^%s*([%a_]+)")
+  return first ~= nil and not READ_WORDS[first:lower()]
+end
+
+-- a statement sent outside a dry run: one audit line when it changed something
+local function audited(self, sql, res)
+  if is_mutation(sql, res) then
+    local info = self:info()
+    require("opsh.audit").record({kind = "pg", action = one_line(sql),
+      target = string.format("%s/%s", info.host or "?", info.dbname or "?"),
+      result = type(res) == "table" and res.command or nil, secrets = {password_of[self]}})
+  end
+  return res
+end
+
 --- conn:query(sql, ...) -> result
 function methods:query(sql, ...)
-  if not readonly[self] and not dry_active() then return c_query(self, sql, ...) end
+  if not readonly[self] and not dry_active() then return audited(self, sql, c_query(self, sql, ...)) end
   return dry_call(self, sql, table.pack(...), c_query, ...)
 end
 
 --- conn:exec(sql) -> result of the last statement
 function methods:exec(sql, ...)
-  if not readonly[self] and not dry_active() then return c_exec(self, sql, ...) end
+  if not readonly[self] and not dry_active() then return audited(self, sql, c_exec(self, sql, ...)) end
   return dry_call(self, sql, table.pack(...), c_exec, ...)
 end
 
@@ -460,7 +532,7 @@ end
 --- conn:transaction(fn) -> fn's results; COMMIT, or ROLLBACK and re-raise. Nested calls use savepoints.
 function methods:transaction(fn)
   if type(fn) ~= "function" then
-    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+    check.func("conn:transaction", 1, fn)
   end
   local level = depth[self] or 0
   local savepoint = level > 0 and ("opsh_savepoint_" .. level) or nil
@@ -511,7 +583,7 @@ end
 function methods:notifications(opts)
   local timeout = opts and opts.timeout
   if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-    error("bad argument #1 to 'notifications' (timeout must be a non-negative number)", 2)
+    check.fail("conn:notifications", 1, "must be a non-negative number", "timeout")
   end
   local deadline = timeout and core.hrtime() + timeout
   return function()
@@ -523,7 +595,7 @@ end
 --- conn:set_statement_timeout(seconds): for this session (0 = none)
 function methods:set_statement_timeout(seconds)
   if type(seconds) ~= "number" or seconds < 0 then
-    error("bad argument #1 to 'set_statement_timeout' (non-negative number expected)", 2)
+    check.fail("conn:set_statement_timeout", 1, "non-negative number expected, got " .. tostring(seconds))
   end
   self:query("SELECT set_config('statement_timeout', $1, false)", tostring(math.floor(seconds * 1000 + 0.5)))
 end
@@ -570,9 +642,9 @@ end
 
 --- conn:copy_out(sql, {file = path} | {on_data = fn}) -> result (command, affected, bytes)
 function methods:copy_out(sql, opts)
-  if type(sql) ~= "string" then error("bad argument #1 to 'copy_out' (string expected)", 2) end
+  check.string("conn:copy_out", 1, sql)
   if type(opts) ~= "table" or (opts.file == nil) == (opts.on_data == nil) then
-    error("bad argument #2 to 'copy_out' (table with file or on_data expected)", 2)
+    check.fail("conn:copy_out", 2, "table with file or on_data expected")
   end
   if readonly[self] or dry_active() then return dry_call(self, sql, {n = 0}, copy_out, opts) end
   return copy_out(self, sql, opts)
@@ -607,12 +679,12 @@ end
 
 --- conn:copy_in(sql, {file = path} | {source = fn -> chunk|nil}) -> result (command, affected)
 function methods:copy_in(sql, opts)
-  if type(sql) ~= "string" then error("bad argument #1 to 'copy_in' (string expected)", 2) end
+  check.string("conn:copy_in", 1, sql)
   if type(opts) ~= "table" or (opts.file == nil) == (opts.source == nil) then
-    error("bad argument #2 to 'copy_in' (table with file or source expected)", 2)
+    check.fail("conn:copy_in", 2, "table with file or source expected")
   end
   if readonly[self] or dry_active() then return dry_call(self, sql, {n = 0}, copy_in, opts) end
-  return copy_in(self, sql, opts)
+  return audited(self, sql, copy_in(self, sql, opts))
 end
 
 -- ---- pool ----
@@ -622,14 +694,14 @@ Pool.__index = Pool
 
 --- pool{uri=|conninfo=|host=..., size = N, acquire_timeout = seconds} -> pool
 function M.pool(opts)
-  if type(opts) ~= "table" then error("bad argument #1 to 'pool' (table expected)", 2) end
+  check.table("pg.pool", 1, opts)
   local size = opts.size or 10
   if math.type(size) ~= "integer" or size < 1 then
-    error("bad argument #1 to 'pool' (size must be a positive integer)", 2)
+    check.fail("pg.pool", 1, "must be a positive integer, got " .. tostring(size), "size")
   end
   local timeout = opts.acquire_timeout or 30
   if type(timeout) ~= "number" or timeout < 0 then
-    error("bad argument #1 to 'pool' (acquire_timeout must be a non-negative number)", 2)
+    check.fail("pg.pool", 1, "must be a non-negative number, got " .. tostring(timeout), "acquire_timeout")
   end
   return setmetatable({
     spec = connect_params(opts, nil, "pool", true),

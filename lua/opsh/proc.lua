@@ -3,6 +3,7 @@
 -- The C part (opsh._proc) spawns on libuv; this layer holds the defaults and the policy.
 local C = require("opsh._proc")
 local core = require("opsh._core")
+local check = require("opsh.check")
 local lines = require("opsh.lines")
 local dryrun = require("opsh.dryrun")
 local redact = require("opsh.redact")
@@ -14,7 +15,7 @@ M.DEFAULT_KILL_GRACE = 5
 local STDERR_TAIL_LINES = 10
 
 local function usage(fname, msg)
-  error(core.error("usage", string.format("bad argument #1 to '%s' (%s)", fname, msg)), 3)
+  check.fail(fname, 1, msg)
 end
 
 local common_opts = {argv = true, env = true, env_add = true, cwd = true, stdin = true, stdin_file = true,
@@ -23,13 +24,23 @@ local common_opts = {argv = true, env = true, env_add = true, cwd = true, stdin 
 local run_opts = setmetatable({check = true, truncate = true}, {__index = common_opts})
 local spawn_opts = setmetatable({stdin_pipe = true, detach = true}, {__index = common_opts})
 
+-- the option names of run and spawn, for "did you mean"
+local allowed_list = {}
+for _, set in ipairs({run_opts, spawn_opts}) do
+  local list = {}
+  for k in pairs(common_opts) do list[#list + 1] = k end
+  for k in pairs(set) do list[#list + 1] = k end
+  table.sort(list)
+  allowed_list[set] = list
+end
+
 local out_modes = {capture = true, inherit = true, null = true, pipe = true}
 
 -- The options for opsh._proc.spawn, and the line handlers (run) by stream.
 local function build(opts, fname, allowed, is_spawn)
-  if type(opts) ~= "table" then usage(fname, "options table expected, got " .. type(opts)) end
+  if type(opts) ~= "table" then usage(fname, "options table expected, got " .. check.typename(opts)) end
   for k in pairs(opts) do
-    if not allowed[k] then usage(fname, string.format("unknown option '%s'", tostring(k))) end
+    if not allowed[k] then check.unknown(fname, 1, k, allowed_list[allowed]) end
   end
   local argv = opts.argv
   if type(argv) ~= "table" or #argv == 0 then
@@ -121,7 +132,8 @@ local function shell_word(a)
   return "'" .. a:gsub("'", "'\\''") .. "'"
 end
 
-local function record(spec, verb)
+-- what a run or spawn is, as a dry-run record or an audit line: {kind, action, target, request, secrets}
+local function described(spec, verb)
   local words = {}
   for i, a in ipairs(spec.argv) do words[i] = shell_word(a) end
   local request = {argv = {table.unpack(spec.argv)}, cwd = spec.cwd, stdin_file = spec.stdin_file,
@@ -133,8 +145,24 @@ local function record(spec, verb)
   if spec.input ~= nil then
     request.stdin = core.is_secret(spec.input) and "<secret>" or string.format("<%d bytes>", #spec.input)
   end
-  return dryrun.record{kind = "proc", action = verb .. " " .. table.concat(words, " "), target = spec.argv[1],
+  return {kind = "proc", action = verb .. " " .. table.concat(words, " "), target = spec.argv[1],
     request = request, secrets = secrets_of(spec)}
+end
+
+local function record(spec, verb) return dryrun.record(described(spec, verb)) end
+
+-- a command that is not a read, sent: one audit line with how it ended
+local function audited(spec, verb, result)
+  local audit = require("opsh.audit")
+  if not audit.recording() then return end
+  local rec = described(spec, verb)
+  rec.result = result
+  audit.record(rec)
+end
+
+local function outcome_of(r)
+  if r.signal then return "killed by " .. tostring(r.signal) end
+  return "exit " .. tostring(r.code)
 end
 
 -- What run returns for a recorded command: a successful, empty outcome marked dry_run.
@@ -234,18 +262,27 @@ end
 function M.run(opts)
   local spec, handlers = build(opts, "proc.run", run_opts, false)
   if dryrun.active() and not opts.read then return dry_result(spec, record(spec, "run")) end
-  return redact.guard(secrets_of(spec), execute, spec, handlers, opts)
+  if opts.read then return redact.guard(secrets_of(spec), execute, spec, handlers, opts) end
+  local ok, r = pcall(redact.guard, secrets_of(spec), execute, spec, handlers, opts)
+  if ok then
+    audited(spec, "run", outcome_of(r))
+  elseif core.is_error(r) and r.pid then
+    audited(spec, "run", "error: " .. r.message)   -- it ran, and failed (exit, signal, timeout)
+  end
+  if not ok then error(r, 0) end
+  return r
 end
 
 --- shell(command, opts) -> run{argv={"/bin/sh", "-c", command}, ...}: only when a shell is wanted.
 function M.shell(command, opts)
   if type(command) ~= "string" then
-    error(core.error("usage", "bad argument #1 to 'proc.shell' (command string expected, got "
-      .. (core.is_secret(command) and "an opsh.secret: secrets never go in a command line" or type(command)) .. ")"), 2)
+    check.fail("proc.shell", 1, "command string expected, got "
+      .. (core.is_secret(command) and "an opsh.secret: secrets never go in a command line" or check.typename(command)))
   end
   local o = {}
+  if opts ~= nil and type(opts) ~= "table" then check.table("proc.shell", 2, opts) end
   for k, v in pairs(opts or {}) do o[k] = v end
-  if o.argv ~= nil then error(core.error("usage", "bad argument #2 to 'proc.shell' (argv is set from the command)"), 2) end
+  if o.argv ~= nil then check.fail("proc.shell", 2, "argv is set from the command") end
   o.argv = {"/bin/sh", "-c", command}
   return M.run(o)
 end
@@ -276,6 +313,7 @@ function M.spawn(opts)
   local secrets = secrets_of(spec)
   local p = redact.guard(secrets, C.spawn, spec)
   spawned[p] = {timeout = spec.timeout, max_output = spec.max_output, secrets = secrets}
+  if not opts.read then audited(spec, "spawn", "started pid " .. tostring(p:pid())) end
   return p
 end
 
@@ -314,16 +352,26 @@ end
 
 --- signal_pid(pid, [signal = "TERM"]) -> true | false, reason. For processes found by pid (a daemon
 -- another opsh run started); signal 0 only asks whether the pid exists. Prefer handles where you have one.
-M.signal_pid = C.signal_pid
+local SIGNAL = {"integer", min = 1, what = "process id"}
+
+function M.signal_pid(pid, signal)
+  check.arg("proc.signal_pid", 1, pid, SIGNAL)
+  if signal ~= nil and type(signal) ~= "string" and math.type(signal) ~= "integer" then
+    check.fail("proc.signal_pid", 2, "signal name or number expected, got " .. check.typename(signal))
+  end
+  return C.signal_pid(pid, signal)
+end
 
 --- alive(pid) -> true while a process with that pid exists (zombies included)
 function M.alive(pid)
+  check.arg("proc.alive", 1, pid, SIGNAL)
   local ok, reason = C.signal_pid(pid, 0)
   return ok or reason == "Operation not permitted"
 end
 
 --- cmdline(pid) -> the argv list of a running process (Linux /proc), or nil when it is gone
 function M.cmdline(pid)
+  check.arg("proc.cmdline", 1, pid, SIGNAL)
   local f = io.open("/proc/" .. math.tointeger(pid) .. "/cmdline", "rb")
   if not f then return nil end
   local raw = f:read("a")

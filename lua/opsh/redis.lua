@@ -6,8 +6,10 @@
 -- connection; anything else raises {kind="connect", sent=true}.
 local C = require("opsh._redis")
 local core = require("opsh._core")
+local check = require("opsh.check")
 local opsh = require("opsh")
 local dryrun = require("opsh.dryrun")
+local audit = require("opsh.audit")
 
 local M = {}
 
@@ -39,13 +41,12 @@ end
 
 -- ---- options ----
 
-local function unescape(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
+local unescape = require("opsh.http.url").unescape
 
 --- parse_url("rediss://user:pass@host:port/db") -> options table (password as a secret).
 -- Messages never repeat the URL: it may hold the password.
 function M.parse_url(url)
+  check.string("redis.parse_url", 1, url)
   local scheme, rest = url:match("^(rediss?)://(.*)$")
   if not scheme then usage("a redis URL starts with redis:// or rediss://") end
   if rest:find("?", 1, true) or rest:find("#", 1, true) then
@@ -75,30 +76,34 @@ local KNOWN = {url = "string", host = "string", port = "number", username = "str
   password = "secret", db = "number", tls = "boolean", ca = "string", servername = "string",
   verify = "boolean", timeout = "number", connect_timeout = "number"}
 
+local KNOWN_LIST = {}
+for k in pairs(KNOWN) do KNOWN_LIST[#KNOWN_LIST + 1] = k end
+table.sort(KNOWN_LIST)
+
 local function config(opts)
   if type(opts) == "string" then opts = {url = opts} end
-  if type(opts) ~= "table" then error("bad argument #1 to 'connect' (table or URL expected)", 3) end
+  if type(opts) ~= "table" then check.fail("redis.connect", 1, "table or URL expected, got " .. check.typename(opts)) end
   local cfg = opts.url and M.parse_url(opts.url) or {}
   for k, v in pairs(opts) do
     local want = KNOWN[k]
-    if not want then error(string.format("bad argument #1 to 'connect' (unknown option '%s')", k), 3) end
+    if not want then check.unknown("redis.connect", 1, k, KNOWN_LIST) end
     if want == "secret" then
       if type(v) ~= "string" and not core.is_secret(v) then
-        error("bad argument #1 to 'connect' (password must be a string or opsh.secret)", 3)
+        check.fail("redis.connect", 1, "must be a string or opsh.secret, got " .. check.typename(v), "password")
       end
       v = core.secret(v)
     elseif type(v) ~= want then
-      error(string.format("bad argument #1 to 'connect' (option '%s' must be a %s)", k, want), 3)
+      check.fail("redis.connect", 1, string.format("must be a %s, got %s", want, check.typename(v)), k)
     end
     if k ~= "url" then cfg[k] = v end
   end
   cfg.host = cfg.host or "127.0.0.1"
   cfg.port = cfg.port or (cfg.tls and 6380 or 6379)
   if cfg.db and (cfg.db < 0 or math.type(cfg.db) ~= "integer") then
-    error("bad argument #1 to 'connect' (db must be a non-negative integer)", 3)
+    check.fail("redis.connect", 1, "db must be a non-negative integer")
   end
   if cfg.username and not cfg.password then
-    error("bad argument #1 to 'connect' (username needs a password)", 3)
+    check.fail("redis.connect", 1, "username needs a password")
   end
   return cfg
 end
@@ -302,20 +307,29 @@ local function record(self, name, args)
     request = request, secrets = {cfg.password}}
 end
 
+-- a write sent outside a dry run: its audit line, with how it ended
+local function audited(self, name, args, result)
+  local cfg = self._cfg
+  audit.record{kind = "redis", action = describe(name, args), target = cfg.host .. ":" .. cfg.port,
+    result = result, secrets = {cfg.password}}
+end
+
 --- r:call(name, ...) -> the reply; raises {kind="redis", code=} for an error reply.
 -- In a dry-run, a write is recorded instead: redis.dry_run, the record.
 function Conn:call(name, ...)
-  if type(name) ~= "string" then error("bad argument #1 to 'call' (command name expected)", 2) end
+  if type(name) ~= "string" then check.fail("r:call", 1, "command name expected, got " .. check.typename(name)) end
   if dryrun.active() and is_write(self, name, ...) then
     check_open(self)
     return M.dry_run, record(self, name, table.pack(...))
   end
-  return send(self, name, ...)
+  local reply = send(self, name, ...)
+  if audit.recording() and is_write(self, name, ...) then audited(self, name, table.pack(...), "ok") end
+  return reply
 end
 
 --- r:select(db): later reconnects select it again.
 function Conn:select(db)
-  if math.type(db) ~= "integer" then error("bad argument #1 to 'select' (integer expected)", 2) end
+  if math.type(db) ~= "integer" then check.integer("r:select", 1, db) end
   return self:call("SELECT", db)
 end
 
@@ -333,13 +347,13 @@ local function run_pipeline(self, p)
   return res
 end
 
--- In a dry-run the commands are kept as Lua values too, then the reads are sent and the writes
--- recorded; each write's place in the results holds redis.dry_run.
-local function dry_pipeline(self, fn, all)
+-- what fn is given to queue commands: they go into the batch `all` (which checks the arguments) and are
+-- kept as Lua values too (cmds), for a dry run's records and for the audit lines of the writes
+local function keeping(all)
   local cmds = {}
   local proxy = {}
   function proxy.call(_, name, ...)
-    all:call(name, ...)   -- checks the arguments as a real pipeline would
+    all:call(name, ...)
     cmds[#cmds + 1] = table.pack(name, ...)
   end
   setmetatable(proxy, {__len = function() return #cmds end, __index = function(t, k)
@@ -349,6 +363,13 @@ local function dry_pipeline(self, fn, all)
     rawset(t, k, f)
     return f
   end})
+  return proxy, cmds
+end
+
+-- In a dry-run the reads are sent and the writes recorded; each write's place in the results holds
+-- redis.dry_run.
+local function dry_pipeline(self, fn, all)
+  local proxy, cmds = keeping(all)
   fn(proxy)
   local reads, writes = C.batch(), {}
   for i, cmd in ipairs(cmds) do
@@ -373,12 +394,27 @@ local function dry_pipeline(self, fn, all)
 end
 
 function Conn:pipeline(fn)
-  if type(fn) ~= "function" then error("bad argument #1 to 'pipeline' (function expected)", 2) end
+  if type(fn) ~= "function" then check.func("r:pipeline", 1, fn) end
   check_open(self)
   local p = C.batch()
   if dryrun.active() then return dry_pipeline(self, fn, p) end
-  fn(p)
-  return run_pipeline(self, p)
+  if not audit.recording() then
+    fn(p)
+    return run_pipeline(self, p)
+  end
+  local proxy, cmds = keeping(p)
+  fn(proxy)
+  local ok, res = pcall(run_pipeline, self, p)
+  for i, cmd in ipairs(cmds) do
+    if is_write(self, cmd[1], cmd[2], cmd[3]) then
+      local reply = ok and res[i]
+      audited(self, cmd[1], table.pack(table.unpack(cmd, 2, cmd.n)),
+        not ok and ("error: pipeline " .. tostring(core.is_error(res) and res.message or res))
+          or (core.is_error(reply) and ("error: " .. tostring(reply.message)) or "ok"))
+    end
+  end
+  if not ok then error(res, 0) end
+  return res
 end
 
 -- subscriptions: their own connection, iterated
@@ -412,15 +448,10 @@ local function subscribe(self, kind, ...)
     names[n] = nil
     n = n - 1
   end
-  if n == 0 then error("bad argument #1 to 'subscribe' (channel expected)", 3) end
-  for i = 1, n do
-    if type(names[i]) ~= "string" then
-      error(string.format("bad argument #%d to 'subscribe' (string expected, got %s)", i, type(names[i])), 3)
-    end
-  end
-  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
-    error("bad argument to 'subscribe' (timeout must be a non-negative number)", 3)
-  end
+  local fname = "r:" .. kind:lower()
+  if n == 0 then check.fail(fname, 1, "channel expected") end
+  for i = 1, n do check.string(fname, i, names[i]) end
+  if opts.timeout ~= nil then check.duration(fname, n + 1, opts.timeout, nil, "timeout") end
   check_open(self)
   local c = open(self._cfg)
   local ok, err = c:subscribe(kind, table.unpack(names, 1, n))
@@ -458,6 +489,7 @@ end
 --- parse_info(text) -> {section = {field = value}}: lower-case section names, numbers typed,
 -- "a=1,b=2" values (keyspace, commandstats, replicas) as tables.
 function M.parse_info(text)
+  check.string("redis.parse_info", 1, text)
   local res, cur = {}, nil
   for line in text:gmatch("[^\r\n]+") do
     local section = line:match("^#%s*(.-)%s*$")
@@ -481,7 +513,7 @@ end
 --- r:info([section]) -> parsed INFO (see parse_info)
 function Conn:info(section)
   if section ~= nil and type(section) ~= "string" then
-    error("bad argument #1 to 'info' (string expected)", 2)
+    check.string("r:info", 1, section)
   end
   local text
   if section then text = self:call("INFO", section) else text = self:call("INFO") end

@@ -6,7 +6,10 @@ local core = require("opsh._core")
 local M = {}
 
 local function usage(message, fields) error(core.error("usage", message, fields), 0) end
-local function bad_script(where, message) error(core.error("script", where .. ": " .. message), 0) end
+local function bad_script(where, message)
+  if message:sub(1, #where + 1) ~= where .. ":" then message = where .. ": " .. message end
+  error(core.error("script", message), 0)
+end
 
 M.arg_types = {string = true, integer = true, number = true, boolean = true, duration = true, list = true}
 M.known_flags = {destructive = true, ["read-only"] = true, mutating = true}
@@ -58,35 +61,19 @@ function M.all()
   return names
 end
 
--- Durations: seconds ("90", "1.5"), or numbers with units largest first, each unit once ("1h30m").
-local duration_units = {{"w", 604800}, {"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}, {"ms", 0.001}}
-local unit_rank = {}
-for i, u in ipairs(duration_units) do unit_rank[u[1]] = i end
-
 local function finite(x) return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge end
 
+-- one parser for every duration (opsh.time.parse_duration: units largest first, each once); a
+-- script argument may also be a bare number of seconds ("90"), never negative
 local function parse_duration(s)
-  if math.type(s) == "integer" then return s >= 0 and s or nil end
-  if type(s) == "number" then return finite(s) and s >= 0 and s or nil end
-  if type(s) ~= "string" then return nil end
-  local total
-  if s:match("^%d+$") or s:match("^%d+%.%d+$") then
-    total = tonumber(s)
-  else
-    total = 0
-    local rest, last = s, 0
-    if rest == "" then return nil end
-    while rest ~= "" do
-      local num, unit, tail = rest:match("^(%d+%.?%d*)(%a+)(.*)$")
-      if not num or num:sub(-1) == "." then return nil end
-      local rank = unit_rank[unit]
-      if not rank or rank <= last then return nil end
-      total = total + tonumber(num) * duration_units[rank][2]
-      rest, last = tail, rank
-    end
+  if type(s) == "string" and (s:match("^%d+$") or s:match("^%d+%.%d+$")) then s = tonumber(s) end
+  if type(s) == "string" then
+    local ok, v = pcall(require("opsh.time").parse_duration, s)
+    if not ok then return nil end
+    s = v
   end
-  if not finite(total) then return nil end
-  return math.tointeger(total) or total
+  if type(s) ~= "number" or not finite(s) or s < 0 then return nil end
+  return math.tointeger(s) or s
 end
 M.parse_duration = parse_duration
 
@@ -153,78 +140,157 @@ local expects = {
   string = "a string",
 }
 
-local function check_type(where, field, value, want)
-  if want ~= "any" and type(value) ~= want then
-    bad_script(where, string.format("'%s' must be a %s, not a %s", field, want, type(value)))
+-- The line of a declaration's token: the first name or string `word` (after the first `after`,
+-- when given) in the source text.
+local function line_of(src, word, after)
+  local tokens = require("opsh.repl.syntax").tokens(src)
+  local function matches(tok, w)
+    if tok.kind == "name" then return tok.text == w end
+    if tok.kind == "string" and (tok.text:sub(1, 1) == '"' or tok.text:sub(1, 1) == "'") then
+      return tok.text:sub(2, -2) == w
+    end
+    return false
+  end
+  local from = 1
+  if after then
+    for i, tok in ipairs(tokens) do
+      if matches(tok, after) then from = i; break end
+    end
+  end
+  for i = from, #tokens do
+    if matches(tokens[i], word) then
+      local _, n = src:sub(1, tokens[i].s):gsub("\n", "")
+      return n + 1
+    end
   end
 end
 
---- Check a declaration the way NSE's Script.new does: required fields, types, no strays.
-function M.validate(decl, where)
-  if type(decl) ~= "table" then bad_script(where, "must return a declaration table") end
+local function keys_of(set)
+  local list = {}
+  for k in pairs(set) do list[#list + 1] = k end
+  return list
+end
+
+local function suggest(word, set)
+  local nearest = type(word) == "string" and M.nearest(word, keys_of(set))
+  return nearest and string.format("; did you mean '%s'?", nearest) or ""
+end
+
+--- Check a declaration the way NSE's Script.new does: required fields, types, no strays. Unknown
+-- names get the nearest known one; with `source` (the text, or a function returning it) the
+-- error names the line: "where:12: unknown flag 'readonly'; did you mean 'read-only'?".
+function M.validate(decl, where, source)
+  -- at = {word, after}: the token the error is about, for its line
+  local function fail(message, at)
+    local src = source
+    if type(src) == "function" then src = src() end
+    local line = at and at[1] ~= nil and type(src) == "string" and line_of(src, tostring(at[1]), at[2])
+    bad_script(line and (where .. ":" .. line) or where, message)
+  end
+  local function check_type(field, value, want, at)
+    if want ~= "any" and type(value) ~= want then
+      fail(string.format("'%s' must be a %s, not a %s", field, want, type(value)), at)
+    end
+  end
+  if type(decl) ~= "table" then fail("must return a declaration table") end
   for k, v in pairs(decl) do
     local want = declaration_fields[k]
-    if not want then bad_script(where, string.format("unknown field '%s' in the declaration", tostring(k))) end
-    check_type(where, k, v, want)
+    if not want then
+      fail(string.format("unknown field '%s' in the declaration%s", tostring(k), suggest(k, declaration_fields)), {k})
+    end
+    check_type(k, v, want, {k})
   end
-  if type(decl.description) ~= "string" or decl.description == "" then
-    bad_script(where, "'description' is required")
-  end
-  if type(decl.run) ~= "function" then bad_script(where, "'run' must be a function(ctx, args)") end
+  if type(decl.description) ~= "string" or decl.description == "" then fail("'description' is required") end
+  if type(decl.run) ~= "function" then fail("'run' must be a function(ctx, args)") end
   if type(decl.categories) ~= "table" or #decl.categories == 0 then
-    bad_script(where, "'categories' must list at least one category")
+    fail("'categories' must list at least one category", {"categories"})
   end
-  for _, c in ipairs(decl.categories) do check_type(where, "categories[]", c, "string") end
+  for _, c in ipairs(decl.categories) do check_type("categories[]", c, "string", {"categories"}) end
   decl.flags = decl.flags or {}
   for _, f in ipairs(decl.flags) do
-    if not M.known_flags[f] then bad_script(where, string.format("unknown flag '%s'", tostring(f))) end
+    if not M.known_flags[f] then
+      fail(string.format("unknown flag '%s'%s", tostring(f), suggest(f, M.known_flags)), {f, "flags"})
+    end
   end
   decl.args = decl.args or {}
   local spelled = {}
   for name, spec in pairs(decl.args) do
     local aw = string.format("argument '%s'", tostring(name))
+    local here = {name, "args"}
     if type(name) ~= "string" or not name:match("^[%a][%w_-]*$") then
-      bad_script(where, aw .. " is not a valid argument name")
+      fail(aw .. " is not a valid argument name", here)
     end
-    if M.reserved_args[name] then bad_script(where, aw .. " clashes with a global flag") end
-    if type(spec) ~= "table" then bad_script(where, aw .. " must be a table") end
+    if M.reserved_args[name] then fail(aw .. " clashes with a global flag", here) end
+    if type(spec) ~= "table" then fail(aw .. " must be a table", here) end
     for k, v in pairs(spec) do
       local want = arg_fields[k]
-      if not want then bad_script(where, aw .. string.format(": unknown field '%s'", tostring(k))) end
-      check_type(where, aw .. "." .. k, v, want)
+      if not want then
+        fail(aw .. string.format(": unknown field '%s'%s", tostring(k), suggest(k, arg_fields)), {k, name})
+      end
+      check_type(aw .. "." .. k, v, want, {k, name})
     end
-    if not spec.help then bad_script(where, aw .. " needs 'help'") end
+    if not spec.help then fail(aw .. " needs 'help'", here) end
     spec.type = spec.type or (spec.default ~= nil and math.type(spec.default) == "integer" and "integer")
       or (type(spec.default) == "number" and "number") or (type(spec.default) == "boolean" and "boolean")
       or "string"
-    if not M.arg_types[spec.type] then bad_script(where, aw .. ": unknown type '" .. spec.type .. "'") end
+    if not M.arg_types[spec.type] then
+      fail(string.format("%s: unknown type '%s'%s", aw, spec.type, suggest(spec.type, M.arg_types)),
+        {spec.type, name})
+    end
     if spec.default ~= nil and converters[spec.type](spec.default) == nil then
-      bad_script(where, string.format("%s: default '%s' is not a valid %s", aw,
-        type(spec.default) == "table" and "{...}" or tostring(spec.default), spec.type))
+      fail(string.format("%s: default '%s' is not a valid %s", aw,
+        type(spec.default) == "table" and "{...}" or tostring(spec.default), spec.type), {"default", name})
     end
     local key = name:gsub("_", "-")
     if spelled[key] then
-      bad_script(where, string.format("arguments '%s' and '%s' are the same name (dashes and underscores are alike)",
-        spelled[key], name))
+      fail(string.format("arguments '%s' and '%s' are the same name (dashes and underscores are alike)",
+        spelled[key], name), here)
     end
     spelled[key] = name
   end
   return decl
 end
 
+--- Whether `ref` names a script file (a path) rather than a script by name.
+function M.is_path(ref)
+  return ref:find("/") ~= nil or ref:match("%.lua$") ~= nil
+end
+
+--- The name of a script file: its base name without `.lua`.
+function M.name_of(path)
+  return path:match("([^/]-)%.lua$") or path:match("[^/]*$")
+end
+
+--- Whether a value a Lua file returned is meant as a declaration (then it is checked as one).
+function M.is_declaration(v)
+  return type(v) == "table" and (v.run ~= nil or v.description ~= nil)
+end
+
+--- How to name a script on a command line: its name, or its path, shell-quoted when needed.
+function M.command_ref(ref)
+  if ref:match("^[%w_%-./+:@]+$") then return ref end
+  return "'" .. ref:gsub("'", "'\\''") .. "'"
+end
+
 --- Load and validate a script by name or path -> decl, name, origin.
 function M.load(ref)
-  local chunk, err, name, origin
-  if ref:find("/") or ref:match("%.lua$") then
+  local chunk, err, name, origin, source
+  if M.is_path(ref) then
     if not file_exists(ref) then usage(string.format("no such script file: %s", ref)) end
     chunk, err = loadfile(ref, "t")
-    name, origin = ref:match("([^/]-)%.lua$") or ref, ref
+    name, origin = M.name_of(ref), ref
+    source = function() return require("opsh.fs").read(ref) end
   else
     local loc = M.locate(ref)
     if not loc then return nil end
     name, origin = ref, loc.origin
-    if loc.path then chunk, err = loadfile(loc.path, "t")
-    else chunk, err = runtime.load_embedded(loc.embedded) end
+    if loc.path then
+      chunk, err = loadfile(loc.path, "t")
+      source = function() return require("opsh.fs").read(loc.path) end
+    else
+      chunk, err = runtime.load_embedded(loc.embedded)
+      source = function() return runtime.embedded_source(loc.embedded) end
+    end
   end
   if not chunk then bad_script(origin, err) end
   local ok, decl = pcall(chunk)
@@ -232,7 +298,7 @@ function M.load(ref)
     if core.is_error(decl) then error(decl, 0) end
     bad_script(origin, tostring(decl))
   end
-  return M.validate(decl, origin), name, origin
+  return M.validate(decl, origin, source), name, origin
 end
 
 --- The declared name an argument spelled `name` on the command line stands for: dashes and
@@ -247,7 +313,8 @@ function M.arg_name(decl, name)
 end
 
 --- Raise the usage error for an argument the declaration lacks, naming the nearest declared one.
-function M.unknown_arg(decl, name, script_name)
+-- `ref` is how `opsh help` finds the script (its name, or the path it was run by).
+function M.unknown_arg(decl, name, script_name, ref)
   local declared_as, keys = {}, {}
   for declared in pairs(decl.args) do
     local key = declared:gsub("_", "-")
@@ -257,17 +324,17 @@ function M.unknown_arg(decl, name, script_name)
   local nearest = M.nearest((name:gsub("_", "-")), keys)
   usage(string.format("%s: unknown argument --%s%s", script_name, name,
     nearest and string.format("; did you mean --%s?", declared_as[nearest])
-      or string.format(" (see 'opsh help %s')", script_name)))
+      or string.format(" (see 'opsh help %s')", M.command_ref(ref or script_name))))
 end
 
 --- Type the raw `--name=value` strings (a list of strings for a repeated list) against the
--- declaration -> args table.
-function M.parse_args(decl, raw, script_name)
+-- declaration -> args table. `ref`: how `opsh help` finds the script (default: its name).
+function M.parse_args(decl, raw, script_name, ref)
   local args = {}
-  local hint = string.format(" (see 'opsh help %s')", script_name)
+  local hint = string.format(" (see 'opsh help %s')", M.command_ref(ref or script_name))
   for given, value in pairs(raw) do
     local name = M.arg_name(decl, given)
-    if not name then M.unknown_arg(decl, given, script_name) end
+    if not name then M.unknown_arg(decl, given, script_name, ref) end
     if args[name] ~= nil then
       usage(string.format("%s: --%s given more than once (only list arguments may repeat)", script_name, name))
     end

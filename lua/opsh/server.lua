@@ -3,6 +3,7 @@
 -- writes responses; this layer routes, decodes, normalises handler results and owns the tasks.
 local C = require("opsh._server")
 local core = require("opsh._core")
+local check = require("opsh.check")
 
 local M = {}
 
@@ -18,14 +19,12 @@ end
 
 -- ---- decoding ----
 
-local function unescape(s, plus)
-  if plus then s = s:gsub("+", " ") end
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
+local unescape = require("opsh.http.url").unescape
 M.unescape = unescape
 
 --- parse_query("a=1&b=x%20y&b=2") -> {a="1", b="x y"}, {a={"1"}, b={"x y", "2"}}
 function M.parse_query(qs)
+  check.string("server.parse_query", 1, qs, true)
   local first, all = {}, {}
   for pair in (qs or ""):gmatch("[^&;]+") do
     local k, v = pair:match("^([^=]*)=?(.*)$")
@@ -69,18 +68,18 @@ local function add_route(root, method, pattern, fn)
     local rest = seg:match("^{([%w_]+)%.%.%.}$")
     local param = seg:match("^{([%w_]+)}$")
     if rest then
-      if i ~= #segs then error("bad argument #2 to 'route' ({" .. rest .. "...} must be the last segment)", 3) end
+      if i ~= #segs then check.fail("srv:route", 2, "{" .. rest .. "...} must be the last segment") end
       node.rest = node.rest or {name = rest, node = new_node()}
-      if node.rest.name ~= rest then error("bad argument #2 to 'route' (conflicting names for one segment)", 3) end
+      if node.rest.name ~= rest then check.fail("srv:route", 2, "conflicting names for one segment") end
       node = node.rest.node
     elseif param then
       node.param = node.param or {name = param, node = new_node()}
       if node.param.name ~= param then
-        error("bad argument #2 to 'route' ({" .. param .. "} conflicts with {" .. node.param.name .. "})", 3)
+        check.fail("srv:route", 2, "{" .. param .. "} conflicts with {" .. node.param.name .. "}")
       end
       node = node.param.node
     elseif seg:find("[{}]") then
-      error("bad argument #2 to 'route' (bad segment '" .. seg .. "')", 3)
+      check.fail("srv:route", 2, "bad segment '" .. seg .. "'")
     else
       node.lit[seg] = node.lit[seg] or new_node()
       node = node.lit[seg]
@@ -88,7 +87,7 @@ local function add_route(root, method, pattern, fn)
   end
   node.methods = node.methods or {}
   if node.methods[method] then
-    error("bad argument #2 to 'route' (" .. method .. " " .. pattern .. " is already routed)", 3)
+    check.fail("srv:route", 2, method .. " " .. pattern .. " is already routed")
   end
   node.methods[method] = fn
 end
@@ -204,8 +203,8 @@ stream_methods.__index = stream_methods
 --- req:stream(status, headers) -> res with res:write(chunk), res:close(): a chunked response.
 function request_methods:stream(status, headers)
   local x = X[self]
-  if not x then error("bad argument #1 to 'stream' (not a request)", 2) end
-  if type(status) ~= "number" then error("bad argument #1 to 'stream' (status expected)", 2) end
+  if not x then check.fail("req:stream", 1, "not a request") end
+  if type(status) ~= "number" then check.fail("req:stream", 1, "status expected") end
   x:stream(status, headers)
   local res = setmetatable({x = x}, stream_methods)
   self._stream = res
@@ -214,13 +213,14 @@ end
 
 --- req:json() -> the body decoded as JSON
 function request_methods:json()
+  if not X[self] then check.fail("req:json", 1, "not a request") end
   return require("opsh.json").decode(self.body)
 end
 
 --- res:write(chunk): suspends until the chunk is handed to the kernel; raises {kind="closed"}
 -- when the client has gone away.
 function stream_methods:write(chunk)
-  if type(chunk) ~= "string" then error("bad argument #1 to 'write' (string expected)", 2) end
+  if type(chunk) ~= "string" then check.fail("res:write", 1, "string expected") end
   return self.x:write(chunk)
 end
 
@@ -315,19 +315,19 @@ end
 -- "{name}" matches one segment, a last "{name...}" the rest of the path; method "*" matches any.
 function methods:route(method, pattern, fn)
   if type(method) ~= "string" or not valid_method[method:upper()] then
-    error("bad argument #1 to 'route' (an HTTP method or \"*\" expected)", 2)
+    check.fail("srv:route", 1, "an HTTP method or \"*\" expected")
   end
   if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
-    error("bad argument #2 to 'route' (a path starting with / expected)", 2)
+    check.fail("srv:route", 2, "a path starting with / expected")
   end
-  if type(fn) ~= "function" then error("bad argument #3 to 'route' (function expected)", 2) end
+  if type(fn) ~= "function" then check.fail("srv:route", 3, "function expected") end
   add_route(c_state(self).router, method:upper(), pattern, fn)
   return self
 end
 
 --- srv:handle(fn): the handler for requests no route matches (instead of 404).
 function methods:handle(fn)
-  if type(fn) ~= "function" then error("bad argument #1 to 'handle' (function expected)", 2) end
+  if type(fn) ~= "function" then check.fail("srv:handle", 1, "function expected") end
   local st = c_state(self)
   if st.fallback then
     error(core.error("usage", "srv:handle: this server already has a handler for unrouted requests"), 2)
@@ -381,7 +381,7 @@ server_meta.__close = methods.close   -- __gc stays the C close: at exit there i
 local function read_pem(v, what, secret)
   if v == nil then return nil end
   if core.is_secret(v) then return v end
-  if type(v) ~= "string" then error("bad argument #1 to 'listen' (tls." .. what .. " must be a string)", 3) end
+  if type(v) ~= "string" then check.fail("server.listen", 1, "tls." .. what .. " must be a string") end
   if v:find("-----BEGIN", 1, true) then return v end
   local f, err = io.open(v, "rb")
   if not f then error(core.error("usage", "tls." .. what .. ": " .. tostring(err)), 0) end
@@ -394,25 +394,29 @@ local function read_pem(v, what, secret)
   return data
 end
 
+local LISTEN_OPTIONS = {host = "string", port = {"integer", min = 0, max = 65535}, tls = "table",
+  max_body = {"integer", min = 0}, timeout = "number", routes = "table", handler = "function"}
+
 --- listen{host="127.0.0.1", port=0, tls={cert=, key=, client_ca=, client_auth="optional"|"require"},
 --   max_body=8 MiB, timeout=60, routes={{method, pattern, fn}, ...}, handler=fn} -> server
 function M.listen(opts)
-  if type(opts) ~= "table" then error("bad argument #1 to 'listen' (table expected)", 2) end
+  check.options("server.listen", 1, opts, LISTEN_OPTIONS)
+  if opts == check.EMPTY then check.fail("server.listen", 1, "options table expected, got nil") end
   local host = opts.host or "127.0.0.1"
   local tls = opts.tls
   local args = {host = host, port = opts.port or 0, max_body = opts.max_body, timeout = opts.timeout}
   if tls ~= nil then
-    if type(tls) ~= "table" then error("bad argument #1 to 'listen' (tls must be a table)", 2) end
+    if type(tls) ~= "table" then check.fail("server.listen", 1, "tls must be a table") end
     args.cert = read_pem(tls.cert, "cert")
     args.key = read_pem(tls.key, "key", true)
     args.client_ca = read_pem(tls.client_ca, "client_ca")
     if tls.client_auth ~= nil and tls.client_auth ~= "optional" and tls.client_auth ~= "require" then
-      error("bad argument #1 to 'listen' (tls.client_auth must be \"optional\" or \"require\")", 2)
+      check.fail("server.listen", 1, "tls.client_auth must be \"optional\" or \"require\"")
     end
     args.require_client_cert = tls.client_auth == "require"
   end
   if opts.handler ~= nil and type(opts.handler) ~= "function" then
-    error("bad argument #1 to 'listen' (handler must be a function)", 2)
+    check.fail("server.listen", 1, "handler must be a function")
   end
   local srv = C.listen(args)
   local st = c_state(srv)
@@ -423,7 +427,7 @@ function M.listen(opts)
   st.host = host
   st.tls = tls ~= nil
   for i, r in ipairs(opts.routes or {}) do
-    if type(r) ~= "table" then error("bad argument #1 to 'listen' (routes[" .. i .. "] must be {method, pattern, fn})", 2) end
+    if type(r) ~= "table" then check.fail("server.listen", 1, "routes[" .. i .. "] must be {method, pattern, fn}") end
     methods.route(srv, r[1], r[2], r[3])
   end
   st.acceptor = core.spawn(accept_loop, srv, st)

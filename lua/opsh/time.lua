@@ -3,6 +3,7 @@
 -- so it needs neither timegm nor the local time zone; only now() and the local offset come from C.
 local C = require("opsh._time")
 local core = require("opsh._core")
+local check = require("opsh.check")
 
 local M = {}
 
@@ -11,7 +12,7 @@ local function fail(msg, input)
 end
 
 local function usage(fname, n, msg)
-  error(core.error("usage", string.format("bad argument #%d to 'time.%s' (%s)", n, fname, msg)), 3)
+  check.fail("time." .. fname, n, msg)
 end
 
 --- now() -> seconds since the epoch (float, microsecond resolution)
@@ -55,14 +56,26 @@ local function civil_from_days(z)
   return y, m, d
 end
 
-M.days_from_civil = days_from_civil
-M.civil_from_days = civil_from_days
+function M.days_from_civil(y, m, d)
+  check.integer("time.days_from_civil", 1, y)
+  check.arg("time.days_from_civil", 2, m, {"integer", min = 1, max = 12})
+  check.arg("time.days_from_civil", 3, d, {"integer", min = 1, max = 31})
+  return days_from_civil(y, m, d)
+end
 
---- parse(s [, {assume_utc=true}]) -> epoch seconds (integer, or float with a fraction)
+function M.civil_from_days(z)
+  check.integer("time.civil_from_days", 1, z)
+  return civil_from_days(z)
+end
+
+local PARSE_OPTIONS = {assume_utc = "boolean"}
+
+--- parse(s [, {assume_utc=false}]) -> epoch seconds (integer, or float with a fraction)
 -- RFC 3339: "2024-02-29T12:34:56Z", "...56.123456789+02:00", "t"/" " for "T", "z" for "Z".
 -- assume_utc accepts a timestamp without an offset as UTC (some APIs omit it).
 function M.parse(s, opts)
-  if type(s) ~= "string" then usage("parse", 1, "string expected, got " .. type(s)) end
+  if type(s) ~= "string" then usage("parse", 1, "string expected, got " .. check.typename(s)) end
+  if opts ~= nil then check.options("time.parse", 2, opts, PARSE_OPTIONS) end
   local y, mo, d, h, mi, sec, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[Tt ](%d%d):(%d%d):(%d%d)(.*)$")
   if not y then fail(string.format("not an RFC 3339 timestamp: '%s' (expected YYYY-MM-DDTHH:MM:SSZ)", s), s) end
   y, mo, d, h, mi, sec = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(sec)
@@ -96,7 +109,10 @@ function M.parse(s, opts)
   return t
 end
 
+local FORMAT_OPTIONS = {utc = "boolean", fraction = "any"}
+
 local function check_fraction(fname, opts)
+  if opts ~= nil then check.options("time." .. fname, 2, opts, FORMAT_OPTIONS) end
   local n = opts and opts.fraction or 0
   if math.type(n) ~= "integer" or n < 0 or n > 9 then usage(fname, 2, "fraction must be an integer from 0 to 9") end
   return n
@@ -201,9 +217,12 @@ end
 
 local short_units = {ns = 1e-9, us = 1e-6, ["µs"] = 1e-6, ms = 1e-3, s = 1, m = 60, h = 3600, d = 86400,
   w = 604800}
+-- the one rule for short durations: units largest first, each once ("1h30m", never "30m1h" or "5m5m")
+local unit_rank = {w = 1, d = 2, h = 3, m = 4, s = 5, ms = 6, us = 7, ["µs"] = 7, ns = 8}
 
---- parse_duration(s) -> seconds: "30s", "5m", "1h30m", "1.5h", "7d", "2w", "100ms"; also ISO 8601
--- ("PT5M") and a number (already seconds). A bare "5" is refused: say which unit.
+--- parse_duration(s) -> seconds: "30s", "5m", "1h30m", "1.5h", "7d", "2w", "100ms" (units largest
+-- first, each once: the rule of script arguments too); also ISO 8601 ("PT5M") and a number
+-- (already seconds). A bare "5" is refused: say which unit.
 function M.parse_duration(s)
   if type(s) == "number" then return s end
   if type(s) ~= "string" then usage("parse_duration", 1, "string or number expected, got " .. type(s)) end
@@ -211,10 +230,10 @@ function M.parse_duration(s)
   local sign, body = s:match("^([+-]?)(.*)$")
   if body == "0" then return 0 end
   if body == "" then fail("empty duration", s) end
-  local total, pos = 0, 1
+  local total, pos, last = 0, 1, 0
   while pos <= #body do
-    local num, unit, nxt = body:match("^(%d*%.?%d+)([^%d%.]+)()", pos)
-    if not num then
+    local num, unit, nxt = body:match("^(%d+%.?%d*)([^%d%.]+)()", pos)
+    if not num or num:sub(-1) == "." then
       num = body:match("^(%d*%.?%d+)$", pos)
       fail(string.format("bad duration '%s'%s (expected e.g. 30s, 5m, 1h30m, 7d, 100ms)", s,
         num and ": give a unit" or ""), s)
@@ -223,6 +242,10 @@ function M.parse_duration(s)
     if not f then
       fail(string.format("bad duration '%s': unknown unit '%s' (ns, us, ms, s, m, h, d, w)", s, unit), s)
     end
+    if unit_rank[unit] <= last then
+      fail(string.format("bad duration '%s': units go largest first, each once (e.g. 1h30m)", s), s)
+    end
+    last = unit_rank[unit]
     total = total + tonumber(num) * f
     pos = nxt
   end
@@ -232,6 +255,10 @@ end
 
 --- ago(duration [, format_opts]) -> RFC 3339 timestamp of now minus the duration ("24h", "PT5M", 3600)
 function M.ago(d, opts)
+  if opts ~= nil then check.options("time.ago", 2, opts, FORMAT_OPTIONS) end
+  if type(d) ~= "string" and type(d) ~= "number" then
+    usage("ago", 1, "duration (seconds, or a string such as \"24h\") expected, got " .. check.typename(d))
+  end
   return M.format(C.now() - M.parse_duration(d), opts)
 end
 

@@ -60,7 +60,7 @@ int main(void) {
 
   CHECK_LUA(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
                "run = function() end, descripton = 'typo'}, 'x.lua')",
-            "script: x.lua: unknown field 'descripton' in the declaration");
+            "script: x.lua: unknown field 'descripton' in the declaration; did you mean 'description'?");
 
   CHECK_LUA(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
                           "run = function() end, args = {env = {help = 'h'}}}, 'x.lua')",
@@ -68,7 +68,7 @@ int main(void) {
 
   CHECK_LUA(L, "return kind_of(script.validate, {description = 'd', categories = {'c'}, "
                           "run = function() end, flags = {'destructiv'}}, 'x.lua')",
-            "script: x.lua: unknown flag 'destructiv'");
+            "script: x.lua: unknown flag 'destructiv'; did you mean 'destructive'?");
 
   CHECK_LUA(L, "return script.nearest('helth-check', {'health-check', 'hello', 'backup'})",
             "health-check");

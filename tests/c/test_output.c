@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include "unit.h"
-#include "../../bindings/buf.h"
+#include "buf.h"
 
 /* Needles are kept XOR-masked, so that only the secret bytes themselves match the unmasked form;
 ** the mask is volatile so that the compiler cannot keep an unmasked copy on the stack. */

@@ -123,7 +123,7 @@ expect 0 0 "" -- "$OPSH" -o json list
 stdout_has '"name": "hello"'
 expect 0 0 "" -- "$OPSH" -o tsv version
 stdout_has "^opsh	0\."
-expect 0 0 "" -- "$OPSH" env list
+expect 0 - "" -- "$OPSH" env list
 stdout_has "^secondary +Legal platform secondary region"
 
 # output that cannot be written is an error on every way out, never a silent exit 0
@@ -164,11 +164,11 @@ expect 0 0 "" -- env OPSH_PATH="$FIX" "$OPSH" -o json run typed --l=a --l b,c
 stdout_has '^    "c"$'
 
 # environments: a valid one without a description lists as such; a broken one stops a run before it starts
-expect 0 0 "" -- env OPSH_PATH="$FIX" "$OPSH" env list
+expect 0 - "" -- env OPSH_PATH="$FIX" "$OPSH" env list
 stdout_has "^plain +$FIX/environments/plain.lua$"
-expect 1 1 "^opsh: .*environments/broken.lua: unknown field 'redis.nmae'$" -- env OPSH_PATH="$FIX" "$OPSH" --env broken run hello
+expect 1 1 "^opsh: .*environments/broken.lua: unknown field 'redis.nmae'; did you mean 'redis.name'\?$" -- env OPSH_PATH="$FIX" "$OPSH" --env broken run hello
 [[ ! -s $WORK/out ]] && pass=$((pass + 1)) || { echo "FAIL: a run with a broken environment printed output"; fail=$((fail + 1)); }
-expect 1 1 "environments/broken.lua: unknown field 'redis.nmae'$" -- env OPSH_PATH="$FIX" OPSH_ENV=broken "$OPSH" run typed
+expect 1 1 "environments/broken.lua: unknown field 'redis.nmae'; did you mean 'redis.name'\?$" -- env OPSH_PATH="$FIX" OPSH_ENV=broken "$OPSH" run typed
 expect 2 1 "^opsh: unknown environment 'prod'; did you mean 'production'\?" -- "$OPSH" --env prod run hello
 
 # an encoder that runs out of memory raises a structured error: one line, exit 1, no traceback
@@ -178,6 +178,131 @@ if [[ -z ${ASAN_OPTIONS:-} ]]; then   # AddressSanitizer reserves more address s
   expect 1 1 "^opsh: out of memory encoding YAML \(output reached [0-9]+ bytes\)$" -- bash -c \
     'ulimit -v 250000; exec "$0" -e "local t = {\"xxxxxxxxxxxxxxxx\"} for _ = 1, 40 do t = {t, t} end require(\"opsh.yaml\").encode(t)"' "$OPSH"
 fi
+
+# --version: one line
+expect 0 0 "" -- "$OPSH" --version
+stdout_has "^opsh 0\.[0-9]+\.[0-9]+$"
+
+# a script run by path: its usage and hints name a command that works
+expect 0 0 "" -- "$OPSH" help "$FIX/scripts/typed.lua"
+stdout_has "^usage: opsh run $FIX/scripts/typed.lua \["
+expect 2 1 "^opsh: typed: unknown argument --bogus \(see 'opsh help $FIX/scripts/typed.lua'\)$" -- "$OPSH" "$FIX/scripts/typed.lua" --bogus
+expect 2 1 "see 'opsh help $FIX/scripts/typed.lua'\)$" -- "$OPSH" run "$FIX/scripts/typed.lua" stray
+printf 'return {description = "d", categories = {"c"}, args = {need = {help = "h", required = true}}, run = function() end}\n' >"$WORK/needs.lua"
+expect 2 1 "^opsh: needs: missing required argument --need \(see 'opsh help $WORK/needs.lua'\)$" -- "$OPSH" "$WORK/needs.lua"
+expect 0 0 "" -- "$OPSH" help "$WORK/needs.lua"
+# arguments are shown with dashes, as completion offers them (underscores work too)
+expect 0 0 "" -- "$OPSH" help "$FIX/scripts/typed.lua"
+stdout_has "^usage: opsh run $FIX/scripts/typed.lua .*\[--max-lag=<integer>\]"
+stdout_has "^  --max-lag <integer> +declared with an underscore$"
+# a syntax error exits 1 with one line, run by path or as a file
+printf 'x = = 1\n' >"$WORK/syntax.lua"
+expect 1 1 "^opsh: $WORK/syntax.lua:1: unexpected symbol near '='$" -- "$OPSH" run "$WORK/syntax.lua"
+expect 1 1 "^opsh: $WORK/syntax.lua:1: unexpected symbol near '='$" -- "$OPSH" "$WORK/syntax.lua"
+# a file returning a broken declaration is checked, never a silent exit 0
+printf 'return {run = "str"}\n' >"$WORK/str.lua"
+expect 1 1 "^opsh: $WORK/str.lua:1: 'run' must be a function, not a string$" -- "$OPSH" "$WORK/str.lua"
+printf 'return {description = "d", categories = {"c"}, run = function() print("ran once") end}\n' >"$WORK/decl.lua"
+expect 0 0 "" -- "$OPSH" "$WORK/decl.lua"
+[[ $(grep -c "ran once" "$WORK/out") -eq 1 ]] && pass=$((pass + 1)) || { echo "FAIL: a declared file ran $(grep -c "ran once" "$WORK/out") times"; fail=$((fail + 1)); }
+
+# a bug inside opsh.parallel: the failing worker's own frames, with or without -v
+printf 'local opsh = require("opsh")\nlocal function inner(x) local t = nil; return t.field end\nopsh.parallel({1, 2, 3}, function(i) if i == 2 then inner(i) end return i end)\n' >"$WORK/par.lua"
+expect 1 - "^opsh: item 2 \(2\): .*par.lua:2: attempt to index a nil value \(local 't'\)$" -- "$OPSH" "$WORK/par.lua"
+grep -qE "par.lua:2: in (upvalue|local|function) 'inner'" "$WORK/err" && pass=$((pass + 1)) || { echo "FAIL: parallel bug without the worker's frames"; cat "$WORK/err"; fail=$((fail + 1)); }
+expect 1 - "" -- "$OPSH" -v "$WORK/par.lua"
+grep -qE "par.lua:2: in (upvalue|local|function) 'inner'" "$WORK/err" && ! grep -q "lua/opsh/init.lua" "$WORK/err" && pass=$((pass + 1)) || { echo "FAIL: -v parallel traceback is not the worker's"; cat "$WORK/err"; fail=$((fail + 1)); }
+# ... a structured error in a worker: one line without -v
+printf 'local opsh = require("opsh")\nopsh.parallel({1, 2}, function(i) if i == 2 then opsh.raise("http", "not found", {status = 404}) end end)\n' >"$WORK/par404.lua"
+expect 1 1 "^opsh: item 2 \(2\): not found \(status 404\)$" -- "$OPSH" "$WORK/par404.lua"
+
+# opsh.out.print follows -o in ad-hoc files and -e, wherever -o is on the line
+printf 'require("opsh").out.print({{b = 1, a = 2}})\n' >"$WORK/print.lua"
+expect 0 0 "" -- "$OPSH" -o json "$WORK/print.lua"
+stdout_has '^    "a": 2,$'
+expect 0 0 "" -- "$OPSH" "$WORK/print.lua" -o tsv
+stdout_has "^2	1$"
+expect 0 0 "" -- "$OPSH" -o yaml -e 'require("opsh.out").print({x = 1})'
+stdout_has "^x: 1$"
+
+# env list: an environment that cannot be loaded is marked; why goes to stderr (a line each: twin and
+# twin-secondary), the table stays narrow
+expect 0 2 "^opsh: environment 'twin-secondary': the twin is not running in $WORK/notwin" -- env OPSH_TWIN_DIR="$WORK/notwin" "$OPSH" env list
+grep -q "^opsh: environment 'twin': the twin is not running in $WORK/notwin" "$WORK/err" && pass=$((pass + 1)) || { echo "FAIL: env list does not say why twin cannot be loaded"; fail=$((fail + 1)); }
+stdout_has "^twin +\(cannot be loaded\) +bundled$"
+stdout_has "^twin-secondary +\(cannot be loaded\) +bundled$"
+[[ $(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$WORK/out") -le 100 ]] && pass=$((pass + 1)) || { echo "FAIL: env list wider than 100 columns"; cat "$WORK/out"; fail=$((fail + 1)); }
+expect 0 0 "" -- env OPSH_TWIN_DIR="$WORK/notwin" "$OPSH" -o json env list
+stdout_has '"error": "the twin is not running in'
+
+# scripts: export takes no options; diff and reset compare an edited copy with the bundled one
+expect 2 1 "^opsh: scripts export: unknown option '--force'" -- "$OPSH" scripts export --force
+[[ ! -e --force && ! -e "$HOME/--force" ]] && pass=$((pass + 1)) || { echo "FAIL: a directory named --force"; fail=$((fail + 1)); }
+expect 2 1 "^opsh: unknown scripts command 'exprt'" -- "$OPSH" scripts exprt
+expect 2 1 "^opsh: scripts diff: 'hello' has no edited copy \(the bundled one runs\)$" -- "$OPSH" scripts diff hello
+expect 2 1 "^opsh: scripts diff: unknown script 'helo'; did you mean 'hello'\?$" -- "$OPSH" scripts diff helo
+expect 2 1 "is not a bundled script" -- env OPSH_PATH="$FIX" "$OPSH" scripts diff typed
+expect 0 0 "" -- "$OPSH" scripts export
+expect 0 1 "is the same as the bundled hello$" -- "$OPSH" scripts diff hello
+expect 0 1 "nothing to reset" -- "$OPSH" scripts reset hello
+sed -i 's/Print opsh/EDITED: print opsh/' "$HOME/.config/opsh/scripts/hello.lua"
+expect 0 0 "" -- "$OPSH" scripts diff hello
+stdout_has "^--- bundled/hello.lua$"
+stdout_has '^\+  description = "EDITED: print opsh'
+stdout_has '^-  description = "Print opsh'
+expect 0 0 "" -- "$OPSH" scripts reset hello
+stdout_has "^hello: the bundled script runs again; your copy is $HOME/.config/opsh/scripts/hello.lua.bak$"
+grep -q EDITED "$HOME/.config/opsh/scripts/hello.lua.bak" && pass=$((pass + 1)) || { echo "FAIL: reset lost the edit"; fail=$((fail + 1)); }
+expect 0 0 "" -- "$OPSH" list
+stdout_has "^  hello +Print opsh's versions.*needs no platform\)$"
+rm -rf "$HOME/.config/opsh"
+
+# help for a command: its usage lines; a near miss names a command that works
+expect 0 0 "" -- "$OPSH" help run
+stdout_has "^usage: opsh run <script\|path> \[--arg=value \.\.\.\]$"
+expect 0 0 "" -- "$OPSH" help scripts
+stdout_has "^usage: opsh scripts diff\|reset NAME$"
+expect 2 1 "^opsh: unknown script or command 'lnt'; did you mean 'lint'\?$" -- "$OPSH" help lnt
+expect 0 0 "" -- "$OPSH" help lint
+
+# a declaration typo: the nearest known name and the line, whichever way the script runs
+printf -- '-- a typo\nreturn {\n  description = "d",\n  categories = {"c"},\n  flags = {"readonly"},\n  run = function() end,\n}\n' >"$WORK/typo.lua"
+expect 1 1 "^opsh: $WORK/typo.lua:5: unknown flag 'readonly'; did you mean 'read-only'\?$" -- "$OPSH" run "$WORK/typo.lua"
+expect 1 1 "^opsh: $WORK/typo.lua:5: unknown flag 'readonly'; did you mean 'read-only'\?$" -- "$OPSH" "$WORK/typo.lua"
+printf 'return {\n  descripton = "d",\n  run = function() end,\n}\n' >"$WORK/typo2.lua"
+expect 1 1 "^opsh: $WORK/typo2.lua:2: unknown field 'descripton' in the declaration; did you mean 'description'\?$" -- "$OPSH" run "$WORK/typo2.lua"
+printf 'return {description = "d", categories = {"c"},\n  args = {\n    n = {help = "h"},\n    count = {help = "c",\n      tpye = "integer"},\n    w = {help = "w", type = "duraton"},\n  },\n  run = function() end}\n' >"$WORK/typo3.lua"
+expect 1 1 "^opsh: $WORK/typo3.lua:(5: argument 'count': unknown field 'tpye'; did you mean 'type'|6: argument 'w': unknown type 'duraton'; did you mean 'duration')\?$" -- "$OPSH" run "$WORK/typo3.lua"
+
+# opsh lint: the loader's checks, without running the procedure; exit 3 when a declaration is unsound
+printf 'return {description = "d", categories = {"c"}, run = function() error("ran") end}\n' >"$WORK/sound.lua"
+expect 0 0 "" -- "$OPSH" lint "$WORK/sound.lua" hello
+stdout_has "^$WORK/sound.lua: ok$"
+stdout_has "^hello: ok$"
+expect 3 0 "" -- "$OPSH" lint "$WORK/typo.lua" "$WORK/sound.lua" "$WORK/syntax.lua"
+stdout_has "^$WORK/typo.lua:5: unknown flag 'readonly'; did you mean 'read-only'\?$"
+stdout_has "^$WORK/syntax.lua:1: unexpected symbol near '='$"
+expect 2 1 "^opsh: usage: opsh lint FILE\|NAME \.\.\.$" -- "$OPSH" lint
+expect 2 1 "^opsh: lint: unknown script 'helo'; did you mean 'hello'\?$" -- "$OPSH" lint helo
+expect 2 1 "^opsh: no such script file: $WORK/none.lua$" -- "$OPSH" lint "$WORK/none.lua"
+
+# opsh new: a procedure and its spec, which passes as written; never overwrites
+expect 0 0 "" -- "$OPSH" new dbcheck "$WORK/proj"
+stdout_has "^wrote $WORK/proj/scripts/dbcheck.lua$"
+stdout_has "^wrote $WORK/proj/tests/dbcheck_spec.lua$"
+expect 0 0 "" -- "$OPSH" lint "$WORK/proj/scripts/dbcheck.lua"
+expect 0 - "" -- "$OPSH" test "$WORK/proj/tests/dbcheck_spec.lua"
+stdout_has "^3 passed, 0 failed$"
+expect 0 0 "" -- env OPSH_PATH="$WORK/proj" "$OPSH" -o tsv run dbcheck --target=db --limit=1
+stdout_has "^db-1	true$"
+expect 2 1 "^opsh: new: $WORK/proj/scripts/dbcheck.lua already exists \(never overwritten\)$" -- "$OPSH" new dbcheck "$WORK/proj"
+expect 2 1 "^opsh: new: 'hello' is a bundled script" -- "$OPSH" new hello "$WORK/proj"
+expect 2 1 "^opsh: new: '9x' is not a script name" -- "$OPSH" new 9x "$WORK/proj"
+expect 0 0 "" -- "$OPSH" new mine
+[[ -f $HOME/.config/opsh/scripts/mine.lua && -f $HOME/.config/opsh/tests/mine_spec.lua ]] && pass=$((pass + 1)) || { echo "FAIL: new without DIR"; fail=$((fail + 1)); }
+expect 0 0 "" -- "$OPSH" run mine --limit=1
+stdout_has "^mine-1 +true$|^web-1 +true$"
+rm -rf "$HOME/.config/opsh"
 
 # Ctrl-C: the running procedure is cancelled, its cleanups run, exit 130
 "$OPSH" -e 'local _ <close> = setmetatable({}, {__close = function() io.stderr:write("cleaned up\n") end})

@@ -194,6 +194,13 @@ line '=opsh.pg.connect'
 wait_for '^function opsh\.pg\.connect\(target\?, overrides\?\)$'
 ok "an opsh function prints with its signature"
 
+line 'help(opsh.spawn)'
+wait_for '^opsh\.spawn\(fn, \.\.\.\) -> opsh\.task$'
+line 'function add2(a, b) return a + b end'
+line '=add2'
+wait_for '^function\(a, b\) at repl:1$'
+ok "help(x) as ?x; a function typed at the prompt prints with its parameters"
+
 line 'tk = {foo_key = 8181, ["with space"] = 8282}'
 type_text 'tk["foo'
 key Tab

@@ -135,7 +135,7 @@ describe("opsh.json", function()
 
     it("raises a usage error for a non-string argument", function()
       local err = raises(json.decode, 42)
-      assert.matches("bad argument #1 to 'decode' %(string expected, got number%)", err)
+      assert.matches("bad argument #1 to 'json.decode' %(string expected, got number%)", err)
     end)
   end)
 
@@ -210,7 +210,7 @@ describe("opsh.json", function()
 
     it("does not mark a table that has another metatable", function()
       local err = raises(json.array, setmetatable({}, {}))
-      assert.matches("bad argument #1 to '[%w._]*array' %(table already has a metatable%)", err)
+      assert.matches("bad argument #1 to '[%w._]*array' %(table already has a metatable%)", tostring(err))
     end)
 
     it("writes a marked array by its length, ignoring other keys", function()
@@ -333,7 +333,7 @@ describe("opsh.json", function()
     it("checks its options", function()
       assert.matches("option 'pretty' must be a boolean", raises(json.encode, {}, {pretty = "yes"}))
       assert.matches("option 'indent' must be an integer from 0 to 16", raises(json.encode, {}, {indent = 1.5}))
-      assert.matches("bad argument #2 to 'encode' %(table expected, got string%)", raises(json.encode, {}, "pretty"))
+      assert.matches("bad argument #2 to 'json.encode' %(options table expected, got string%)", raises(json.encode, {}, "pretty"))
     end)
   end)
 

@@ -338,8 +338,8 @@ k: "0x10"
     end)
 
     it("raises a usage error for a non-string argument", function()
-      assert.matches("bad argument #1 to 'decode' %(string expected, got nil%)", raises(yaml.decode))
-      assert.matches("bad argument #1 to 'decode_all' %(string expected, got table%)", raises(yaml.decode_all, {}))
+      assert.matches("bad argument #1 to 'yaml.decode' %(string expected, got nil%)", raises(yaml.decode))
+      assert.matches("bad argument #1 to 'yaml.decode_all' %(string expected, got table%)", raises(yaml.decode_all, {}))
     end)
   end)
 

@@ -65,10 +65,10 @@ describe("opsh.connections", function()
     assert.truthy(tostring(err):find("OPSH_SECRET_NO_SUCH_SECRET", 1, true))
   end)
 
-  it("explains a Key Vault provider this opsh cannot reach yet", function()
-    local kv_env = {name = "cloud", keyvault = {name = "kv"}}
+  it("explains a Key Vault provider this opsh cannot reach", function()
+    local kv_env = {name = "cloud", keyvault = {name = "kv", url = "https://127.0.0.1:1"}}
     local err = S.catch(connections.secret, kv_env, "database-password")
-    assert.equal("config", err.kind)
+    assert.equal("connect", err.kind)
     assert.truthy(tostring(err):find("OPSH_SECRET_DATABASE_PASSWORD", 1, true))
   end)
 

@@ -7,7 +7,9 @@ local meta_dir = here .. "/../../docs/meta"
 
 local modules = {"opsh", "opsh.json", "opsh.yaml", "opsh.http", "opsh.server", "opsh.crypto", "opsh.proc",
   "opsh.time", "opsh.fs", "opsh.net", "opsh.pg", "opsh.redis", "opsh.out", "opsh.log", "opsh.progress",
-  "opsh.dryrun", "opsh.redact", "opsh.repl", "opsh.twin", "opsh.connections"}
+  "opsh.dryrun", "opsh.redact", "opsh.repl", "opsh.twin", "opsh.connections", "opsh.k8s", "opsh.azure", "opsh.azure.aks",
+  "opsh.azure.postgres", "opsh.azure.redis", "opsh.azure.monitor", "opsh.azure.dns", "opsh.azure.cost",
+  "opsh.azure.storage", "opsh.azure.blob", "opsh.azure.query", "opsh.azure.keyvault", "opsh.azure.acr"}
 
 --- {class name -> {member -> true}} from the ---@class / local X = {} / function X.f() lines
 local function declared_members()

@@ -5,12 +5,12 @@
 ** (OPSH_LIBFUZZER, `make fuzz`) it is a fuzzer; without, a replay program that runs the files
 ** it is given (the seed corpus, under ctest).
 **
-** libFuzzer sees coverage of the C code it instrumented (opsh's decoders, http_response.c), not
+** libFuzzer sees coverage of the C code it instrumented (opsh's decoders, bindings/http/response.c), not
 ** of the Lua interpreter (Debian's liblua is not instrumented). A target whose code is Lua (the
 ** argument parser) returns {coverage = true}: a line hook then feeds which Lua line followed
 ** which into libFuzzer's extra counters, as AFL counts edges.
 **
-** http_response(data) is the entry the http target drives http_response.c through: the bytes
+** http_response(data) is the entry the http target drives bindings/http/response.c through: the bytes
 ** as curl would hand them to its header and write callbacks, one header line at a time.
 */
 #include <stdint.h>
@@ -20,7 +20,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include "opsh.h"
-#include "../../bindings/http_int.h"
+#include "../../bindings/http/http.h"
 
 #define LUA_COV_SIZE (1 << 16)
 __attribute__((section("__libfuzzer_extra_counters"), used)) static uint8_t lua_cov[LUA_COV_SIZE];
@@ -44,7 +44,7 @@ static int l_http_response(lua_State *co) {
   const char *p = luaL_checklstring(co, 1, &len);
   http_xfer x;
   memset(&x, 0, sizeof x);
-  /* http_response.c computes NULL + 0 for a response without header lines (push_reason,
+  /* bindings/http/response.c computes NULL + 0 for a response without header lines (push_reason,
   ** http_push_headers), which UBSan stops at: start with a buffer until that is fixed */
   if (byte_buf_reserve(&x.head, 1) != 0) return luaL_error(co, "out of memory");
   unsigned flags = len > 0 ? (unsigned char)p[0] : 0;

@@ -1,4 +1,4 @@
--- Fuzz target: HTTP responses as curl hands them over (bindings/http_response.c: status line,
+-- Fuzz target: HTTP responses as curl hands them over (bindings/http/response.c: status line,
 -- header lines, body chunks), then what opsh.http reads from them: Retry-After and JSON bodies.
 local http = require("opsh.http")
 local json = require("opsh.json")

@@ -74,7 +74,7 @@ describe("opsh.http client", function()
       err = S.catch(http.client, {base_url = base .. "/x?a=1"})
       assert.matches("base_url cannot have a query", err.message)
       err = S.catch(http.client, {base_url = base, timout = 3})
-      assert.are.equal("bad argument #1 to 'client' (unknown option 'timout'; did you mean 'timeout'?)", err.message)
+      assert.are.equal("bad argument #1 to 'http.client' (unknown option 'timout'; did you mean 'timeout'?)", err.message)
     end)
 
     it("sends its default headers and query; a call's own win; with{} makes another client", function()

@@ -406,7 +406,8 @@ describe("opsh.proc safety", function()
   describe("stop", function()
     it("returns once the child is gone, though a grandchild still holds its stdout", function()
       local pidfile = dir .. "/grandchild.pid"
-      local p <close> = proc.spawn{argv = {"sh", "-c", "sleep 30 & echo $! > " .. pidfile .. "; echo started; wait"}}
+      -- "started" is written before the pid file, so once the file is there the output is in the pipe
+      local p <close> = proc.spawn{argv = {"sh", "-c", "echo started; sleep 30 & echo $! > " .. pidfile .. "; wait"}}
       local grandchild = pid_in(pidfile)
       local r = opsh.timeout(5, p.stop, p, 0.3)
       assert.are.equal(15, r.signal)

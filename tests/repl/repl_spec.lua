@@ -390,7 +390,10 @@ return x
     local t = opsh.spawn(function() end)
     t:wait()
     assert.matches("^opsh%.task:wait%(timeout%?: number%) %-> any %.%.%.\nWait for the task", repl.help_text(t, "wait"))
-    assert.matches("^opsh%.pg%.conn:query%(sql: string", repl.help_text(nil, "query"))
+    -- a method several classes have: each of them, one after another
+    local across = repl.help_text(nil, "query")
+    assert.matches("\nopsh%.pg%.conn:query%(sql: string", "\n" .. across)
+    assert.matches("\nopsh%.azure%.query%.client:query%(kql: string", "\n" .. across)
     assert.matches("^opsh%.pg%.conn:query%(sql: string", repl.help_text("opsh.pg.conn:query"))
     assert.matches("opsh%.pg%.pool%(opts%)\n", repl.help_text("pg.pool") .. "\n")
   end)
@@ -486,5 +489,36 @@ describe("opsh.repl completion of keys, locals and string methods", function()
     assert.are.same({":upper"}, repl.complete(":up", '("abc")'))
     assert.are.same({":format"}, repl.complete(":forma", "x = ('%d')"))
     assert.are.same({}, repl.complete(":up", 'f("abc")'))
+  end)
+end)
+
+describe("opsh.repl completion of Kubernetes resource names", function()
+  local complete = require("opsh.repl.complete")
+  local fs = require("opsh.fs")
+  local disc = require("opsh.k8s.discovery")
+  local dir, saved
+
+  setup(function()
+    dir = fs.tmpdir("opsh-k8s-complete-")
+    saved = disc.default_cache_dir
+    disc.default_cache_dir = function() return dir end
+    disc.write_cache(disc.cache_path(disc.default_cache_dir(), "https://127.0.0.1:6443"),
+      {{resource = "pods", short_names = {"po"}, kind = "Pod"},
+       {resource = "deployments", short_names = {"deploy"}, kind = "Deployment"},
+       {resource = "pods/log", short_names = {}}})
+  end)
+  teardown(function()
+    disc.default_cache_dir = saved
+    fs.rmtree(dir)
+  end)
+
+  it("offers plural and short names from the discovery cache inside a k8s call's string", function()
+    assert.are.same({"po", "pods"}, complete.complete("p", 'k8s.get("'))
+    assert.are.same({"deploy", "deployments"}, complete.complete("de", "opsh.k8s.list('"))
+    local env = setmetatable({c = setmetatable({}, {__tostring = function() return "opsh.k8s.client (x)" end})},
+      {__index = _G})
+    assert.are.same({"po", "pods"}, complete.complete("p", 'c:get("', env))
+    -- not a k8s call: no resource names
+    for _, name in ipairs(complete.complete("p", 'print("')) do assert.are_not.equal("pods", name) end
   end)
 end)

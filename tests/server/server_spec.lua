@@ -404,12 +404,19 @@ end
   end)
 
   it("rejects bad arguments with the argument position", function()
-    assert.has_error(function() srv:route("FETCH", "/x", function() end) end,
-      "bad argument #1 to 'route' (an HTTP method or \"*\" expected)")
-    assert.has_error(function() srv:route("GET", "x", function() end) end,
-      "bad argument #2 to 'route' (a path starting with / expected)")
-    assert.has_error(function() srv:route("GET", "/x") end, "bad argument #3 to 'route' (function expected)")
-    assert.has_error(function() server.listen("127.0.0.1") end, "bad argument #1 to 'listen' (table expected)")
+    local function usage(msg, fn, ...)
+      local ok, err = pcall(fn, ...)
+      assert.is_false(ok)
+      assert.same({"usage", msg}, {err.kind, err.message})
+    end
+    usage("bad argument #1 to 'srv:route' (an HTTP method or \"*\" expected)", srv.route, srv, "FETCH", "/x",
+      function() end)
+    usage("bad argument #2 to 'srv:route' (a path starting with / expected)", srv.route, srv, "GET", "x",
+      function() end)
+    usage("bad argument #3 to 'srv:route' (function expected)", srv.route, srv, "GET", "/x")
+    usage("bad argument #1 to 'server.listen' (options table expected, got string)", server.listen, "127.0.0.1")
+    usage("bad argument #1 to 'server.listen' (unknown option 'hots'; did you mean 'host'?)", server.listen,
+      {hots = "127.0.0.1"})
     local ok, err = opsh.try(server.listen, {host = "localhost"})
     assert.is_false(ok)
     assert.matches("not an IP address", err.message)

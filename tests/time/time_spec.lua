@@ -163,3 +163,26 @@ for line in sys.stdin:
     end)
   end)
 end)
+
+describe("opsh.time durations: one rule", function()
+  local time = require("opsh.time")
+  local script = require("opsh.script")
+
+  it("takes units largest first, each once, in time.parse_duration and script arguments alike", function()
+    for _, bad in ipairs({"30s5m", "5m5m", "1m1h"}) do
+      local ok, err = pcall(time.parse_duration, bad)
+      assert.is_false(ok, bad)
+      assert.equal("time", err.kind)
+      assert.is_nil(script.parse_duration(bad), bad)
+    end
+    assert.equal(5400, time.parse_duration("1h30m"))
+    assert.equal(5400, script.parse_duration("1h30m"))
+    assert.equal(300, script.parse_duration("PT5M"))
+    assert.equal(90, script.parse_duration("90"))
+  end)
+
+  it("parse's assume_utc defaults to false", function()
+    assert.has_error(function() time.parse("2024-01-01T00:00:00") end)
+    assert.equal(1704067200, time.parse("2024-01-01T00:00:00", {assume_utc = true}))
+  end)
+end)

@@ -70,18 +70,18 @@ function M.refresh(st, gen, ctx)
   end
 end
 
+local BEARER_OPTIONS = {margin = {"number", min = 0}}
+
 --- bearer(fetch [, {margin = 300}]) -> an auth provider: "Bearer <token>" (an opsh.secret) from
 -- fetch(ctx) -> token (string or opsh.secret), expires_at (epoch seconds, optional). The token is
 -- kept until margin seconds before expires_at (without one: until a 401); concurrent requests
 -- share one fetch; a refresh after a 401 fetches again.
 function M.bearer(fetch, opts)
+  local check = require("opsh.check")
   if type(fetch) ~= "function" then
-    error(core.error("usage", "bad argument #1 to 'bearer' (function(ctx) -> token, expires_at expected)"), 2)
+    check.fail("http.bearer", 1, "function(ctx) -> token, expires_at expected, got " .. check.typename(fetch))
   end
-  local margin = opts and opts.margin or 300
-  if type(margin) ~= "number" or margin < 0 then
-    error(core.error("usage", "bad argument #2 to 'bearer' (margin must be a non-negative number)"), 2)
-  end
+  local margin = check.options("http.bearer", 2, opts, BEARER_OPTIONS).margin or 300
   local C = require("opsh._http")
   local cached, expires, flight
   local function fetch_once(ctx)

@@ -11,23 +11,23 @@ local Budget = {}
 Budget.__index = Budget
 
 local function usage(fname, arg, msg)
-  error(core.error("usage", string.format("bad argument #%d to '%s' (%s)", arg, fname, msg)), 0)
+  require("opsh.check").fail(fname, arg, msg)
 end
 
 --- new{rate = tokens per second, burst = most tokens held, level = burst, header = nil} -> budget
 function M.new(opts)
-  if type(opts) ~= "table" then usage("budget", 1, "table expected, got " .. type(opts)) end
+  if type(opts) ~= "table" then usage("http.budget", 1, "options table expected, got " .. require("opsh.check").typename(opts)) end
   for k in pairs(opts) do
     if k ~= "rate" and k ~= "burst" and k ~= "level" and k ~= "header" then
-      usage("budget", 1, "unknown option '" .. tostring(k) .. "'")
+      require("opsh.check").unknown("http.budget", 1, k, {"burst", "header", "level", "rate"})
     end
   end
   local rate, burst = opts.rate, opts.burst
-  if type(rate) ~= "number" or rate < 0 then usage("budget", 1, "rate must be a non-negative number") end
-  if type(burst) ~= "number" or burst <= 0 then usage("budget", 1, "burst must be a positive number") end
+  if type(rate) ~= "number" or rate < 0 then usage("http.budget", 1, "rate must be a non-negative number") end
+  if type(burst) ~= "number" or burst <= 0 then usage("http.budget", 1, "burst must be a positive number") end
   local level = opts.level == nil and burst or opts.level
-  if type(level) ~= "number" or level < 0 then usage("budget", 1, "level must be a non-negative number") end
-  if opts.header ~= nil and type(opts.header) ~= "string" then usage("budget", 1, "header must be a header name") end
+  if type(level) ~= "number" or level < 0 then usage("http.budget", 1, "level must be a non-negative number") end
+  if opts.header ~= nil and type(opts.header) ~= "string" then usage("http.budget", 1, "header must be a header name") end
   return setmetatable({rate = rate, burst = burst, tokens = math.min(level, burst), t = core.hrtime(),
     header = opts.header and opts.header:lower(), queue = {}}, Budget)
 end

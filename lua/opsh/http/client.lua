@@ -140,8 +140,8 @@ meta.__tostring = function(c)
   return "opsh.http.client (" .. (cfg and cfg.base and http.redact(cfg.base) or "no base_url") .. ")"
 end
 
-local NEW_ARG = {name = "client", arg = 1}
-local WITH_ARG = {name = "with", arg = 1}
+local NEW_ARG = {name = "http.client", arg = 1}
+local WITH_ARG = {name = "client:with", arg = 1}
 
 local function make(opts, where, parent)
   if type(opts) ~= "table" then usage(where, "table expected, got " .. type(opts)) end
@@ -185,10 +185,10 @@ end
 
 --- client:url(path) -> the URL a call with that path goes to
 function Client:url(path)
-  return join(CONFIG[self], path or "", {name = "url", arg = 1})
+  return join(CONFIG[self], path or "", {name = "client:url", arg = 1})
 end
 
-local REQUEST_ARG = {name = "request", arg = 1}
+local REQUEST_ARG = {name = "client:request", arg = 1}
 local NO_OPTIONS = http._no_options
 
 --- client:request{method, url, ...} -> response; url is a path under base_url or an absolute URL
@@ -202,7 +202,7 @@ function Client:request(opts)
 end
 
 local function with_method(method, fname)
-  local url_arg, opts_arg = {name = fname, arg = 1}, {name = fname, arg = 2}
+  local url_arg, opts_arg = {name = "client:" .. fname, arg = 1}, {name = "client:" .. fname, arg = 2}
   return function(self, path, opts)
     local cfg = CONFIG[self]
     if not cfg then error(core.error("usage", fname .. ": call it as client:" .. fname .. "(path [, opts])"), 2) end

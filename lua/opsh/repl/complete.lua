@@ -111,6 +111,32 @@ local function string_in_parens(line)
   return ((q == '"' or q == "'") and inner:sub(-1) == q and #inner >= 2) or inner:match("^%[=*%[.*%]=*%]$") ~= nil
 end
 
+-- k8s.get("po  /  c:list('dep  : resource names (plural and short) from opsh.k8s's discovery cache on
+-- disk, so completion never waits for a server
+local K8S_CALL = "k8s[%w_]*[.:][%w_]+%(%s*[\"']$"
+local function k8s_call(line, env)
+  if line:find(K8S_CALL) then return true end
+  local var = line:match("([%a_][%w_]*):[%w_]+%(%s*[\"']$")
+  local v = var and M.resolve(var, env)
+  return v ~= nil and tostring(v):find("^opsh%.k8s%.client") ~= nil
+end
+
+local function k8s_resource_names(word)
+  local ok, disc = pcall(require, "opsh.k8s.discovery")
+  if not ok then return {} end
+  local fs, json = require("opsh.fs"), require("opsh.json")
+  local found = {}
+  for _, path in ipairs(fs.glob(disc.default_cache_dir() .. "/*.json")) do
+    local okd, doc = pcall(json.decode, fs.read(path))
+    for _, r in ipairs(okd and type(doc) == "table" and doc.resources or {}) do
+      for _, n in ipairs({r.resource, table.unpack(r.short_names or {})}) do
+        if type(n) == "string" and not n:find("/") and n:sub(1, #word) == word then found[#found + 1] = n end
+      end
+    end
+  end
+  return sorted_unique(found)
+end
+
 --- complete(word [, line [, env]]) -> sorted completions of the word before the cursor, each
 --- replacing the whole word: a global, local or keyword; a field or method of a dotted path
 --- (`opsh.sp`, `string.fo`, `s:up`, `t.a.b`); a key after `t[` or `t["`; a string method
@@ -123,6 +149,7 @@ function M.complete(word, line, env)
     for i, c in ipairs(M.complete(word:sub(2), line, env)) do found[i] = "?" .. c end
     return found
   end
+  if k8s_call(line, env) then return k8s_resource_names(word) end
   -- t["ke  /  t[  (the editor breaks words at quotes, brackets and spaces)
   local path, q, typed = line:match("(" .. PATH .. ")%[%s*([\"']?)([^\"'%]]*)$")
   if path and (q ~= "" or (typed == "" and word == "")) then

@@ -109,6 +109,8 @@ function M.pretty(v, opts)
   local o = {depth = 4, items = 100, width = 80}
   for k, x in pairs(opts or {}) do o[k] = x end
   if type(v) == "string" and v:find("\n", 1, true) then return long_string(v) end
+  local mt = type(v) == "table" and getmetatable(v)
+  if type(mt) == "table" and type(rawget(mt, "__pretty")) == "function" then return mt.__pretty(v, o) end
   if M.is_records(v) then
     return (require("opsh.out").table(v, {color = o.color}):gsub("\n$", ""))
   end

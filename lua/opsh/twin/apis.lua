@@ -7,4 +7,10 @@
 -- In mount, `twin` gives dir, ca paths, store (opsh.twin.store: get, list, put, patch, delete, txn,
 -- subscribe), read_state(), update_state(fn) and endpoint(name). See docs/twin.md.
 -- More can be added without rebuilding: OPSH_TWIN_APIS="mod.one,mod.two" (modules found in $OPSH_PATH).
-return {}
+return {
+  "opsh.twin.arm",
+  "opsh.twin.k8s",
+  "opsh.twin.keyvault",
+  "opsh.twin.query",
+  "opsh.twin.acr",
+}

@@ -9,7 +9,9 @@ local KEEP = {"HOME", "USER", "LOGNAME", "TMPDIR", "TZ"}
 
 -- what the twin's own opsh process (`twin serve`) also needs: where modules are, which API twins
 M.OPSH = {"OPSH_PATH", "OPSH_TWIN_APIS", "OPSH_TWIN_STORE_HISTORY", "OPSH_NODE_PREFIX", "XDG_CONFIG_HOME",
-  "XDG_CACHE_HOME", "XDG_STATE_HOME"}
+  "XDG_CACHE_HOME", "XDG_STATE_HOME",
+  -- a sanitizer build's settings (suppressions) reach the twin's own opsh processes too
+  "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"}
 
 local function with_sbin(path)
   path = (path and path ~= "") and path or "/usr/local/bin:/usr/bin:/bin"

@@ -238,6 +238,13 @@ local function stop_all(dir, st)
       if (comps[i].required ~= nil) == (pass == 2) then order[#order + 1] = comps[i] end
     end
   end
+  -- processes an API twin started (restored PostgreSQL servers), recorded under names of no component
+  for name, rec in pairs(st and st.components or {}) do
+    if not M.component(name) and type(rec) == "table" and rec.pid and rec.program then
+      local ok, err = pcall(proctab.stop, name, {pid = rec.pid, program = rec.program, stop_signal = rec.stop_signal})
+      if not ok then problems[#problems + 1] = name .. ": " .. tostring(err) end
+    end
+  end
   local owner   -- the API process: the store may be written here only once it is gone
   for _, c in ipairs(order) do
     local rec = st and st.components[c.name]
@@ -356,12 +363,15 @@ end
 --- up{dir=, without=} -> state, what ("started" | "running"). Idempotent: a healthy twin with the same
 -- components is left as it is; a partly running one is restarted from the seed. A failed start stops what
 -- it started. The store (the API twins' objects) is kept from the last run.
+-- the twin's own work (servers started, seeded, stopped) is not a change of the platform: no audit line
+local quietly = require("opsh.audit").quietly_all
+
 function M.up(opts)
   opts = opts or {}
   local dir = state.dir(opts.dir)
   local absent = M.plan(opts.without)
   local _ <close> = state.lock(dir)
-  return up_locked(dir, absent)
+  return quietly(up_locked, dir, absent)
 end
 
 local function down_locked(dir)
@@ -380,7 +390,7 @@ function M.down(opts)
   opts = opts or {}
   local dir = state.dir(opts.dir)
   local _ <close> = state.lock(dir)
-  return down_locked(dir)
+  return quietly(down_locked, dir)
 end
 
 --- reset{dir=, without=} -> state: back to the seeded state, with a new CA and an empty store.
@@ -389,38 +399,80 @@ function M.reset(opts)
   local dir = state.dir(opts.dir)
   local absent = M.plan(opts.without)
   local _ <close> = state.lock(dir)
-  down_locked(dir)
-  for _, d in ipairs({dir .. "/ca", state.store_path(dir)}) do
-    if fs.exists(d) then fs.rmtree(d) end
-  end
-  return (up_locked(dir, absent))
+  return (quietly(function()
+    down_locked(dir)
+    for _, d in ipairs({dir .. "/ca", state.store_path(dir)}) do
+      if fs.exists(d) then fs.rmtree(d) end
+    end
+    return up_locked(dir, absent)
+  end))
+end
+
+--- left_out([dir]) -> the names of the components the running twin was started without (sorted)
+function M.left_out(dir)
+  local st = running_state(state.dir(dir))
+  local names = {}
+  for name, rec in pairs(st.components) do if rec.absent then names[#names + 1] = name end end
+  table.sort(names)
+  return names
 end
 
 -- ---- what the tools get ----
 
---- environment([dir]) -> the `twin` environment (for --env twin), built from the state.
-function M.environment(dir)
+-- the failover target as the bundled `secondary` environment names it: the secondary region's resource
+-- group, cluster and server (the twin's streaming replica, with its own host and port); Redis, Key Vault,
+-- App Insights, ACR and Blob stay the production region's, as they are not replicated
+local function secondary_of(env, platform)
+  local prod, sec = platform.region("production"), platform.region("secondary")
+  for _, section in ipairs({"redis", "appinsights", "storage"}) do
+    if type(env[section]) == "table" then env[section].resource_group = env[section].resource_group or prod.resource_group end
+  end
+  env.name, env.description = "twin-secondary", env.description .. ": the secondary region (failover target)"
+  env.resource_group, env.location = sec.resource_group, sec.location
+  env.aks.cluster, env.aks.context = sec.aks.cluster, env.aks.kubeconfig and sec.aks.cluster or nil
+  local p = env.postgres
+  p.server, p.host, p.port = sec.postgres.server, p.replica_host, p.replica_port
+  p.replica, p.replica_host, p.replica_port = nil, nil, nil
+  env.secondary, env.dns = nil, nil
+  return env
+end
+
+--- environment([dir [, region]]) -> the `twin` environment (for --env twin), built from the state;
+-- region "secondary": `twin-secondary`, the failover target of `twin` (for --env twin-secondary).
+function M.environment(dir, region)
+  if region ~= nil and region ~= "production" and region ~= "secondary" then
+    error(core.error("usage", "twin.environment: region must be production or secondary, not " .. tostring(region)), 0)
+  end
   dir = state.dir(dir)
   local st, cl = running_state(dir)
   local tw = M.handle(dir, st, cl)
+  local platform = require("opsh.twin.platform")
+  local prod = platform.region("production")
+  -- the runbook's names (opsh.twin.platform): a rehearsal sends the requests production would get
   local env = {
     name = "twin", description = "The local twin in " .. dir,
-    resource_group = "rg-legal-twin", location = "local", namespace = "production",
-    deployments = {"web", "gateway", "document-service", "ai-service", "task-service",
-      "integration-service", "notification-service"},
-    aks = {cluster = "aks-legal-twin", node_pool = "usernodepool"},
-    keyvault = {name = "kv-legal-twin"},
-    appinsights = {app = "legal-platform-twin"},
+    subscription = platform.subscription, tenant = platform.tenant,
+    resource_group = prod.resource_group, location = prod.location, namespace = platform.namespace,
+    deployments = {table.unpack(platform.deployments)},
+    aks = {cluster = prod.aks.cluster, node_pool = "usernodepool"},
+    keyvault = {name = prod.keyvault},
+    appinsights = {app = prod.appinsights},
+    acr = {name = prod.acr},
     -- the platform's names, even when the servers are left out (--without postgres): an environment has them
-    postgres = {server = "psql-legal-twin", replica = "psql-legal-twin-replica", password_secret = "database-password"},
+    postgres = {server = prod.postgres.server, replica = platform.region("secondary").postgres.server,
+      database = prod.postgres.database, admin_user = prod.postgres.admin_user,
+      password_secret = "database-password"},
     -- named secrets come from the twin's own state (opsh.connections' "twin" provider)
     secrets = {provider = "twin"},
     twin = {dir = dir, secrets = {}},
+    secondary = "twin-secondary",
+    dns = {zone = prod.dns.zone, record = prod.dns.record},
   }
   for _, c in ipairs(M.components()) do
     local rec = st.components[c.name]
     if rec and not rec.absent and c.environment then c.environment(tw, rec, env) end
   end
+  if region == "secondary" then return secondary_of(env, platform) end
   return env
 end
 
@@ -454,7 +506,7 @@ function M.client(dir) return state.connect(state.dir(dir)) end
 
 --- serve{dir=, port=}: the API process (run detached by `up`).
 function M.serve(opts)
-  require("opsh.twin.serve").serve({dir = state.dir(opts.dir), port = opts.port})
+  quietly(require("opsh.twin.serve").serve, {dir = state.dir(opts.dir), port = opts.port})
 end
 
 return M

@@ -247,6 +247,28 @@ function M.start(opts)
   return h
 end
 
+-- pg_basebackup of server p into data (extra arguments after); the password reaches pg_basebackup
+-- (and a replica's walreceiver) through a passfile in dir, never argv. -> the passfile's path
+--- write_passfile(dir, server) -> the path of dir/.pgpass holding server's {host, port, user, password}
+-- (a replica's walreceiver reads it on every reconnection: rewrite it when the password changes)
+function M.write_passfile(dir, p)
+  local passfile = dir .. "/.pgpass"
+  fs.write(passfile, string.format("%s:%d:*:%s:%s\n", p.host, p.port, p.user, core.reveal(p.password)),
+    {mode = tonumber("600", 8)})
+  give(passfile)
+  return passfile
+end
+
+local function basebackup(p, dir, data, name, ...)
+  local passfile = M.write_passfile(dir, p)
+  local conninfo = string.format("host=%s port=%d user=%s passfile=%s application_name=%s",
+    p.host, p.port, p.user, passfile, name)
+  local ok, out = pg_run(dir, "pg_basebackup", "-d", conninfo, "-D", data, "-X", "stream", "-c", "fast",
+    "--no-sync", ...)
+  if not ok then raise("pg_basebackup failed: " .. out:gsub("%s+$", ""), {output = out}) end
+  return passfile
+end
+
 --- start_replica{primary=handle, dir=, port=nil} -> handle of a streaming, read-only replica
 function M.start_replica(opts)
   if type(opts) ~= "table" or type(opts.primary) ~= "table" or type(opts.dir) ~= "string" then
@@ -256,16 +278,7 @@ function M.start_replica(opts)
   local dir = fs.absolute(opts.dir)
   local data = dir .. "/data"
   make_dir(dir)
-  -- the password reaches pg_basebackup and the walreceiver through a passfile, never argv
-  local passfile = dir .. "/.pgpass"
-  fs.write(passfile, string.format("%s:%d:*:%s:%s\n", p.host, p.port, p.user, core.reveal(p.password)),
-    {mode = tonumber("600", 8)})
-  give(passfile)
-  local conninfo = string.format("host=%s port=%d user=%s passfile=%s application_name=%s",
-    p.host, p.port, p.user, passfile, opts.name or "opsh_replica")
-  local ok, out = pg_run(dir, "pg_basebackup", "-d", conninfo, "-D", data, "-R", "-X", "stream", "-c", "fast",
-    "--no-sync")
-  if not ok then raise("pg_basebackup failed: " .. out:gsub("%s+$", ""), {output = out}) end
+  basebackup(p, dir, data, opts.name or "opsh_replica", "-R")
   local settings = {}
   local archive_dir
   if p.archive_dir then
@@ -281,6 +294,110 @@ function M.start_replica(opts)
     dir = dir, data = data, log = dir .. "/postgres.log", pid = read_pid(data),
     archive_dir = archive_dir, tls = p.tls, replica_of = p,
   })
+end
+
+--- base_backup{server=handle, dir=} -> {data = the backup's data directory, dir}: a plain pg_basebackup
+-- (its WAL streamed in), the base a restore starts from; the server's archive holds the WAL after it
+function M.base_backup(opts)
+  if type(opts) ~= "table" or type(opts.server) ~= "table" or type(opts.dir) ~= "string" then
+    error("bad argument #1 to 'base_backup' (table with server and dir expected)", 2)
+  end
+  local dir = fs.absolute(opts.dir)
+  make_dir(dir)
+  local data = dir .. "/data"
+  local passfile = basebackup(opts.server, dir, data, "opsh_base_backup")
+  fs.remove(passfile)
+  return {dir = dir, data = data}
+end
+
+--- restore{dir=, backup=base_backup's data dir | from=handle (a fresh base backup of it),
+---   archive_dir=, target_time=nil|"<timestamptz>", immediate=false, user=, password=, dbname=, tls=}
+--- -> handle of a new read-write server: the backup copied, the archive's WAL replayed to target_time
+--- (recovery_target_action promote), to the backup's consistent point when immediate, else to the
+--- archive's end; user's password set to password (whatever it was at that time)
+function M.restore(opts)
+  if type(opts) ~= "table" or type(opts.dir) ~= "string" or not (opts.backup or opts.from) then
+    error("bad argument #1 to 'restore' (table with dir and backup or from expected)", 2)
+  end
+  local dir = fs.absolute(opts.dir)
+  local data = dir .. "/data"
+  if fs.exists(data) then raise("a data directory already exists in " .. dir) end
+  make_dir(dir)
+  if opts.backup then
+    must({"cp", "-a", opts.backup, data}, "copying the base backup")
+  else
+    fs.remove(basebackup(opts.from, dir, data, "opsh_restore"))
+  end
+  for _, stale in ipairs({"standby.signal", "postmaster.pid", "postmaster.opts"}) do
+    if fs.exists(data .. "/" .. stale) then fs.remove(data .. "/" .. stale) end
+  end
+  -- its own archive: WAL of the new timeline must not reach the source's archive
+  local archive_dir = dir .. "/wal_archive"
+  make_dir(archive_dir)
+  -- no hot standby: a parameter the source raised since the backup (max_connections) would pause the replay
+  local settings = {{"primary_conninfo", ""}, {"hot_standby", "off"},
+    {"archive_command", "test ! -f " .. archive_dir .. "/%f && cp %p " .. archive_dir .. "/%f"}}
+  if opts.archive_dir then
+    settings[#settings + 1] = {"restore_command", "cp " .. opts.archive_dir .. "/%f %p"}
+  end
+  if opts.immediate then
+    settings[#settings + 1] = {"recovery_target", "immediate"}
+  elseif opts.target_time then
+    settings[#settings + 1] = {"recovery_target_time", opts.target_time}
+  end
+  if opts.immediate or opts.target_time then
+    settings[#settings + 1] = {"recovery_target_action", "promote"}
+  end
+  append_conf(data, settings)
+  fs.write(data .. "/recovery.signal", "")
+  -- the role's password of that time may be an older one: loopback trust until it is set to opts.password
+  local hba = fs.read(data .. "/pg_hba.conf")
+  fs.write(data .. "/pg_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n" .. hba)
+  give(dir)
+  local port = start_server(dir, data, opts.port)
+  local h = make_handle({
+    host = "127.0.0.1", port = port, user = opts.user, password = opts.password, dbname = opts.dbname,
+    dir = dir, data = data, log = dir .. "/postgres.log", pid = read_pid(data), archive_dir = archive_dir,
+    tls = opts.tls,
+  })
+  -- pg_ctl -w returns once connections are accepted, which may be before the promotion
+  local ok, err = pcall(function()
+    local deadline = core.hrtime() + 60
+    while true do
+      -- refused ("not accepting connections") until the replay ends: hot_standby is off
+      local up, recovering = pcall(with_conn, h, h.dbname, function(conn)
+        return conn:query("SELECT pg_is_in_recovery() AS r")[1].r
+      end)
+      if up and not recovering then break end
+      if not fs.exists(data .. "/postmaster.pid") then
+        raise("the restored server stopped: " .. (fs.read(h.log, {missing_ok = true}) or ""):sub(-1500), {log = h.log})
+      end
+      if core.hrtime() > deadline then raise("the restored server did not leave recovery in 60 s", {log = h.log}) end
+      core.sleep(0.1)
+    end
+    fs.write(data .. "/pg_hba.conf", hba)
+    give(data .. "/pg_hba.conf")
+    with_conn(h, h.dbname, function(conn)
+      if opts.password then
+        conn:exec(conn:query("SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text) AS s", h.user,
+          core.reveal(opts.password))[1].s)
+      end
+      conn:query("SELECT pg_reload_conf()")
+    end)
+  end)
+  if not ok then
+    pcall(h.stop)
+    error(err, 0)
+  end
+  return h
+end
+
+--- restart(rec) -> the new postmaster pid: pg_ctl restart (fast) of the server whose {dir, data, log}
+-- rec gives, on the same port (postmaster.opts keeps the options it was started with)
+function M.restart(rec)
+  local ok, out = pg_run(rec.dir, "pg_ctl", "-D", rec.data, "-l", rec.log, "-m", "fast", "-w", "-t", "60", "restart")
+  if not ok then raise("pg_ctl restart failed: " .. out:gsub("%s+$", ""), {log = rec.log}) end
+  return read_pid(rec.data)
 end
 
 return M

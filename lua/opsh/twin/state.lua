@@ -41,7 +41,8 @@ function M.lock(dir, timeout)
   -- 0711: the postgres system user (when root runs the twin) must reach its own directory inside
   fs.mkdir(dir, {parents = true, mode = tonumber("711", 8)})
   timeout = timeout or 120
-  local p = proc.spawn({argv = {"flock", "--exclusive", "--wait", tostring(timeout), dir .. "/.lock",
+  -- the twin's own lock, not a change of anything: no audit line
+  local p = require("opsh.audit").quietly(proc.spawn, {argv = {"flock", "--exclusive", "--wait", tostring(timeout), dir .. "/.lock",
       "sh", "-c", "echo locked && exec cat"},
     env = require("opsh.twin.childenv").clean(), stdin_pipe = true, stdout = "pipe", stderr = "null"})
   local line = p:lines()()

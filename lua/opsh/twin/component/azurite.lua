@@ -77,7 +77,7 @@ function M.start(tw)
   fs.mkdir(dir .. "/data", {parents = true, mode = tonumber("700", 8)})
   local port = net.free_port()
   local p = proc.spawn({argv = {bin, "--blobHost", "127.0.0.1", "--blobPort", port, "--location", dir .. "/data",
-      "--disableTelemetry", "--skipApiVersionCheck", "--loose",
+      "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--oauth", "basic",
       "--cert", tw.ca.cert, "--key", tw.ca.key},
     detach = true, stdout_file = dir .. "/azurite.log", stderr = "stdout", env = require("opsh.twin.childenv").clean()})
   local pid = p:pid()

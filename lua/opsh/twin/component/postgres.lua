@@ -50,13 +50,36 @@ local function dirs(dir, name)
   return b == dir and {b .. "/" .. name} or {b .. "/" .. name, b}
 end
 
-function primary.data_dirs(dir) return dirs(dir, "postgres") end
+-- restored servers (opsh.twin.arm.postgres) live in <base>/restores/<server>
+function primary.data_dirs(dir)
+  local out = dirs(dir, "postgres")
+  table.insert(out, 2, base(dir) .. "/restores")
+  return out
+end
+
+--- restores_dir(rec) -> where the restored servers of the twin whose primary is rec go
+function primary.restores_dir(rec) return (rec.dir:gsub("/[^/]+$", "")) .. "/restores" end
 
 function primary.start(tw)
   local h = launcher.start({dir = prepare(tw.dir) .. "/postgres", user = seed.admin_user, dbname = seed.database,
     password = crypto.random_password(24, {url = true}), wal_archive = true, seed_sql = seed.sql,
     tls = {cert = tw.ca.cert, key = tw.ca.key, ca = tw.ca.ca}})
-  return record(h, "primary")
+  -- the base a point-in-time restore starts from (the WAL after it is archived in archive_dir), and
+  -- the time from which the archive can replay (a later time: the backup ended before it)
+  local ok, res = pcall(function()
+    local b = launcher.base_backup({server = h, dir = h.dir .. "/base_backup"})
+    local pg = require("opsh.pg")
+    local conn <close> = pg.connect(h.connect_params())
+    b.time = conn:query("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS t")[1].t
+    return b
+  end)
+  if not ok then
+    h.stop()
+    error(res, 0)
+  end
+  local rec = record(h, "primary")
+  rec.base_backup = {data = res.data, time = res.time}
+  return rec
 end
 
 primary.check = check

@@ -33,7 +33,7 @@ function M.shell(tw, rec, out)
 end
 
 function M.environment(tw, rec, env)
-  env.redis = {name = "redis-legal-twin", host = rec.host, port = rec.port, tls = true, ca = tw.ca.ca,
+  env.redis = {name = require("opsh.twin.platform").region("production").redis.name, host = rec.host, port = rec.port, tls = true, ca = tw.ca.ca,
     key_secret = "redis-primary-key"}
   env.twin.redis_password = core.secret(rec.password)
   env.twin.secrets[env.redis.key_secret] = env.twin.redis_password
