@@ -34,7 +34,8 @@ Routes (any method):
   /ka/N                 reads the body and answers {"bytes": N} on a keep-alive connection; every
                         Nth connection (default: each) is then reset when the client sends its next
                         request on it (a server that closed an idle keep-alive connection just as
-                        the client reused it: its FIN, then a reset)
+                        the client reused it: its FIN, then a reset); at most 2 such connections
+                        per N wait at a time; /count/ka-resets counts the resets
 """
 import argparse
 import email.utils
@@ -53,6 +54,7 @@ from urllib.parse import parse_qs, urlsplit
 
 LOCK = threading.Lock()
 COUNTS = {}      # flaky id -> [times]
+KA_DOOMED_MAX = 2
 STATES = {}      # drip id -> state
 RELEASES = {}    # stream id -> threading.Event
 
@@ -77,6 +79,9 @@ class Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             self.close_connection = True
+            with LOCK:
+                COUNTS["ka-doomed-" + self.reset_next] -= 1
+                COUNTS.setdefault("ka-resets", []).append(time.time())
             return
         super().handle_one_request()
 
@@ -154,7 +159,14 @@ class Handler(BaseHTTPRequestHandler):
                 with LOCK:
                     COUNTS["ka-connections"] = COUNTS.get("ka-connections", 0) + 1
                     self.ordinal = COUNTS["ka-connections"]
-            self.reset_next = self.ordinal % int(key or "1") == 0
+            every = key or "1"
+            if not getattr(self, "reset_next", False) and self.ordinal % int(every) == 0:
+                # at most KA_DOOMED_MAX doomed connections idle at once: curl reconnects a request whose
+                # reused connection died up to 5 times, so one request must not meet 5 of them in a row
+                with LOCK:
+                    if COUNTS.get("ka-doomed-" + every, 0) < KA_DOOMED_MAX:
+                        COUNTS["ka-doomed-" + every] = COUNTS.get("ka-doomed-" + every, 0) + 1
+                        self.reset_next = every
             return None
         if route == "cut-head":
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Len")
