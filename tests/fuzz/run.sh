@@ -8,7 +8,7 @@ build=${1:?usage: run.sh BUILD SECONDS TARGET...}
 seconds=${2:?}
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:quarantine_size_mb=16}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:quarantine_size_mb=16:intercept_tls_get_addr=0}   # see the Makefile
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 status=0
 summary=()
