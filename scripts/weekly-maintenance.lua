@@ -4,25 +4,63 @@
 -- the latest image, one pool at a time, and the log export writes a dated file that is never overwritten.
 local PARTS = {"acr", "pods", "logs", "node-image", "retention"}
 
-local function acr_cleanup(ctx, args, rows)
+-- Beyond the runbook's "keep the last 10": a manifest goes only when it is also older than --older-than
+-- (the runbook's stated intent, "older than 30 days"), not locked (its own or a tag's ACR attributes), and
+-- not referred to by anything in the cluster -- a pod, a workload's template or a ReplicaSet kept for
+-- `rollout undo` -- so nothing running, or one rollback away, loses its image.
+local function span(seconds)
+  for _, u in ipairs({{86400, "d"}, {3600, "h"}, {60, "m"}}) do
+    if seconds >= u[1] and seconds % u[1] == 0 then return (seconds // u[1]) .. u[2] end
+  end
+  return seconds .. "s"
+end
+
+local function acr_cleanup(ctx, args, rows, k)
   local azure = require("opsh.azure")
   if type(azure.acr) ~= "function" then
     rows[#rows + 1] = {part = "acr", result = "skipped", detail = "this build has no ACR client (opsh.azure.acr)"}
     return
   end
+  local time = require("opsh.time")
+  local images = require("opsh.ops.images")
   local registry = azure.acr(ctx.env)
-  local deleted = 0
+  local refs, unserved = images.referenced(k)
+  if #unserved > 0 then ctx.log.info("the cluster serves no " .. table.concat(unserved, ", ")) end
+  local now = time.now()
+  local deleted, locked, used, recent = 0, 0, 0, 0
   for _, repo in ipairs(registry:repositories()) do
     local manifests = registry:manifests(repo)   -- newest first
+    local locked_tag = {}
+    if #manifests > args.keep then
+      for _, t in ipairs(registry:tags(repo)) do
+        if t.locked then locked_tag[t.digest] = t.name end
+      end
+    end
     for i = args.keep + 1, #manifests do
-      ctx.step("delete " .. repo .. "@" .. manifests[i].digest:sub(1, 19), function()
-        registry:delete_manifest(repo, manifests[i].digest)
-      end, {target = repo, destructive = true})
-      deleted = deleted + 1
+      local m = manifests[i]
+      local ref = repo .. "@" .. m.digest:sub(1, 19)
+      local user = images.user(refs, repo, m.digest, m.tags)
+      local ok, updated = pcall(time.parse, m.updated)
+      if m.locked or locked_tag[m.digest] then
+        locked = locked + 1
+        ctx.log.info(string.format("keeping %s: locked (%s)", ref, m.locked and "its attributes"
+          or ("tag " .. locked_tag[m.digest])))
+      elseif user then
+        used = used + 1
+        ctx.log.info(string.format("keeping %s: used by %s", ref, user))
+      elseif not ok or now - updated < args.older_than then
+        recent = recent + 1
+      else
+        ctx.step("delete " .. ref, function()
+          registry:delete_manifest(repo, m.digest)
+        end, {target = repo, destructive = true})
+        deleted = deleted + 1
+      end
     end
   end
   rows[#rows + 1] = {part = "acr", result = deleted > 0 and "cleaned" or "no change",
-    detail = string.format("%d manifests beyond the newest %d per repository", deleted, args.keep)}
+    detail = string.format("%d manifests beyond the newest %d per repository and older than %s; kept %d locked, "
+      .. "%d in use, %d newer", deleted, args.keep, span(args.older_than), locked, used, recent)}
 end
 
 local function pods_cleanup(ctx, _, rows, k)
@@ -119,6 +157,8 @@ return {
   args = {
     part = {help = "run only this part", choices = {"all", "acr", "pods", "logs", "node-image", "retention"}, default = "all"},
     keep = {help = "manifests kept per ACR repository (newest first)", type = "integer", default = 10},
+    older_than = {help = "ACR manifests beyond --keep go only when last updated longer ago than this",
+      type = "duration", default = "30d"},
     logs_dir = {help = "where the dated log file goes", default = "logs"},
     retention_days = {help = "App Insights retention", type = "integer", default = 90},
   },

@@ -9,6 +9,11 @@
 ---@field size? integer
 ---@field architecture? string
 ---@field os? string
+---@field delete_enabled boolean changeableAttributes.deleteEnabled
+---@field write_enabled boolean changeableAttributes.writeEnabled
+---@field read_enabled boolean changeableAttributes.readEnabled
+---@field list_enabled boolean changeableAttributes.listEnabled
+---@field locked boolean delete_enabled or write_enabled is false
 
 ---@class opsh.azure.acr.tag
 ---@field name string
@@ -16,6 +21,13 @@
 ---@field created string RFC 3339 (createdTime)
 ---@field updated string RFC 3339 (lastUpdateTime)
 ---@field signed? boolean
+---@field delete_enabled boolean
+---@field write_enabled boolean
+---@field read_enabled boolean
+---@field list_enabled boolean
+---@field locked boolean delete_enabled or write_enabled is false
+
+---@alias opsh.azure.acr.attributes {delete_enabled?: boolean, write_enabled?: boolean, read_enabled?: boolean, list_enabled?: boolean}
 
 ---@class opsh.azure.acr.registry
 ---@field endpoint string
@@ -50,6 +62,18 @@ function Registry:manifest(repo, reference) end
 ---@param digest string
 ---@return boolean|{dry_run: boolean, record: table}
 function Registry:delete_manifest(repo, digest) end
+---A manifest's (reference a digest) or a tag's record with its attributes; nil when missing.
+---@param repo string
+---@param reference string digest or tag
+---@return (opsh.azure.acr.manifest|opsh.azure.acr.tag)?
+function Registry:attributes(repo, reference) end
+---Change a manifest's (digest) or a tag's attributes (lock: delete_enabled/write_enabled false); only those given are sent.
+---In a dry run {dry_run = true, record =}.
+---@param repo string
+---@param reference string digest or tag
+---@param attrs opsh.azure.acr.attributes
+---@return opsh.azure.acr.manifest|opsh.azure.acr.tag|{dry_run: boolean, record: table}
+function Registry:set_attributes(repo, reference, attrs) end
 ---The opsh.http client carrying a scope's access tokens.
 ---@param scope string
 ---@return opsh.http.client

@@ -209,6 +209,73 @@ describe("opsh.azure.blob", function()
     end)
   end)
 
+  describe("CRC-64 on Put Block", function()
+    -- a server that keeps each Put Block's bytes and x-ms-content-crc64, and answers a CRC-64 of its own
+    -- choosing (`answer`: nil for none, "same" for the block's, anything else as it is)
+    local function capture(answer)
+      local seen, committed = {}, {n = 0}
+      local srv = require("opsh.server").listen{host = "127.0.0.1", port = 0}
+      srv:route("PUT", "/{rest...}", function(req)
+        if req.query.comp == "block" then
+          local crc = req.headers["x-ms-content-crc64"]
+          seen[#seen + 1] = {body = req.body, crc = crc}
+          local out = answer == "same" and crc or answer
+          return {status = 201, headers = {["x-ms-content-crc64"] = out}, body = ""}
+        end
+        committed.n = committed.n + 1
+        return {status = 201, headers = {ETag = '"0x1"'}, body = ""}
+      end)
+      local a = blob.account{endpoint = srv.url .. "/" .. NAME, account = NAME, key = KEY}
+      return a, seen, committed, srv
+    end
+
+    it("sends each block in memory with its CRC-64 and none for a file range read from disk", function()
+      local a, seen, committed, srv = capture("same")
+      local parts = {}
+      for i = 1, 256 do parts[i] = string.format("%04d", i) end
+      local data = table.concat(parts) .. "tail"   -- no 300-byte piece occurs twice
+      local rec = a:put("c", "b", {data = data, block_size = 300, single_put_max = 0, parallel = 2, md5 = false})
+      assert.equal(4, #seen)
+      assert.equal(1, committed.n)
+      local joined = {}
+      for i, blk in ipairs(seen) do
+        joined[i] = blk.body
+        assert.equal(crypto.crc64_base64(crypto.crc64(blk.body)), blk.crc)
+      end
+      table.sort(joined, function(x, y) return data:find(x, 1, true) < data:find(y, 1, true) end)
+      assert.equal(data, table.concat(joined))
+      assert.equal(4, #rec.block_crc64)
+      local file = tmp .. "/crc-range.bin"
+      fs.write(file, data)
+      seen[1], seen[2], seen[3], seen[4] = nil, nil, nil, nil
+      a:put("c", "f", {file = file, block_size = 300, single_put_max = 0, md5 = false})
+      assert.equal(4, #seen)
+      for _, blk in ipairs(seen) do assert.is_nil(blk.crc) end
+      srv:close()
+    end)
+
+    it("a block the service stored with another CRC-64 fails the put; nothing is committed", function()
+      local a, seen, committed, srv = capture("AAAAAAAAAAA=")
+      local ok, err = pcall(a.put, a, "c", "b", {data = string.rep("z", 900), block_size = 300, single_put_max = 0,
+        md5 = false})
+      assert.is_false(ok)
+      assert.equal("azure", err.kind)
+      assert.equal("Crc64Mismatch", err.code)
+      assert.truthy(err.message:find("nothing committed", 1, true))
+      assert.truthy(#seen >= 1)
+      assert.equal(0, committed.n)
+      srv:close()
+    end)
+
+    it("Azurite accepts the blocks with their CRC-64", function()
+      local a = account()
+      a:create_container("crc")
+      local data = crypto.random_bytes(100000)
+      a:put("crc", "b", {data = data, block_size = 30000, single_put_max = 0})
+      assert.equal(data, a:get("crc", "b"))
+    end)
+  end)
+
   describe("with bearer tokens", function()
     it("works with a valid token and refuses an expired or wrong-audience one in one line", function()
       local good = account{token = http.bearer(function() return token() end)}

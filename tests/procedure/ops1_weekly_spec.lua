@@ -5,10 +5,12 @@
 local fs = require("opsh.fs")
 local twin = require("opsh.twin")
 local azure = require("opsh.azure")
+local k8s = require("opsh.k8s")
+local opsh_mod = require("opsh")
 local P = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/procedure.lua")
 
 describe("weekly-maintenance on the twin", function()
-  local dir, store
+  local dir, store, kubeconfig
 
   local function opsh(...) return P.opsh(dir, ...) end
 
@@ -39,6 +41,9 @@ describe("weekly-maintenance on the twin", function()
     twin.up({dir = dir, without = {"postgres"}})
     store = twin.client(dir)
     store:put("arm.knobs", "knobs", {lro_seconds = 0.2})
+    for _, kv in ipairs(twin.shell_exports(dir)) do
+      if kv[1] == "KUBECONFIG" then kubeconfig = kv[2] end
+    end
   end)
 
   lazy_teardown(function()
@@ -65,20 +70,62 @@ describe("weekly-maintenance on the twin", function()
     assert.equal(days, retention())
   end)
 
-  it("does every part (registry at --keep per repository, log file on disk and in Blob), then a second run changes nothing", function()
+  it("does every part (registry: --keep newest, older than 30d, locked and in-use kept; log file on disk and in Blob), then a second run changes nothing", function()
     local before = images()
     local env = twin.environment(dir)
     local registry = azure.acr(env)
-    local counts = {}
-    for _, repo in ipairs(registry:repositories()) do counts[repo] = #registry:manifests(repo) end
+    local function digest_of(repo, tag)
+      for _, t in ipairs(registry:tags(repo)) do if t.name == tag then return t.digest end end
+    end
+    -- seeded: 12 tags a week apart (1.12.0 now ... 1.1.0 77 days old); with --keep=3 and 30 days, 1.1.0-1.7.0
+    -- are candidates. Locks: web's 1.2.0 manifest, gateway's 1.3.0 tag. In use: document-service runs 1.4.0;
+    -- task-service's 1.5.0 is only in the ReplicaSet a rollback would use.
+    registry:set_attributes("legal-platform/web", digest_of("legal-platform/web", "1.2.0"), {delete_enabled = false})
+    registry:set_attributes("legal-platform/gateway", "1.3.0", {write_enabled = false})
+    local c = k8s.client{kubeconfig = kubeconfig, namespace = "production", cache_dir = dir .. "/cache"}
+    local function eventually(what, cond)
+      local deadline = require("opsh.time").now() + 20
+      while not cond() do
+        if require("opsh.time").now() > deadline then error("timed out waiting for " .. what) end
+        opsh_mod.sleep(0.1)
+      end
+    end
+    local function images_of(resource)
+      local set = {}
+      for _, it in ipairs(c:list(resource, {label_selector = "app=task-service"}).items) do
+        set[(it.spec.template or it).spec.containers[1].image:match(":([^:]+)$")] = true
+      end
+      return set
+    end
+    local function set_image(tag)
+      c:patch("deployments", "task-service", {spec = {template = {spec = {containers = {{name = "task-service",
+        image = "acrlegalproduction.azurecr.io/legal-platform/task-service:" .. tag}}}}}}, {type = "strategic"})
+      eventually("a ReplicaSet for " .. tag, function() return images_of("replicasets")[tag] end)
+    end
+    set_image("1.5.0")
+    set_image("1.12.0")
+    -- the rollout is over when no pod runs 1.5.0: then only the old ReplicaSet refers to it
+    eventually("the rollout to 1.12.0", function() return not images_of("pods")["1.5.0"] end)
     local r = opsh("--yes", "run", "weekly-maintenance", "--keep=3", "--logs-dir=" .. dir .. "/logs", "-o", "json")
     assert.equal(0, r.code, r.stderr)
-    local over = 0
-    for repo, n in pairs(counts) do
-      if n > 3 then over = over + 1 end
-      assert.equal(math.min(n, 3), #registry:manifests(repo), repo)
+    local left = {}
+    for _, repo in ipairs(registry:repositories()) do
+      local tags = {}
+      for _, m in ipairs(registry:manifests(repo)) do
+        for _, t in ipairs(m.tags) do tags[#tags + 1] = t end
+      end
+      table.sort(tags, function(a, b) return tonumber(a:match("^1%.(%d+)")) < tonumber(b:match("^1%.(%d+)")) end)
+      left[repo] = table.concat(tags, " ")
     end
-    assert.truthy(over > 0)
+    local newest = "1.8.0 1.9.0 1.10.0 1.11.0 1.12.0"
+    assert.same({["legal-platform/web"] = "1.2.0 " .. newest, ["legal-platform/gateway"] = "1.3.0 " .. newest,
+      ["legal-platform/document-service"] = "1.4.0 " .. newest, ["legal-platform/ai-service"] = newest,
+      ["legal-platform/task-service"] = "1.5.0 " .. newest}, left)
+    local acr_row
+    for _, row in ipairs(require("opsh.json").decode(r.stdout)) do if row.part == "acr" then acr_row = row end end
+    assert.equal("cleaned", acr_row.result)
+    assert.matches("^31 manifests .* older than 30d; kept 2 locked, 2 in use, 10 newer$", acr_row.detail)
+    assert.matches("keeping legal%-platform/task%-service@sha256:%x+: used by replicaset production/task%-service%-", r.stderr)
     local blobs = azure.blob(env):list("logs")
     assert.equal("production-" .. os.date("!%Y%m%d") .. ".log", blobs[1].name)
     assert.equal(90, retention())

@@ -17,6 +17,8 @@ M.PAGE = 100
 local Registry = {}
 Registry.__index = Registry
 
+local with_attributes
+
 local function usage(fn, msg)
   error(core.error("usage", "bad argument to 'acr." .. fn .. "' (" .. msg .. ")"), 3)
 end
@@ -155,10 +157,14 @@ local function check_repo(fn, repo)
   end
 end
 
--- GET a path, raising a structured error unless 2xx (nil for a 404 when missing_ok)
+-- GET a path, raising a structured error unless 2xx (nil for a 404 with opts.missing)
 function Registry:get(scope, path, opts)
+  local missing = opts and opts.missing
+  if missing then
+    opts = {query = opts.query, headers = opts.headers}
+  end
   local res = self:client(scope):get(path, opts)
-  if res.status == 404 and opts and opts.missing then return nil end
+  if res.status == 404 and missing then return nil end
   if res.status >= 300 then
     local hint = res.status == 401 and " (token refused)" or res.status == 403 and " (no permission for " .. scope
       .. ")" or nil
@@ -194,8 +200,22 @@ function Registry:repositories(opts)
   return out
 end
 
+-- ACR's changeableAttributes, as Lua names: what an item may have done to it (a locked image has
+-- delete_enabled or write_enabled false)
+local ATTRIBUTES = {delete_enabled = "deleteEnabled", write_enabled = "writeEnabled", read_enabled = "readEnabled",
+  list_enabled = "listEnabled"}
+
+-- the item's changeableAttributes copied into the record (absent ones read as enabled, ACR's default)
+with_attributes = function(rec, item)
+  local ca = type(item.changeableAttributes) == "table" and item.changeableAttributes or {}
+  for lua_name, wire in pairs(ATTRIBUTES) do rec[lua_name] = ca[wire] ~= false end
+  rec.locked = not (rec.delete_enabled and rec.write_enabled)
+  return rec
+end
+
 --- registry:manifests(repo [, {order = "desc"|"asc", page =}]) -> list of {digest, tags, created,
--- updated, size, architecture, os}, newest first (orderby=timedesc)
+-- updated, size, architecture, os, delete_enabled, write_enabled, read_enabled, list_enabled, locked},
+-- newest first (orderby=timedesc)
 function Registry:manifests(repo, opts)
   check_repo("manifests", repo)
   opts = opts or {}
@@ -205,15 +225,16 @@ function Registry:manifests(repo, opts)
   self:pages(repo_scope(repo, "metadata_read"), "/acr/v1/" .. repo .. "/_manifests",
     {n = opts.page or self.page, orderby = "time" .. order}, function(doc)
       for _, m in ipairs(doc.manifests or {}) do
-        out[#out + 1] = {digest = m.digest, tags = m.tags or {}, created = m.createdTime, updated = m.lastUpdateTime,
-          size = m.imageSize, architecture = m.architecture, os = m.os}
+        out[#out + 1] = with_attributes({digest = m.digest, tags = m.tags or {}, created = m.createdTime,
+          updated = m.lastUpdateTime, size = m.imageSize, architecture = m.architecture, os = m.os}, m)
       end
     end)
   return out
 end
 
 --- registry:tags(repo [, {order = "desc"|"asc", digest =, page =}]) -> list of {name, digest, created,
--- updated} (/acr/v1/<repo>/_tags, every page): by name, or by last update with `order`
+-- updated, signed, delete_enabled, write_enabled, read_enabled, list_enabled, locked} (/acr/v1/<repo>/_tags,
+-- every page): by name, or by last update with `order`
 function Registry:tags(repo, opts)
   check_repo("tags", repo)
   opts = opts or {}
@@ -226,8 +247,8 @@ function Registry:tags(repo, opts)
   self:pages(repo_scope(repo, "metadata_read"), "/acr/v1/" .. repo .. "/_tags",
     {n = opts.page or self.page, orderby = order and ("time" .. order) or nil, digest = opts.digest}, function(doc)
       for _, t in ipairs(doc.tags or {}) do
-        out[#out + 1] = {name = t.name, digest = t.digest, created = t.createdTime, updated = t.lastUpdateTime,
-          signed = t.signed}
+        out[#out + 1] = with_attributes({name = t.name, digest = t.digest, created = t.createdTime,
+          updated = t.lastUpdateTime, signed = t.signed}, t)
       end
     end)
   return out
@@ -271,10 +292,78 @@ function Registry:delete_manifest(repo, digest)
   local res = self:client(repo_scope(repo, "delete")):delete(path)
   if res.status == 404 then return false end
   if res.status >= 300 then
-    error(azure_error("DELETE", self.endpoint .. path, res, res.status == 405
-      and " (the registry does not allow deletes)" or nil), 0)
+    local code = error_of(res)
+    local hint = code == "REGISTRY_DISALLOWED_OPERATION" and " (the image or one of its tags is locked: see"
+      .. " registry:attributes and set_attributes)" or res.status == 405 and " (the registry does not allow deletes)"
+      or nil
+    error(azure_error("DELETE", self.endpoint .. path, res, hint), 0)
   end
   return true
+end
+
+local function is_digest(ref) return type(ref) == "string" and ref:match("^[%w+._-]+:%x+$") ~= nil end
+
+-- /acr/v1/<repo>/_manifests/<digest> or /acr/v1/<repo>/_tags/<tag>, and the answer's member
+local function attributes_path(fn, repo, reference)
+  check_repo(fn, repo)
+  if is_digest(reference) then return "/acr/v1/" .. repo .. "/_manifests/" .. reference, "manifest" end
+  if type(reference) ~= "string" or not reference:match("^[%w_][%w_.-]*$") or #reference > 128 then
+    usage(fn, "a digest (sha256:<hex>) or a tag expected")
+  end
+  return "/acr/v1/" .. repo .. "/_tags/" .. reference, "tag"
+end
+
+-- a manifest's or a tag's record from the attribute endpoints' answer
+local function attributes_record(doc, member)
+  local item = type(doc) == "table" and doc[member] or {}
+  local rec = {digest = item.digest, created = item.createdTime, updated = item.lastUpdateTime}
+  if member == "manifest" then
+    rec.tags, rec.size, rec.architecture, rec.os = item.tags or {}, item.imageSize, item.architecture, item.os
+  else
+    rec.name, rec.signed = item.name, item.signed
+  end
+  return with_attributes(rec, item)
+end
+
+--- registry:attributes(repo, reference) -> the record of a manifest (reference a digest) or a tag, with
+-- its attributes (delete_enabled, write_enabled, read_enabled, list_enabled, locked); nil when missing
+function Registry:attributes(repo, reference)
+  local path, member = attributes_path("attributes", repo, reference)
+  local res = self:get(repo_scope(repo, "metadata_read"), path, {missing = true})
+  if not res then return nil end
+  return attributes_record(res:json(), member)
+end
+
+--- registry:set_attributes(repo, reference, {delete_enabled =, write_enabled =, read_enabled =,
+-- list_enabled =}) -> the updated record. A digest changes the manifest, a tag the tag (ACR keeps them
+-- apart: a locked tag does not lock its manifest). Only the given attributes are sent. In a dry run:
+-- recorded (kind `acr`), not sent, returns {dry_run = true, record =}.
+function Registry:set_attributes(repo, reference, attrs)
+  local path, member = attributes_path("set_attributes", repo, reference)
+  if type(attrs) ~= "table" then usage("set_attributes", "a table of attributes expected") end
+  local body = {}
+  for k, v in pairs(attrs) do
+    local wire = ATTRIBUTES[k]
+    if not wire then
+      usage("set_attributes", "unknown attribute '" .. tostring(k) .. "' (delete_enabled, write_enabled, "
+        .. "read_enabled, list_enabled)")
+    end
+    if type(v) ~= "boolean" then usage("set_attributes", k .. " must be a boolean") end
+    body[wire] = v
+  end
+  if next(body) == nil then usage("set_attributes", "no attribute given") end
+  if dryrun.active() then
+    local rec = dryrun.record{kind = "acr", action = "PATCH " .. self.endpoint .. path,
+      target = self.service .. "/" .. repo .. (member == "manifest" and "@" or ":") .. reference,
+      request = {method = "PATCH", url = self.endpoint .. path, body = body}}
+    return {dry_run = true, record = rec}
+  end
+  local res = self:client(repo_scope(repo, "metadata_write")):patch(path, {json = body})
+  if res.status >= 300 then
+    error(azure_error("PATCH", self.endpoint .. path, res, res.status == 403
+      and " (no permission for " .. repo_scope(repo, "metadata_write") .. ")" or nil), 0)
+  end
+  return attributes_record(res:json(), member)
 end
 
 --- of(env) -> the environment's registry (endpoints.acr, or acr.login_server / acr.name)

@@ -185,17 +185,26 @@ function Account:commit(path, n, opts)
   return self:request("PUT", path, {query = {comp = "blocklist"}, body = body, headers = headers}, #body)
 end
 
--- Put Block i from a string or a file range
+-- Put Block i from a string or a file range. A block in memory goes with its CRC-64
+-- (x-ms-content-crc64: the service refuses a block whose bytes do not match it); a CRC-64 the service
+-- answers for it must be the same. A file range is sent from disk unread: no CRC of it is computed.
 function Account:put_block(path, i, blk)
   local o = {query = {comp = "block", blockid = block_id(i)}, headers = {["Content-Type"] = "application/octet-stream"}}
-  local len
+  local len, crc
   if blk.data then
     o.body, len = blk.data, #blk.data
+    crc = crypto.crc64_base64(crypto.crc64(blk.data))
+    o.headers["x-ms-content-crc64"] = crc
   else
     o.body_file, o.offset, o.length, len = blk.file, blk.offset, blk.length, blk.length
   end
   local res = self:request("PUT", path, o, len)
-  return res.headers and res.headers["x-ms-content-crc64"]
+  local answered = res.headers and res.headers["x-ms-content-crc64"]
+  if crc and answered and answered ~= crc then
+    error(azure_error(string.format("PUT %s block %d: the service stored CRC-64 %s for a block sent as %s; "
+      .. "nothing committed", path, i, answered, crc), {code = "Crc64Mismatch"}), 0)
+  end
+  return answered or crc
 end
 
 -- runs put(i, blk) for the blocks next() yields, at most `parallel` at once; the first failure cancels

@@ -69,6 +69,23 @@ local function allowed(claims, typ, name, action)
   return false
 end
 
+local ENABLED = {deleteEnabled = true, writeEnabled = true, readEnabled = true, listEnabled = true}
+
+--- changeable attributes: what PATCH /acr/v1/<repo>/_manifests/<digest> and /_tags/<tag> set, kept
+-- in the store collection `acr` under `attrs:<repo>@<digest>` and `attrs:<repo>:<tag>`; all enabled
+-- until changed. A manifest or tag is locked when deleteEnabled or writeEnabled is false.
+local function attributes(tw, key)
+  local out = {}
+  local set = tw.store:get("acr", "attrs:" .. key) or {}
+  for k, v in pairs(ENABLED) do out[k] = set[k] == nil and v or set[k] end
+  return out
+end
+
+local function locked(attrs) return attrs.deleteEnabled == false or attrs.writeEnabled == false end
+
+local DISALLOWED = {status = 405, json = {errors = {{code = "REGISTRY_DISALLOWED_OPERATION",
+  message = "The operation is disallowed on this registry, repository or image."}}}}
+
 -- the registry's storage: <data>/docker/registry/v2
 local function storage(rec) return rec.dir .. "/data/docker/registry/v2" end
 
@@ -110,7 +127,8 @@ local function manifests(tw, rec, repo)
       local pushed = tw.store:get("acr", repo .. "@" .. digest)
       local m = {digest = digest, imageSize = size, createdTime = created,
         lastUpdateTime = pushed and pushed.updated or created, architecture = arch, os = os_, tags = {},
-        changeableAttributes = {deleteEnabled = true, writeEnabled = true, readEnabled = true, listEnabled = true}}
+        mediaType = type(doc) == "table" and doc.mediaType or nil,
+        changeableAttributes = attributes(tw, repo .. "@" .. digest)}
       by_digest[digest] = m
       list[#list + 1] = m
     end
@@ -143,10 +161,19 @@ local function tags(tw, rec, repo)
       local pushed = tw.store:get("acr", repo .. ":" .. name)
       list[#list + 1] = {name = name, digest = m.digest, createdTime = pushed and pushed.created or m.createdTime,
         lastUpdateTime = pushed and pushed.updated or m.lastUpdateTime, signed = false,
-        changeableAttributes = {deleteEnabled = true, writeEnabled = true, readEnabled = true, listEnabled = true}}
+        changeableAttributes = attributes(tw, repo .. ":" .. name)}
     end
   end
   return list
+end
+
+-- what listings show: items with listEnabled false are left out, as ACR does
+local function listed(items)
+  local out = {}
+  for _, it in ipairs(items) do
+    if it.changeableAttributes.listEnabled ~= false then out[#out + 1] = it end
+  end
+  return out
 end
 
 -- RFC 3339 times of different precision compare as instants, not as strings
@@ -278,7 +305,7 @@ function M.mount(srv, tw)
     if not fs.exists(storage(rec) .. "/repositories/" .. repo .. "/_manifests") then
       return oauth_error(404, "NAME_UNKNOWN", "repository name not known to registry")
     end
-    local list = tags(tw, rec, repo)
+    local list = listed(tags(tw, rec, repo))
     if req.query.digest and req.query.digest ~= "" then
       local only = {}
       for _, t in ipairs(list) do if t.digest == req.query.digest then only[#only + 1] = t end end
@@ -296,7 +323,47 @@ function M.mount(srv, tw)
       tags = json.array(items)}}
   end
 
-  srv:route("GET", "/acr/v1/{repo...}", function(req)
+  -- GET or PATCH /acr/v1/<repo>/_manifests/<digest> and /acr/v1/<repo>/_tags/<tag>
+  local function item_attributes(req, repo, kind, ref)
+    local ok, why = check(req, "repository", repo, req.method == "PATCH" and "metadata_write" or "metadata_read")
+    if not ok then return why end
+    local rec, err = need_registry()
+    if not rec then return err end
+    local item
+    for _, it in ipairs(kind == "manifest" and manifests(tw, rec, repo) or tags(tw, rec, repo)) do
+      if (kind == "manifest" and it.digest or it.name) == ref then item = it end
+    end
+    if not item then
+      return oauth_error(404, kind == "manifest" and "MANIFEST_UNKNOWN" or "TAG_UNKNOWN",
+        kind .. " " .. ref .. " is not known to the registry")
+    end
+    if req.method == "PATCH" then
+      local okj, body = pcall(json.decode, req.body or "")
+      if not okj or type(body) ~= "table" then return oauth_error(400, "BAD_REQUEST", "a JSON object expected") end
+      local key = "attrs:" .. repo .. (kind == "manifest" and "@" or ":") .. ref
+      local set = tw.store:get("acr", key) or {}
+      for k, v in pairs(body) do
+        if ENABLED[k] == nil then return oauth_error(400, "BAD_REQUEST", "unknown attribute " .. tostring(k)) end
+        if type(v) ~= "boolean" then return oauth_error(400, "BAD_REQUEST", k .. " must be a boolean") end
+        set[k] = v
+      end
+      tw.store:put("acr", key, set)
+      item.changeableAttributes = attributes(tw, key:sub(7))
+    end
+    return {status = 200, json = {registry = service(req), imageName = repo, [kind] = item}}
+  end
+
+  srv:route("*", "/acr/v1/{repo...}", function(req)
+    if req.method ~= "GET" and req.method ~= "PATCH" then
+      return oauth_error(405, "UNSUPPORTED", req.method .. " is not served by the twin on " .. req.path)
+    end
+    local arepo, kind, ref = req.params.repo:match("^(.+)/_(%l+)/([^/]+)$")
+    if arepo and (kind == "manifests" or kind == "tags") then
+      return item_attributes(req, arepo, kind == "manifests" and "manifest" or "tag", ref)
+    end
+    if req.method ~= "GET" then
+      return oauth_error(405, "UNSUPPORTED", req.method .. " is not served by the twin on " .. req.path)
+    end
     local trepo = req.params.repo:match("^(.+)/_tags$")
     if trepo then return tag_list(req, trepo) end
     local repo = req.params.repo:match("^(.+)/_manifests$")
@@ -305,7 +372,7 @@ function M.mount(srv, tw)
     if not ok then return why end
     local rec, err = need_registry()
     if not rec then return err end
-    local list = manifests(tw, rec, repo)
+    local list = listed(manifests(tw, rec, repo))
     if #list == 0 and not fs.exists(storage(rec) .. "/repositories/" .. repo) then
       return oauth_error(404, "NAME_UNKNOWN", "repository name not known to registry")
     end
@@ -347,6 +414,20 @@ function M.mount(srv, tw)
     end
     local rec, err = need_registry()
     if not rec then return err end
+    local ref = rest:match("/manifests/([^/]+)$")
+    if ref and (req.method == "DELETE" or req.method == "PUT") then
+      -- a locked manifest, or a locked tag on it, refuses deletes; a locked tag refuses pushes over it
+      if ref:match("^sha256:") then
+        if locked(attributes(tw, name .. "@" .. ref)) then return DISALLOWED end
+        if req.method == "DELETE" then
+          for _, t in ipairs(tags(tw, rec, name)) do
+            if t.digest == ref and locked(t.changeableAttributes) then return DISALLOWED end
+          end
+        end
+      elseif locked(attributes(tw, name .. ":" .. ref)) then
+        return DISALLOWED
+      end
+    end
     local headers = {}
     for _, h in ipairs({"accept", "content-type", "range"}) do headers[h] = req.headers[h] end
     local res = http.request{method = req.method, url = "https://127.0.0.1:" .. rec.port .. req.target,

@@ -29,6 +29,19 @@ local function meta(name, ns, created, labels)
   return {name = name, namespace = ns, uid = objects.uid(), creationTimestamp = created, labels = labels}
 end
 
+-- the registry's seeded image of a deployment (opsh.twin.seed: its newest tag; document-service runs an
+-- older one, so a registry cleanup meets an image in use beyond the newest few); others a tag of their own
+local PINNED = {["document-service"] = "1.4.0"}
+local function image_of(acr, name)
+  local seed = require("opsh.twin.seed")
+  for _, repo in ipairs(seed.repositories) do
+    if repo:match("[^/]+$") == name then
+      return string.format("%s.azurecr.io/%s:%s", acr, repo, PINNED[name] or ("1." .. seed.tags_per_repository .. ".0"))
+    end
+  end
+  return string.format("%s.azurecr.io/%s:1.8.3", acr, name)
+end
+
 local function deployment(ctx, name, replicas, created)
   local acr = platform.region("production").acr
   local port = PORTS[name] or 8080
@@ -36,7 +49,7 @@ local function deployment(ctx, name, replicas, created)
   local d = {apiVersion = "apps/v1", kind = "Deployment", metadata = meta(name, platform.namespace, created, labels),
     spec = {replicas = replicas, selector = {matchLabels = {app = name}},
       template = {metadata = {labels = {app = name, ["app.kubernetes.io/part-of"] = "legal-platform"}},
-        spec = {containers = arr({{name = name, image = string.format("%s.azurecr.io/%s:1.8.3", acr, name),
+        spec = {containers = arr({{name = name, image = image_of(acr, name),
           ports = arr({{containerPort = port, name = "http", protocol = "TCP"}}),
           env = arr({{name = "NODE_ENV", value = "production"}, {name = "DATABASE_URL", valueFrom = {secretKeyRef = {name = "database-credentials", key = "url"}}}}),
           resources = {requests = {cpu = "250m", memory = name == "ai-service" and "1Gi" or "512Mi"},
