@@ -5,6 +5,8 @@
 # same run against the same Azurite. Wall time and peak RSS come from /usr/bin/time -v; prints each
 # figure and the ratios (opsh / az: time < 1 is faster, memory < 1 is smaller).
 # BLOB_BENCH_MD5=0 uploads without opsh's whole-blob Content-MD5 (az computes none either).
+# BLOB_BENCH_AZURITE=memory runs Azurite with --inMemoryPersistence: on two cores Azurite writing to
+# disk is the upload's limit for both clients, which hides the client's own cost.
 # Usage: bench/blob_transfer.sh [path/to/opsh]   (default: build/opsh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,9 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mkdir -p "$dir/data"
-"$azurite" --blobHost 127.0.0.1 --blobPort "$port" --location "$dir/data" --silent --skipApiVersionCheck \
+persistence=(--location "$dir/data")
+[ "${BLOB_BENCH_AZURITE:-disk}" = memory ] && persistence=(--inMemoryPersistence)
+"$azurite" --blobHost 127.0.0.1 --blobPort "$port" "${persistence[@]}" --silent --skipApiVersionCheck \
   --loose --disableTelemetry >"$dir/azurite.log" 2>&1 &
 azurite_pid=$!
 for _ in $(seq 200); do
@@ -40,7 +44,7 @@ endpoint="http://127.0.0.1:$port/devstoreaccount1"
 export AZURE_STORAGE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$key;BlobEndpoint=$endpoint;"
 export AZURE_CORE_COLLECT_TELEMETRY=false AZURE_CORE_ONLY_SHOW_ERRORS=true
 
-echo "bench/blob_transfer.sh: ${MB} MiB file, Azurite at $endpoint, opsh MD5 ${BLOB_BENCH_MD5:-1}"
+echo "bench/blob_transfer.sh: ${MB} MiB file, Azurite (${BLOB_BENCH_AZURITE:-disk}) at $endpoint, opsh MD5 ${BLOB_BENCH_MD5:-1}"
 head -c $((MB * 1024 * 1024)) /dev/urandom > "$dir/src.bin"
 
 cat > "$dir/bench.lua" <<'LUA'
