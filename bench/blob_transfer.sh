@@ -60,7 +60,7 @@ end
 LUA
 az storage container create -n bench -o none
 
-# measure NAME CMD...: prints "seconds kib" from /usr/bin/time -v
+# measure NAME CMD...: prints "seconds kib cpu_seconds" from /usr/bin/time -v
 measure() {
   local log="$dir/time.$1"; shift
   /usr/bin/time -v "$@" >"$log.out" 2>"$log" || { cat "$log.out" "$log" >&2; exit 1; }
@@ -70,23 +70,34 @@ t = open(sys.argv[1]).read()
 w = re.search(r"Elapsed \(wall clock\) time.*: (.*)", t).group(1).split(":")
 s = sum(float(x) * 60 ** i for i, x in enumerate(reversed(w)))
 rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)
-print("%.2f %s" % (s, rss))
+cpu = sum(float(re.search(r"%s time \(seconds\): ([\d.]+)" % k, t).group(1)) for k in ("User", "System"))
+print("%.2f %s %.2f" % (s, rss, cpu))
 PY
 }
 
-read -r o_up o_up_rss < <(BENCH_KEY=$key measure ou "$OPSH" "$dir/bench.lua" up "$endpoint" "$dir/src.bin")
-read -r a_up a_up_rss < <(measure au az storage blob upload -c bench -n az.bin -f "$dir/src.bin" --overwrite -o none)
-read -r o_dn o_dn_rss < <(BENCH_KEY=$key measure od "$OPSH" "$dir/bench.lua" down "$endpoint" "$dir/opsh.out")
-read -r a_dn a_dn_rss < <(measure ad az storage blob download -c bench -n az.bin -f "$dir/az.out" -o none)
+# Azurite's CPU seconds so far (user + system, from /proc): how busy the server was during a transfer
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$azurite_pid/stat"; }
+# server_share NAME SECONDS BEFORE: prints Azurite's CPU during that transfer, in cores (1.00 = one core busy)
+server_share() { awk -v a="$3" -v b="$(server_cpu)" -v t="$2" -v n="$1" 'BEGIN { printf "  Azurite during %-13s %5.2f cores\n", n, (b - a) / t }' >&2; }
+
+c=$(server_cpu); read -r o_up o_up_rss o_up_cpu < <(BENCH_KEY=$key measure ou "$OPSH" "$dir/bench.lua" up "$endpoint" "$dir/src.bin")
+server_share "opsh upload" "$o_up" "$c"
+c=$(server_cpu); read -r a_up a_up_rss a_up_cpu < <(measure au az storage blob upload -c bench -n az.bin -f "$dir/src.bin" --overwrite -o none)
+server_share "az upload" "$a_up" "$c"
+c=$(server_cpu); read -r o_dn o_dn_rss o_dn_cpu < <(BENCH_KEY=$key measure od "$OPSH" "$dir/bench.lua" down "$endpoint" "$dir/opsh.out")
+server_share "opsh download" "$o_dn" "$c"
+c=$(server_cpu); read -r a_dn a_dn_rss a_dn_cpu < <(measure ad az storage blob download -c bench -n az.bin -f "$dir/az.out" -o none)
+server_share "az download" "$a_dn" "$c"
 
 cmp -s "$dir/src.bin" "$dir/opsh.out" || { echo "opsh's download differs from the source" >&2; exit 1; }
 cmp -s "$dir/src.bin" "$dir/az.out" || { echo "az's download differs from the source" >&2; exit 1; }
 
-python3 - "$MB" "$o_up" "$o_up_rss" "$a_up" "$a_up_rss" "$o_dn" "$o_dn_rss" "$a_dn" "$a_dn_rss" <<'PY'
+python3 - "$MB" "$o_up" "$o_up_rss" "$o_up_cpu" "$a_up" "$a_up_rss" "$a_up_cpu" "$o_dn" "$o_dn_rss" "$o_dn_cpu" \
+  "$a_dn" "$a_dn_rss" "$a_dn_cpu" <<'PY'
 import sys
 mb = int(sys.argv[1]); v = [float(x) for x in sys.argv[2:]]
-for name, (ot, orss, at, arss) in (("upload", v[0:4]), ("download", v[4:8])):
-    print(f"{name:8} opsh {ot:7.2f} s {orss/1024:7.1f} MiB RSS ({mb/ot:6.1f} MiB/s) | "
-          f"az {at:7.2f} s {arss/1024:7.1f} MiB RSS ({mb/at:6.1f} MiB/s) | "
-          f"opsh/az time {ot/at:.2f}x (az {at/ot:.1f}x slower), memory {orss/arss:.2f}x")
+for name, (ot, orss, ocpu, at, arss, acpu) in (("upload", v[0:6]), ("download", v[6:12])):
+    print(f"{name:8} opsh {ot:7.2f} s {orss/1024:7.1f} MiB RSS {ocpu:6.2f} s CPU ({mb/ot:6.1f} MiB/s) | "
+          f"az {at:7.2f} s {arss/1024:7.1f} MiB RSS {acpu:6.2f} s CPU ({mb/at:6.1f} MiB/s) | "
+          f"opsh/az time {ot/at:.2f}x (az {at/ot:.1f}x slower), memory {orss/arss:.2f}x, client CPU {ocpu/acpu:.2f}x")
 PY
