@@ -13,6 +13,11 @@ local function admin_mode(ctx, args, kv, k)
   local pgarm = require("opsh.azure").postgres
   local env = ctx.env
   local server, user = env.postgres.server, env.postgres.admin_user
+  -- the one mode with an outage window: asked here, so --app (none) runs without a question
+  if not ctx.dry_run then
+    ctx.confirm(string.format("change the admin password of %s? new connections with the old one fail until %s "
+      .. "have rolled", server, table.concat(args.deployments, ", ")))
+  end
   local old = ctx.step("read the current password from Key Vault", function()
     return kv:get("database-password")
   end, {target = "keyvault:database-password"})
