@@ -5,12 +5,11 @@
 local fs = require("opsh.fs")
 local twin = require("opsh.twin")
 local azure = require("opsh.azure")
-local k8s = require("opsh.k8s")
 local opsh_mod = require("opsh")
 local P = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/procedure.lua")
 
 describe("weekly-maintenance on the twin", function()
-  local dir, store, kubeconfig
+  local dir, store
 
   local function opsh(...) return P.opsh(dir, ...) end
 
@@ -41,9 +40,6 @@ describe("weekly-maintenance on the twin", function()
     twin.up({dir = dir, without = {"postgres"}})
     store = twin.client(dir)
     store:put("arm.knobs", "knobs", {lro_seconds = 0.2})
-    for _, kv in ipairs(twin.shell_exports(dir)) do
-      if kv[1] == "KUBECONFIG" then kubeconfig = kv[2] end
-    end
   end)
 
   lazy_teardown(function()
@@ -82,7 +78,7 @@ describe("weekly-maintenance on the twin", function()
     -- task-service's 1.5.0 is only in the ReplicaSet a rollback would use.
     registry:set_attributes("legal-platform/web", digest_of("legal-platform/web", "1.2.0"), {delete_enabled = false})
     registry:set_attributes("legal-platform/gateway", "1.3.0", {write_enabled = false})
-    local c = k8s.client{kubeconfig = kubeconfig, namespace = "production", cache_dir = dir .. "/cache"}
+    local c = P.k8s(dir)
     local function eventually(what, cond)
       local deadline = require("opsh.time").now() + 20
       while not cond() do

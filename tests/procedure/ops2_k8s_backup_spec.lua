@@ -7,7 +7,6 @@ local json = require("opsh.json")
 local proc = require("opsh.proc")
 local runtime = require("opsh.runtime")
 local twin = require("opsh.twin")
-local k8s = require("opsh.k8s")
 local backup = require("opsh.ops.backup")
 local P = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/procedure.lua")
 
@@ -36,11 +35,7 @@ describe("k8s-backup and tf-backup on the twin", function()
   lazy_setup(function()
     dir = fs.tmpdir("opsh-ops2-k8sbk-")
     twin.up({dir = dir, without = {"postgres", "redis", "registry"}})
-    local kubeconfig
-    for _, kv in ipairs(twin.shell_exports(dir)) do
-      if kv[1] == "KUBECONFIG" then kubeconfig = kv[2] end
-    end
-    c = k8s.client{kubeconfig = kubeconfig, namespace = "production", cache_dir = dir .. "/cache"}
+    c = P.k8s(dir)
     c:create("secrets", {apiVersion = "v1", kind = "Secret", metadata = {name = "bk-secret"},
       stringData = {token = "s3cr3t-never-in-blob"}})
     c:create("configmaps", {apiVersion = "v1", kind = "ConfigMap", metadata = {name = "bk-config"},

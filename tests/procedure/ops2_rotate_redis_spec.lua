@@ -9,7 +9,6 @@ local opsh = require("opsh")
 local redis = require("opsh.redis")
 local twin = require("opsh.twin")
 local azure = require("opsh.azure")
-local k8s = require("opsh.k8s")
 local P = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/procedure.lua")
 
 local script = P.script("rotate-redis-key")
@@ -57,11 +56,7 @@ describe("rotate-redis-key on the twin", function()
     env = twin.environment(dir)
     azure.reset()
     vault = azure.keyvault(env)
-    local kubeconfig
-    for _, kv in ipairs(twin.shell_exports(dir)) do
-      if kv[1] == "KUBECONFIG" then kubeconfig = kv[2] end
-    end
-    kube = k8s.client{kubeconfig = kubeconfig, namespace = "production", cache_dir = dir .. "/cache"}
+    kube = P.k8s(dir)
   end)
 
   lazy_teardown(function()

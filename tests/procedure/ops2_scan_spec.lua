@@ -5,8 +5,8 @@ local json = require("opsh.json")
 local proc = require("opsh.proc")
 local runtime = require("opsh.runtime")
 local twin = require("opsh.twin")
-local k8s = require("opsh.k8s")
 local scan = require("opsh.ops.scan")
+local P = dofile((debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or ".") .. "/../support/procedure.lua")
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/procedure"
 local root = here .. "/../.."
@@ -187,11 +187,7 @@ describe("scan-manifests and scan-images on the live twin cluster", function()
   lazy_setup(function()
     dir = fs.tmpdir("opsh-scan-twin-")
     twin.up({dir = dir, without = {"postgres", "redis", "azurite", "registry"}})
-    local kubeconfig
-    for _, kv in ipairs(twin.shell_exports(dir)) do
-      if kv[1] == "KUBECONFIG" then kubeconfig = kv[2] end
-    end
-    c = k8s.client{kubeconfig = kubeconfig, namespace = "production", cache_dir = dir .. "/cache"}
+    c = P.k8s(dir)
     c:apply(BAD)
     c:apply(GOOD)
     fs.mkdir(dir .. "/bin")

@@ -1,5 +1,5 @@
--- What the procedure specs share (dofile it): the opsh binary run against the twin in a directory, and
--- the paths of the bundled procedures.
+-- What the procedure specs share (dofile it): the opsh binary run against the twin in a directory, the
+-- paths of the bundled procedures, and a Kubernetes client for the twin.
 local proc = require("opsh.proc")
 local runtime = require("opsh.runtime")
 
@@ -20,5 +20,14 @@ end
 
 --- opsh(dir, ...) -> exec(dir, "--env", "twin", ...)
 function P.opsh(dir, ...) return P.exec(dir, "--env", "twin", ...) end
+
+--- k8s(dir) -> an opsh.k8s client for the twin in dir (namespace production, discovery cached in dir)
+function P.k8s(dir)
+  local kubeconfig
+  for _, kv in ipairs(require("opsh.twin").shell_exports(dir)) do
+    if kv[1] == "KUBECONFIG" then kubeconfig = kv[2] end
+  end
+  return require("opsh.k8s").client{kubeconfig = kubeconfig, namespace = "production", cache_dir = dir .. "/cache"}
+end
 
 return P
