@@ -24,13 +24,15 @@ local function usage(message) error(core.error("usage", message), 3) end
 local function default_file()
   local env = os.getenv("OPSH_AUDIT_LOG")
   if env and env ~= "" then return env end
+  if M.process_file then return M.process_file end
   local base = os.getenv("XDG_STATE_HOME")
   if not base or base == "" then base = (os.getenv("HOME") or "/tmp") .. "/.local/state" end
   return base .. "/opsh/audit.log"
 end
 
---- file() -> the path lines are appended to: OPSH_AUDIT_LOG, or $XDG_STATE_HOME/opsh/audit.log
--- (~/.local/state/opsh/audit.log); the environment's `audit.file` wins when a run selects one.
+--- file() -> the path lines are appended to: OPSH_AUDIT_LOG, or the process's own (`opsh test`:
+-- $TMPDIR/opsh-test-audit.log), or $XDG_STATE_HOME/opsh/audit.log (~/.local/state/opsh/audit.log); the
+-- environment's `audit.file` wins when a run selects one.
 function M.file() return file_override or default_file() end
 
 --- configure{file=, procedure=, environment=, operator=, enabled=}: what every line of this run carries.

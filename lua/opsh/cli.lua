@@ -541,6 +541,13 @@ end
 
 --- opsh test [paths]: busted inside this binary, so specs use the scheduler and opsh modules.
 function M.cmd_test(opts, words)
+  if (os.getenv("OPSH_AUDIT_LOG") or "") == "" then
+    -- what specs change against twins is not the operator's history: their audit lines, and those of
+    -- the opsh processes they start, go to a file of the test run's own
+    local file = (os.getenv("TMPDIR") or "/tmp") .. "/opsh-test-audit.log"
+    require("opsh.audit").process_file = file
+    require("opsh.proc")._inherit.OPSH_AUDIT_LOG = file
+  end
   local argv = {[0] = "opsh test"}
   local paths = {}
   for _, w in ipairs(words) do

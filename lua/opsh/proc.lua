@@ -10,6 +10,9 @@ local redact = require("opsh.redact")
 
 local M = {}
 
+-- variables every child started without a whole `env` gets (unless its env_add names them): the
+-- environment opsh itself would pass on had it a setenv (opsh test: its audit file)
+M._inherit = {}
 M.DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
 M.DEFAULT_KILL_GRACE = 5
 local STDERR_TAIL_LINES = 10
@@ -107,6 +110,18 @@ local function build(opts, fname, allowed, is_spawn)
     usage(fname, "read must be true (the command only reads: it runs in a dry-run too) or false")
   end
   return spec, handlers
+end
+
+-- the spec as the C part starts it: M._inherit added to env_add (records and audit lines show the
+-- caller's own env_add)
+local function started(spec)
+  if spec.env ~= nil or next(M._inherit) == nil then return spec end
+  local copy = {}
+  for k, v in pairs(spec) do copy[k] = v end
+  copy.env_add = {}
+  for k, v in pairs(M._inherit) do copy.env_add[k] = v end
+  for k, v in pairs(spec.env_add or {}) do copy.env_add[k] = v end
+  return copy
 end
 
 -- The secrets a call carries (env and env_add values, stdin), scrubbed from its errors.
@@ -234,7 +249,7 @@ end
 local function execute(spec, handlers, opts)
   spec.overflow_kill = not opts.truncate
   local argv0 = spec.argv[1]
-  local p <close> = C.spawn(spec)
+  local p <close> = C.spawn(started(spec))
   local stderr_tail
   if handlers.stdout or handlers.stderr then
     local feed, finish = {}, {}
@@ -311,7 +326,7 @@ function M.spawn(opts)
     return setmetatable({dry_run = true, record = record(spec, "spawn"), _spec = spec, _argv0 = spec.argv[1]}, dry_mt)
   end
   local secrets = secrets_of(spec)
-  local p = redact.guard(secrets, C.spawn, spec)
+  local p = redact.guard(secrets, C.spawn, started(spec))
   spawned[p] = {timeout = spec.timeout, max_output = spec.max_output, secrets = secrets}
   if not opts.read then audited(spec, "spawn", "started pid " .. tostring(p:pid())) end
   return p
