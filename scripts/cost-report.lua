@@ -59,14 +59,19 @@ return {
     local costs = ctx.step("cost by resource", function()
       return azure.cost.query{env = env, from = from, to = to, group_by = {"ResourceId"}}
     end)
-    local by_resource, total, currency = {}, 0, nil
+    -- a billing account can bill in several currencies: one total per currency, never a sum across them
+    local by_resource, totals, currencies = {}, {}, {}
     for _, r in ipairs(costs) do
       local id = tostring(r.ResourceId or "")
+      local cur = tostring(r.Currency or "?")
       by_resource[#by_resource + 1] = {resource = id:match("([^/]+)$") or id, type = id:match("/providers/([^/]+/[^/]+)/") or "-",
         resource_group = id:match("/resource[Gg]roups/([^/]+)") or "-", cost = r.Cost, currency = r.Currency, id = id}
-      total = total + (tonumber(r.Cost) or 0)
-      currency = currency or r.Currency
+      if not totals[cur] then currencies[#currencies + 1] = cur end
+      totals[cur] = (totals[cur] or 0) + (tonumber(r.Cost) or 0)
     end
+    table.sort(currencies)
+    local currency = #currencies == 1 and currencies[1] or nil   -- the one currency, when there is one
+    local total = currency and totals[currency] or (#currencies == 0 and 0 or nil)
     table.sort(by_resource, function(a, b) return (a.cost or 0) > (b.cost or 0) end)
 
     local pools = ctx.step("node pools", function() return azure.aks.pools{env = env} end)
@@ -117,14 +122,15 @@ return {
       return out
     end)
     local cost_of = {}
-    for _, r in ipairs(by_resource) do cost_of[r.id:lower()] = r.cost end
+    for _, r in ipairs(by_resource) do cost_of[r.id:lower()] = r end
     for _, s in ipairs(servers) do
       if s.connections == 0 then
         actions[#actions + 1] = {action = "unused " .. s.kind, target = s.name,
           detail = "no connections in " .. args.idle_days .. " days",
           command = s.kind == "postgres" and ("az postgres flexible-server delete --ids " .. s.id)
             or ("az redis delete --ids " .. s.id),
-          saving = cost_of[s.id:lower()] and string.format("%.2f %s in the period", cost_of[s.id:lower()], currency or "") or "-"}
+          saving = cost_of[s.id:lower()] and string.format("%.2f %s in the period", cost_of[s.id:lower()].cost,
+            cost_of[s.id:lower()].currency or "") or "-"}
       end
     end
     if env.aks and env.name ~= "production" and not tostring(env.aks.cluster):find("prod", 1, true) then
@@ -136,7 +142,9 @@ return {
     if table_out then
       ctx.section(string.format("cost by resource, %s to %s", from, to))
       ctx.out(by_resource, {columns = {"resource", "type", "resource_group", "cost", "currency"}})
-      io.stdout:write(string.format("total %.2f %s\n", total, currency or ""))
+      local parts = {}
+      for _, cur in ipairs(currencies) do parts[#parts + 1] = string.format("%.2f %s", totals[cur], cur) end
+      io.stdout:write("total " .. (#parts > 0 and table.concat(parts, "; ") or "0.00") .. "\n")
       ctx.section("AKS node cost estimate (list prices in scripts/cost-report.lua, USD, " .. HOURS .. " h a month)")
       ctx.out(estimate, {columns = {"pool", "vm_size", "count", "autoscaler", "hourly", "monthly"}})
       io.stdout:write(string.format("total %.2f USD a month\n", node_total))
@@ -145,7 +153,7 @@ return {
       ctx.section("reduction actions")
       ctx.out(actions, {columns = {"action", "target", "detail", "saving", "command"}})
     else
-      ctx.out({from = from, to = to, costs = by_resource, total = total, currency = currency, nodes = estimate,
+      ctx.out({from = from, to = to, costs = by_resource, total = total, currency = currency, totals = totals, nodes = estimate,
         node_total = node_total, node_cpu_percent = nodes_cpu, servers = servers, actions = actions})
     end
 

@@ -57,6 +57,9 @@ describe("cost-report on the twin", function()
     for _ in pairs(want) do n = n - 1 end
     assert.equal(0, n)
     assert.near(sum, res.total, 0.001)
+    assert.equal("EUR", res.currency)
+    assert.same({"EUR"}, (function() local k = {}; for c in pairs(res.totals) do k[#k + 1] = c end; return k end)())
+    assert.near(sum, res.totals.EUR, 0.001)
     -- one estimate row a pool, its count the twin's, monthly = count × hourly × 730
     local have = pools()
     local total = 0
@@ -106,6 +109,33 @@ describe("cost-report on the twin", function()
     end
     local again = json.decode(opsh("run", "cost-report", "-o", "json").stdout)
     for _, a in ipairs(again.actions) do assert.is_not.equal("autoscaler", a.action) end
+  end)
+
+  it("totals each currency apart when the account bills in several, and never sums across them", function()
+    local ids = {}
+    for _, it in ipairs(store:list("arm")) do
+      if it.key:match("/providers/microsoft%.cache/redis/[^/]+$") then ids[#ids + 1] = it.object.name end
+    end
+    assert.truthy(#ids > 0)
+    local knob = {}
+    for _, name in ipairs(ids) do knob[name] = "USD" end
+    store:put("arm.knobs", "knobs", {cost_currency = knob})
+    local r = opsh("run", "cost-report", "--from", "2026-11-01", "--to", "2026-11-30", "-o", "json")
+    store:put("arm.knobs", "knobs", {})
+    assert.equal(0, r.code, r.stderr)
+    local res = json.decode(r.stdout)
+    local want = {}
+    for _, c in ipairs(res.costs) do want[c.currency] = (want[c.currency] or 0) + c.cost end
+    assert.truthy(want.USD and want.EUR)
+    assert.near(want.USD, res.totals.USD, 0.001)
+    assert.near(want.EUR, res.totals.EUR, 0.001)
+    assert.is_nil(res.total)
+    assert.is_nil(res.currency)
+    store:put("arm.knobs", "knobs", {cost_currency = knob})
+    local t = opsh("run", "cost-report", "--from", "2026-11-01", "--to", "2026-11-30")
+    store:put("arm.knobs", "knobs", {})
+    assert.equal(0, t.code, t.stderr)
+    assert.matches("\ntotal [%d.]+ EUR; [%d.]+ USD\n", t.stdout)
   end)
 
   it("refuses a date it cannot read with a usage error", function()

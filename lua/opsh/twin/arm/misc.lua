@@ -157,11 +157,12 @@ local function cost_query(twin, req)
       sums[k] = sums[k] + daily_cost(r.id, day)
     end
   end
+  local currency_of = router.knobs(twin).cost_currency or {}   -- knob: resource name -> its billing currency
   local rows = {}
   for _, k in ipairs(order) do
     local row = {math.floor(sums[k] * 100 + 0.5) / 100}
     if by_resource then row[#row + 1] = k end
-    row[#row + 1] = "EUR"
+    row[#row + 1] = by_resource and currency_of[k:match("[^/]+$")] or "EUR"
     rows[#rows + 1] = A(row)
   end
   local cols = {{name = "Cost", type = "Number"}}
