@@ -138,6 +138,32 @@ describe("cost-report on the twin", function()
     assert.matches("\ntotal [%d.]+ EUR; [%d.]+ USD\n", t.stdout)
   end)
 
+  it("names a cache with no connections as unused, with its delete command and its cost in the period", function()
+    local cache
+    for _, it in ipairs(store:list("arm")) do
+      if it.key:match("/providers/microsoft%.cache/redis/[^/]+$") then cache = it.object end
+    end
+    store:put("arm.knobs", "knobs", {metric_values = {[cache.name] = {connectedclients = 0}}})
+    local r = opsh("run", "cost-report", "--from", "2026-11-01", "--to", "2026-11-30", "-o", "json")
+    store:put("arm.knobs", "knobs", {})
+    assert.equal(0, r.code, r.stderr)
+    local res = json.decode(r.stdout)
+    local unused = {}
+    for _, a in ipairs(res.actions) do
+      if a.action:match("^unused") then unused[#unused + 1] = a end
+    end
+    assert.equal(1, #unused)
+    assert.equal("unused redis", unused[1].action)
+    assert.equal(cache.name, unused[1].target)
+    assert.equal("az redis delete --ids " .. cache.id, unused[1].command)
+    local cost
+    for _, c in ipairs(res.costs) do if c.id:lower() == cache.id:lower() then cost = c end end
+    assert.equal(string.format("%.2f %s in the period", cost.cost, cost.currency), unused[1].saving)
+    for _, s in ipairs(res.servers) do
+      if s.name == cache.name then assert.equal(0, s.connections) else assert.truthy(s.connections > 0) end
+    end
+  end)
+
   it("refuses a date it cannot read with a usage error", function()
     local r = opsh("run", "cost-report", "--from", "November")
     assert.equal(2, r.code)
