@@ -180,12 +180,7 @@ static void on_pipe_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 static int pipeline_k(lua_State *L, int status, lua_KContext ctx) {
   int box = (int)ctx;
   rreq *r = rreq_take(L, box);
-  if (r->err || r->oom) {
-    lua_pushnil(L);
-    rreq_push_error(L, r);
-    rreq_release(L, box);
-    return 2;
-  }
+  if (r->err || r->oom) return rreq_return_error(L, box, r);
   lua_createtable(L, r->n, 1);
   const char *p = r->out.data;
   for (int i = 1; i <= r->n; i++) {

@@ -91,12 +91,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
 static int call_k(lua_State *L, int status, lua_KContext ctx) {
   int box = (int)ctx;
   rreq *r = rreq_take(L, box);
-  if (r->err || r->oom) {
-    lua_pushnil(L);
-    rreq_push_error(L, r);
-    rreq_release(L, box);
-    return 2;
-  }
+  if (r->err || r->oom) return rreq_return_error(L, box, r);
   const char *p = r->out.data;
   int n = 1;
   if (rreply_is_error(p)) {
@@ -215,12 +210,7 @@ static void on_sub(redisAsyncContext *ac, void *reply, void *privdata) {
 static int subscribe_k(lua_State *L, int status, lua_KContext ctx) {
   int box = (int)ctx;
   rreq *r = rreq_take(L, box);
-  if (r->err || r->oom) {
-    lua_pushnil(L);
-    rreq_push_error(L, r);
-    rreq_release(L, box);
-    return 2;
-  }
+  if (r->err || r->oom) return rreq_return_error(L, box, r);
   rreq_release(L, box);
   lua_pushboolean(L, 1);
   return 1;
@@ -282,12 +272,7 @@ static int message_k(lua_State *L, int status, lua_KContext ctx) {
     rreq_release(L, box);
     return 1;
   }
-  if (r->err || r->oom) {
-    lua_pushnil(L);
-    rreq_push_error(L, r);
-    rreq_release(L, box);
-    return 2;
-  }
+  if (r->err || r->oom) return rreq_return_error(L, box, r);
   rreq_release(L, box);
   return 0;
 }

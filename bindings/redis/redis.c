@@ -357,25 +357,19 @@ rconn *rconn_check(lua_State *L, int idx) {
   return ud->c;
 }
 
-static int conn_close(lua_State *L) {
+/* the handle lets go of its connection (once); from_gc as conn_shutdown takes it */
+static int conn_end(lua_State *L, int from_gc) {
   conn_ud *ud = luaL_checkudata(L, 1, REDIS_CONN_META);
   if (ud->c) {
     rconn *c = ud->c;
     ud->c = NULL;
-    conn_shutdown(c, 0);
+    conn_shutdown(c, from_gc);
   }
   return 0;
 }
 
-static int conn_gc(lua_State *L) {
-  conn_ud *ud = luaL_checkudata(L, 1, REDIS_CONN_META);
-  if (ud->c) {
-    rconn *c = ud->c;
-    ud->c = NULL;
-    conn_shutdown(c, 1);
-  }
-  return 0;
-}
+static int conn_close(lua_State *L) { return conn_end(L, 0); }
+static int conn_gc(lua_State *L) { return conn_end(L, 1); }
 
 /* conn:status() -> "connecting"|"ready"|"down"|"closed", why it went down */
 static int conn_status(lua_State *L) {

@@ -121,6 +121,8 @@ void rreq_fail(rreq *r, const char *kind, const char *fmt, ...);
 void rreq_wake_lost(rreq *r, const redisAsyncContext *ac);
 /* [-0, +1, m] the kept error as an opsh.error */
 void rreq_push_error(lua_State *L, const rreq *r);
+/* [-0, +2, m] nil and the kept error, the box at `box` released: a continuation's failed outcome */
+int rreq_return_error(lua_State *L, int box, const rreq *r);
 /* [-0, +1, m] the error for a command that cannot get its reply: {kind, message, command, ...} */
 void rconn_push_error(lua_State *L, rconn *c, const char *kind, const char *cmd, const char *fmt, ...);
 rconn *rconn_check(lua_State *L, int idx);

@@ -167,6 +167,13 @@ void rreq_push_error(lua_State *L, const rreq *r) {
   }
 }
 
+int rreq_return_error(lua_State *L, int box, const rreq *r) {
+  lua_pushnil(L);
+  rreq_push_error(L, r);
+  rreq_release(L, box);
+  return 2;
+}
+
 /* [-0, +1, m] */
 void rconn_push_error(lua_State *L, rconn *c, const char *kind, const char *cmd, const char *fmt, ...) {
   char msg[512];

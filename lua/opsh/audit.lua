@@ -48,7 +48,7 @@ end
 --- reset(): forget the run's scope, sinks and file (specs)
 function M.reset()
   scope, sinks, enabled, file_override, kept = {}, {}, true, nil, nil
-  steps = setmetatable({}, {__mode = "k"})
+  for task in pairs(steps) do steps[task] = nil end
 end
 
 --- changes() -> how many mutations this run has sent or planned so far
@@ -65,27 +65,22 @@ end
 
 --- in_step(name, fn, ...) -> fn's results: lines recorded by the calling task (and what it waits on)
 -- while fn runs carry `step = name`.
-function M.in_step(name, fn, ...)
+-- fn(...) with map[calling task] = value, the previous value put back however fn ends
+local function with_task_value(map, value, fn, ...)
   local task = core.current() or "main"
-  local before = steps[task]
-  steps[task] = name
+  local before = map[task]
+  map[task] = value
   local res = table.pack(pcall(fn, ...))
-  steps[task] = before
+  map[task] = before
   if not res[1] then error(res[2], 0) end
   return table.unpack(res, 2, res.n)
 end
 
+function M.in_step(name, fn, ...) return with_task_value(steps, name, fn, ...) end
+
 --- quietly(fn, ...) -> fn's results: writes the calling task makes while fn runs are the run's own
 -- bookkeeping (opsh.lock's leases), not changes: no line, not counted.
-function M.quietly(fn, ...)
-  local task = core.current() or "main"
-  local before = quiet[task]
-  quiet[task] = true
-  local res = table.pack(pcall(fn, ...))
-  quiet[task] = before
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
-end
+function M.quietly(fn, ...) return with_task_value(quiet, true, fn, ...) end
 
 --- quietly_all(fn, ...) -> fn's results: nothing any task of the process does meanwhile is recorded or
 -- counted. For the local twin starting, seeding and stopping its own servers: not the platform's changes.

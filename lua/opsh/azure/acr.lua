@@ -157,6 +157,8 @@ local function check_repo(fn, repo)
   end
 end
 
+local function is_digest(ref) return type(ref) == "string" and ref:match("^[%w+._-]+:%x+$") ~= nil end
+
 -- GET a path, raising a structured error unless 2xx (nil for a 404 with opts.missing)
 function Registry:get(scope, path, opts)
   local missing = opts and opts.missing
@@ -240,7 +242,7 @@ function Registry:tags(repo, opts)
   opts = opts or {}
   local order = opts.order
   if order ~= nil and order ~= "desc" and order ~= "asc" then usage("tags", "order must be desc or asc") end
-  if opts.digest ~= nil and (type(opts.digest) ~= "string" or not opts.digest:match("^[%w+._-]+:%x+$")) then
+  if opts.digest ~= nil and not is_digest(opts.digest) then
     usage("tags", "digest must be a digest (sha256:<hex>)")
   end
   local out = {}
@@ -280,7 +282,7 @@ end
 -- delete is recorded and not sent: {dry_run = true, record = ...}
 function Registry:delete_manifest(repo, digest)
   check_repo("delete_manifest", repo)
-  if type(digest) ~= "string" or not digest:match("^[%w+._-]+:%x+$") then
+  if not is_digest(digest) then
     usage("delete_manifest", "a digest (sha256:<hex>) is required: a registry deletes manifests by digest, not tag")
   end
   local path = "/v2/" .. repo .. "/manifests/" .. digest
@@ -300,8 +302,6 @@ function Registry:delete_manifest(repo, digest)
   end
   return true
 end
-
-local function is_digest(ref) return type(ref) == "string" and ref:match("^[%w+._-]+:%x+$") ~= nil end
 
 -- /acr/v1/<repo>/_manifests/<digest> or /acr/v1/<repo>/_tags/<tag>, and the answer's member
 local function attributes_path(fn, repo, reference)
