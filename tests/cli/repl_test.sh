@@ -42,6 +42,16 @@ wait_for() {
 
 count() { pane | grep -cE -- "$1"; }
 
+# prompt: until the screen ends with an empty prompt, so keys typed next land after it (a line sent just
+# before may still be running, and keys typed then are echoed before the prompt is drawn)
+prompt() {
+  local deadline=$(( $(date +%s) + 10 ))
+  until pane | grep -v '^$' | tail -n 1 | grep -qE '^opsh> ?$'; do
+    [ "$(date +%s)" -ge "$deadline" ] && fail "timed out waiting for an empty prompt"
+    sleep 0.05
+  done
+}
+
 type_text() { "${TMUX_CMD[@]}" send-keys -t "$SESSION" -l -- "$1"; }
 key() { "${TMUX_CMD[@]}" send-keys -t "$SESSION" "$@"; }
 line() { type_text "$1"; key Enter; }
@@ -98,6 +108,7 @@ key C-u
 ok "opsh.sp<TAB> completes to opsh.spawn"
 
 line 'cfg = {database = {hostname = "db1", port = 5432}}'
+prompt
 type_text 'cfg.database.ho'
 key Tab
 wait_for '^opsh> cfg\.database\.hostname$'
@@ -106,6 +117,7 @@ wait_for '^"db1"$'
 ok "a dotted field completes (cfg.database.ho<TAB>)"
 
 line 's = "abc"'
+prompt
 type_text 's:up'
 key Tab
 wait_for '^opsh> s:upper$'
@@ -130,6 +142,7 @@ wait_for '^error: not found \(status 404\)$'
 ok "errors print one line"
 
 line 't = opsh.spawn(function() opsh.sleep(0.5) print("bg-" .. "done") end)'
+prompt
 type_text 'half'
 wait_for '^bg-done$' 1 10
 wait_for '^opsh> half$'
@@ -202,6 +215,7 @@ wait_for '^function\(a, b\) at repl:1$'
 ok "help(x) as ?x; a function typed at the prompt prints with its parameters"
 
 line 'tk = {foo_key = 8181, ["with space"] = 8282}'
+prompt
 type_text 'tk["foo'
 key Tab
 wait_for '^opsh> tk\["foo_key"\]$'
@@ -215,6 +229,7 @@ wait_for '^8282$'
 ok "a table key completes after [\" (tk[\"foo<TAB>, a key with a space)"
 
 line 'local ls = "xyz"'
+prompt
 type_text 'ls:up'
 key Tab
 wait_for '^opsh> ls:upper$'
