@@ -42,7 +42,6 @@ typedef struct http_xfer {
   int os_errno;               /* errno of a failed connect, 0 if none */
   CURLMcode start_failed;     /* curl_multi_add_handle's error after body_file opened */
   int fresh_tls;              /* the transfer opened a new https connection */
-  int dirty;                  /* options beyond those every request sets: reset before reuse */
   long status;                /* status of the current response, 0 before one */
   long version;               /* CURL_HTTP_VERSION_* of the finished transfer */
   curl_off_t max_body;        /* 0: no limit */
@@ -79,9 +78,7 @@ typedef struct http_xfer {
 /* ---- loop.c: the multi handle on the loop ---- */
 /* [-0, +0, v] set up the multi handle on first use */
 void http_global_init(lua_State *L);
-/* an easy handle with the process-wide defaults, from the pool when one is idle; NULL if none.
-** A pooled handle may keep the options of its last request among those http_setup sets on
-** every request (its handle was not dirty): http_setup overwrites each of them. */
+/* an easy handle with the process-wide defaults, from the pool when one is idle; NULL if none */
 CURL *http_easy_get(void);
 /* add a prepared transfer to the multi handle; CURLM_OK or the error */
 CURLMcode http_xfer_start(http_xfer *x);
@@ -112,7 +109,7 @@ int http_xfer_wait(lua_State *L, http_xfer *x, int what, int idx, lua_KFunction 
 /* ---- setup.c ---- */
 /* [-0, +0, v] configure x->easy from the spec table at `spec`; values whose memory curl
 ** borrows are anchored in a table in uservalue 1 of the transfer userdata at `ud` (made on
-** first use). Sets x->dirty when it sets an option http_setup does not set on every request. */
+** first use). */
 void http_setup(lua_State *L, int spec, int ud, http_xfer *x);
 
 /* ---- response.c ---- */

@@ -278,20 +278,13 @@ CURL *http_easy_get(void) {
   return e;
 }
 
-/* back to the pool: reset to the defaults if the request set more than http_setup sets on
-** every request; the pointers into the finished transfer are cleared in any case */
-static void easy_put(CURL *e, int dirty) {
+/* back to the pool, reset to the defaults: libcurl before 8.17 counts reconnects of died
+** keep-alive connections per handle, not per request, and only a reset clears the count
+** (a pooled handle would fail its sixth reconnect ever: "Connection died, tried 5 times") */
+static void easy_put(CURL *e) {
   if (G && G->npool < POOL_MAX) {
-    if (dirty) {
-      curl_easy_reset(e);
-      easy_defaults(e);
-    } else {
-      curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
-      curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
-      curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
-      curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
-      curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
-    }
+    curl_easy_reset(e);
+    easy_defaults(e);
     G->pool[G->npool++] = e;
   } else {
     curl_easy_cleanup(e);
@@ -370,7 +363,7 @@ void http_xfer_release(http_xfer *x) {
     x->state = XF_DONE;
   }
   if (x->easy) {
-    if (G) easy_put(x->easy, x->dirty); else curl_easy_cleanup(x->easy);
+    if (G) easy_put(x->easy); else curl_easy_cleanup(x->easy);
     x->easy = NULL;
   }
   if (x->headers) {

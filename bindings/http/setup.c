@@ -121,8 +121,6 @@ static void set_url(lua_State *L, int spec, http_xfer *x) {
   /* https may be HTTP/2: wait for a connection being set up to the host rather than open
   ** another, so that concurrent requests share one connection as streams */
   curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, strncasecmp(url, "https:", 6) == 0 ? 1L : 0L);
-  /* credentials in the URL: leave nothing of them in a pooled handle's state */
-  if (memchr(url, '@', len)) x->dirty = 1;
   CURLcode rc = curl_easy_setopt(x->easy, CURLOPT_URL, url);   /* curl keeps a copy */
   explicit_bzero(url, len);
   free(url);
@@ -174,7 +172,6 @@ static const char *set_body(lua_State *L, int spec, int ud, http_xfer *x, const 
   const char *file = opsh_opt_string(L, spec, "body_file", NULL, "http");
   int feed = opt_bool(L, spec, "body_source");
   if (file || feed) {
-    x->dirty = 1;
     x->feed = feed;
     curl_easy_setopt(x->easy, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(x->easy, CURLOPT_READFUNCTION, feed ? http_on_feed : http_on_read);
@@ -190,7 +187,6 @@ static const char *set_body(lua_State *L, int spec, int ud, http_xfer *x, const 
     return file;
   }
   int t = field(L, spec, "body");
-  if (t != LUA_TNIL || strcmp(method, "GET") != 0) x->dirty = 1;
   if (t != LUA_TNIL) {
     size_t len;
     const char *body = opsh_secret_check(L, -1, &len);
@@ -219,7 +215,6 @@ static void set_pem(lua_State *L, int spec, int ud, http_xfer *x, const char *na
     lua_pop(L, 1);
     return;
   }
-  x->dirty = 1;
   size_t len;
   const char *s = opsh_secret_check(L, -1, &len);
   if (is_pem(s, len)) {
@@ -236,7 +231,6 @@ static void set_pem(lua_State *L, int spec, int ud, http_xfer *x, const char *na
 
 static void set_tls(lua_State *L, int spec, int ud, http_xfer *x) {
   if (opt_bool(L, spec, "insecure")) {
-    x->dirty = 1;
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(x->easy, CURLOPT_SSL_VERIFYHOST, 0L);
   }
@@ -284,19 +278,16 @@ void http_setup(lua_State *L, int spec, int ud, http_xfer *x) {
   x->idle_ms = idle > 0 ? (uint64_t)idle : 0;
   long low_speed = opt_long(L, spec, "low_speed_limit", 0);
   if (low_speed > 0) {
-    x->dirty = 1;
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, low_speed);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, opt_long(L, spec, "low_speed_time", 30));
   }
   http_secret_setup(L, spec, x);
   if (x->follow) {
-    x->dirty = 1;
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
   }
   const char *proxy = opsh_opt_string(L, spec, "proxy", NULL, "http");
   if (proxy) {
-    x->dirty = 1;
     curl_easy_setopt(e, CURLOPT_PROXY, proxy);
   }
   /* last: once the file is being opened, its completion starts the transfer */

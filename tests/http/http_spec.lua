@@ -754,6 +754,16 @@ http {
       assert.is_true(http.get(base .. "/count/ka-resets"):json().count >= resets + 40)
     end)
 
+    it("reconnects every GET whose reused connection died, however many a pooled handle met before", function()
+      -- libcurl before 8.17 counts these reconnects per easy handle, not per request, and fails the
+      -- sixth one it meets ("Connection died, tried 5 times"): a pooled handle must start from zero
+      local resets = http.get(base .. "/count/ka-resets"):json().count
+      for _ = 1, 12 do
+        assert.are.equal(0, http.get(base .. "/ka/1", {retries = 0}):json().bytes)
+      end
+      assert.is_true(http.get(base .. "/count/ka-resets"):json().count >= resets + 10)
+    end)
+
     it("aborts the transfer when the task is cancelled", function()
       local t = opsh.spawn(http.get, base .. "/drip/c1")
       drip_state("c1", "sending")
